@@ -1,0 +1,180 @@
+//! A run's store data: every capability's state, built in one place.
+//!
+//! [`RunState::new`] is the one constructor that turns a run's
+//! [`RunGrants`] into WASI context, capped stdio, filesystem grants, network
+//! hooks and memory limits. Nothing is ambient: no environment, no inherited
+//! stdio, no network, no preopens other than the grants. Each capability's
+//! host code sees only its own slice through its view.
+
+use crate::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
+use crate::fs::host::{FsState, FsView, RecordingFs};
+use crate::fs::{Area, FsGrants};
+use crate::limits::MemoryLimiter;
+use crate::net::{self, HttpHooks};
+use crate::output::CappedOutput;
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Everything a run is granted, already validated against its profile.
+#[derive(Debug, Clone)]
+pub struct RunGrants {
+    /// Program name and arguments (`argv`), for command tools.
+    pub args: Vec<String>,
+    /// The whole of the guest's stdin.
+    pub stdin: Vec<u8>,
+    /// Filesystem grants.
+    pub fs: FsGrants,
+    /// Cap on each of stdout and stderr, in bytes.
+    pub output_cap: usize,
+    /// The output cap as the profile spells it.
+    pub output_label: String,
+    /// Cap on each linear memory, in bytes.
+    pub memory_cap: usize,
+    /// The memory cap as the profile spells it.
+    pub memory_label: String,
+}
+
+/// The run's store data (`Store<RunState>`).
+pub struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    http_hooks: HttpHooks,
+    fs: FsState,
+    evidence: Arc<dyn EvidenceSink>,
+    limiter: MemoryLimiter,
+    stdout: CappedOutput,
+    stderr: CappedOutput,
+}
+
+impl RunState {
+    /// Builds the sandbox for one run from its grants. Every capability the
+    /// guest has is added here.
+    pub fn new(grants: RunGrants, evidence: Arc<dyn EvidenceSink>) -> wasmtime::Result<Self> {
+        let stdout = CappedOutput::new("stdout", grants.output_cap, grants.output_label.clone());
+        let stderr = CappedOutput::new("stderr", grants.output_cap, grants.output_label.clone());
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .args(&grants.args)
+            .stdin(MemoryInputPipe::new(grants.stdin))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(net::socket_check(Arc::clone(&evidence)));
+        builder.preopened_dir(&grants.fs.root, "/", FsPerms::ReadOnly)?;
+        for mount in &grants.fs.mounts {
+            builder.preopened_dir(&mount.host, &mount.guest, perms(mount.mode))?;
+        }
+        if let Some(scratch) = &grants.fs.scratch {
+            let area = grants.fs.area_path(Area::Scratch).to_owned();
+            builder.preopened_dir(&scratch.host, area, FsPerms::ReadWrite)?;
+        }
+        Ok(RunState {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_hooks: HttpHooks::new(Arc::clone(&evidence)),
+            fs: FsState::new(grants.fs),
+            limiter: MemoryLimiter::new(grants.memory_cap, grants.memory_label),
+            evidence,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Appends an event to the run's log; the error aborts the run.
+    pub fn record(&self, event: EventDraft) -> Result<(), EvidenceUnavailable> {
+        self.evidence.append(event)
+    }
+
+    /// The run's evidence log.
+    pub fn evidence(&self) -> &Arc<dyn EvidenceSink> {
+        &self.evidence
+    }
+
+    /// The memory limiter (for `Store::limiter`).
+    pub fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+
+    /// The memory limiter, to read what it saw.
+    pub fn memory_limiter(&self) -> &MemoryLimiter {
+        &self.limiter
+    }
+
+    /// Captured stdout.
+    pub fn stdout(&self) -> &CappedOutput {
+        &self.stdout
+    }
+
+    /// Captured stderr.
+    pub fn stderr(&self) -> &CappedOutput {
+        &self.stderr
+    }
+
+    /// Records what remains to be recorded when the guest has finished:
+    /// reads of files still open, and the captured output streams.
+    pub fn finish(&mut self) -> Result<(), EvidenceUnavailable> {
+        self.fs.finish(self.evidence.as_ref())?;
+        self.evidence.append(self.stdout.event())?;
+        self.evidence.append(self.stderr.event())
+    }
+
+    fn fs_view(&mut self) -> FsView<'_> {
+        FsView {
+            wasi: WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            state: &mut self.fs,
+            evidence: &self.evidence,
+        }
+    }
+}
+
+fn perms(mode: crate::fs::MountMode) -> FsPerms {
+    match mode {
+        crate::fs::MountMode::ReadOnly => FsPerms::ReadOnly,
+        crate::fs::MountMode::ReadWrite => FsPerms::ReadWrite,
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.http_hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// Adds every interface a tool may import to `linker`: WASI 0.2 and
+/// `wasi:http` from wasmtime-wasi, with the filesystem replaced by the
+/// recording implementation, plus `airlock:host`.
+pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    linker.allow_shadowing(true);
+    {
+        use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
+        types::add_to_linker::<RunState, RecordingFs>(linker, RunState::fs_view)?;
+        preopens::add_to_linker::<RunState, RecordingFs>(linker, RunState::fs_view)?;
+    }
+    linker.allow_shadowing(false);
+    crate::tool::Tool::add_to_linker::<RunState, HasSelf<RunState>>(linker, |s| s)?;
+    Ok(())
+}

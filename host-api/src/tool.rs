@@ -1,0 +1,81 @@
+//! The `airlock:host` interfaces a tool imports, and the bindings for
+//! calling the `tool` world's exports.
+//!
+//! `evidence.note` records the tool's annotation. `credentials.token` and
+//! `approval.request` are refused and recorded: this version of airlock has
+//! no `[credentials]` or `[[approval]]` profile sections, so nothing can be
+//! granted (deny by default), and a tool that asks is visible in evidence.
+
+use crate::evidence::{Decision, EventDraft};
+use crate::state::RunState;
+
+/// Bindings generated from `wit/` (documented there).
+#[allow(missing_docs)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "tool",
+        imports: { default: trappable },
+        exports: { default: async },
+    });
+}
+
+use bindings::airlock;
+pub use bindings::airlock::host::approval::Decision as ApprovalDecision;
+pub use bindings::airlock::host::types::ToolInfo;
+pub use bindings::{Tool, ToolPre};
+
+/// Longest note key, in bytes (bounds a guest-controlled allocation in the
+/// evidence log).
+pub const MAX_NOTE_KEY_BYTES: usize = 256;
+/// Longest note value, in bytes (the log keeps notes verbatim).
+pub const MAX_NOTE_VALUE_BYTES: usize = 64 * 1024;
+
+impl airlock::host::evidence::Host for RunState {
+    fn note(&mut self, key: String, value: String) -> wasmtime::Result<Result<(), String>> {
+        if key.len() > MAX_NOTE_KEY_BYTES || value.len() > MAX_NOTE_VALUE_BYTES {
+            return Ok(Err(format!(
+                "note refused: key is limited to {MAX_NOTE_KEY_BYTES} bytes and value to {MAX_NOTE_VALUE_BYTES} bytes"
+            )));
+        }
+        self.record(
+            EventDraft::new("note")
+                .target(key)
+                .field("value", value),
+        )?;
+        Ok(Ok(()))
+    }
+}
+
+impl airlock::host::credentials::Host for RunState {
+    fn token(&mut self, audience: String) -> wasmtime::Result<Result<String, String>> {
+        let rule = "credentials: the profile grants no credentials (deny by default)";
+        self.record(
+            EventDraft::new("credential.issue")
+                .decision(Decision::Denied)
+                .target(audience.clone())
+                .field("rule", rule),
+        )?;
+        Ok(Err(format!("no token for audience {audience:?}: refused by {rule}")))
+    }
+}
+
+impl airlock::host::approval::Host for RunState {
+    fn request(
+        &mut self,
+        action: String,
+        detail: String,
+    ) -> wasmtime::Result<Result<ApprovalDecision, String>> {
+        let rule = "approval: the profile has no rule for tool requests (deny by default)";
+        self.record(
+            EventDraft::new("approval.request")
+                .decision(Decision::Denied)
+                .target(action.clone())
+                .field("detail_bytes", detail.len() as u64)
+                .field("rule", rule),
+        )?;
+        Ok(Err(format!("approval for {action:?} refused by {rule}")))
+    }
+}
+
+impl airlock::host::types::Host for RunState {}

@@ -1,0 +1,491 @@
+//! The `airlock` command line: parses arguments, calls the library, prints
+//! results and maps failures to DESIGN.md's exit codes. Nothing here
+//! decides policy.
+
+use crate::engine::{LoadError, Runtime};
+use crate::evidence::{Store, Verification, verify_all, verify_run};
+use crate::home::Home;
+use crate::keys::{RunnerKey, TrustedKeys};
+use crate::profile::{self, ProfileError};
+use crate::run::{RunError, RunReport, RunRequest, RunStatus, Runner};
+use clap::{Args, Parser, Subcommand};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: evidence could not be made durable.
+pub const EXIT_EVIDENCE: i32 = 6;
+/// Exit code of `runs verify` when evidence is not intact.
+pub const EXIT_TAMPERED: i32 = 1;
+
+/// Most stdin a command tool can be given (held in memory for the run).
+const MAX_STDIN: u64 = 64 << 20;
+
+#[derive(Parser, Debug)]
+#[command(name = "airlock", version, about = "Run AI-agent tools as WebAssembly components in capability-scoped sandboxes, with signed evidence of every side effect.")]
+struct Cli {
+    /// State directory (evidence store, runner key, compile cache).
+    #[arg(long, global = true, env = "AIRLOCK_HOME")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a tool component under a profile.
+    Run(RunArgs),
+    /// List, check and show execution profiles.
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+    /// Inspect, verify and export the evidence of runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Manage the runner's signing key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Args, Debug)]
+struct ProfilesDir {
+    /// Directory of profile files.
+    #[arg(long, default_value = "profiles")]
+    profiles: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Profile name (`DIR/NAME.toml`); defaults to `default`.
+    #[arg(long, default_value = "default")]
+    profile: String,
+    #[command(flatten)]
+    dir: ProfilesDir,
+    /// JSON input for the tool, or @FILE to read it from a file.
+    #[arg(long)]
+    input: Option<String>,
+    /// Why the run happens (recorded in evidence).
+    #[arg(long)]
+    intent: Option<String>,
+    /// Who asked for the run (recorded in evidence).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Key identifying retries of the same action (recorded in evidence).
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Print a machine-readable result instead of the tool's output.
+    #[arg(long)]
+    json: bool,
+    /// The tool component (`.wasm`).
+    tool: PathBuf,
+    /// Arguments for a command tool.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ProfilesCommand {
+    /// List the profiles in the directory, with any errors.
+    List(ProfilesDir),
+    /// Validate profiles (all, or the named ones); exit 2 if any is invalid.
+    Check {
+        #[command(flatten)]
+        dir: ProfilesDir,
+        /// Profile names (default: all).
+        names: Vec<String>,
+    },
+    /// Show one profile as validated (paths resolved).
+    Show {
+        #[command(flatten)]
+        dir: ProfilesDir,
+        /// Profile name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsCommand {
+    /// List recent runs.
+    List {
+        /// At most this many runs.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run and its evidence timeline.
+    Show {
+        /// Run id or unique prefix.
+        id: String,
+        /// Print the events as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check hash chains, seals and the seal chain.
+    Verify {
+        /// Run id or unique prefix.
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        /// Verify every run and the chain of seals.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Export a run's events.
+    Export {
+        /// Run id or unique prefix.
+        id: String,
+        /// Format (`jsonl`: one event per line).
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        format: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Create the runner's Ed25519 signing key.
+    Init,
+    /// Show the runner's key id and public key.
+    Show,
+}
+
+/// A failure with its exit code and message.
+struct Failure {
+    code: i32,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ProfileError> for Failure {
+    fn from(e: ProfileError) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<LoadError> for Failure {
+    fn from(e: LoadError) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<crate::evidence::StoreError> for Failure {
+    fn from(e: crate::evidence::StoreError) -> Self {
+        Failure {
+            code: EXIT_EVIDENCE,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::keys::KeyError> for Failure {
+    fn from(e: crate::keys::KeyError) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+/// Runs the CLI with the process's arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("airlock: {}", f.message);
+            f.code
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Failure> {
+    let root = cli.home.clone().unwrap_or_else(Home::default_root);
+    let home = || {
+        Home::open(&root).map_err(|e| Failure::usage(format!("state directory {}: {e} (set --home or AIRLOCK_HOME)", root.display())))
+    };
+    match cli.command {
+        Command::Run(args) => run(home()?, args),
+        Command::Profiles(cmd) => profiles(cmd),
+        Command::Runs(cmd) => runs(home()?, cmd),
+        Command::Keys(cmd) => keys(home()?, cmd),
+    }
+}
+
+/// Opens the store and seals runs whose runner died.
+fn open_store(home: &Home) -> Result<Store, Failure> {
+    let store = Store::open(home.root())?;
+    if let Ok(key) = RunnerKey::load(home.root()) {
+        for run_id in store.recover_interrupted(&key)? {
+            home.remove_run_tmp(&run_id);
+            eprintln!("airlock: run {run_id} was interrupted (its runner ended); marked interrupted and sealed");
+        }
+    }
+    Ok(store)
+}
+
+fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
+    let profile = profile::load(&args.dir.profiles, &args.profile)?;
+    if !args.tool.is_file() {
+        return Err(Failure::usage(format!("tool {}: not found (give the path of a .wasm component)", args.tool.display())));
+    }
+    let input = match &args.input {
+        Some(text) => Some(read_input(text)?),
+        None => None,
+    };
+    let (key, created) = RunnerKey::load_or_init(home.root())?;
+    if created {
+        eprintln!("airlock: created runner key {} in {}", key.key_id(), home.root().display());
+    }
+    let store = open_store(&home)?;
+    let runtime = Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
+    let tool = runtime.load(&args.tool)?;
+    let stdin = if tool.world == crate::engine::World::Command && !std::io::stdin().is_terminal() {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .take(MAX_STDIN)
+            .read_to_end(&mut buf)
+            .map_err(|e| Failure::usage(format!("reading stdin: {e}")))?;
+        buf
+    } else {
+        Vec::new()
+    };
+    let request = RunRequest {
+        tool_name: tool_name(&args.tool),
+        input,
+        args: args.args.clone(),
+        stdin,
+        intent: args.intent.clone(),
+        actor: args.actor.clone(),
+        idempotency_key: args.idempotency_key.clone(),
+    };
+    let runner = Runner {
+        runtime,
+        store,
+        key,
+        home,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
+    let report = rt.block_on(runner.run(&tool, &profile, request));
+    let report = match report {
+        Ok(report) => report,
+        Err(RunError::Sandbox { profile, reason }) => {
+            return Err(Failure::usage(format!("sandbox for profile {profile}: {reason}")));
+        }
+        Err(e) => {
+            return Err(Failure {
+                code: EXIT_EVIDENCE,
+                message: e.to_string(),
+            });
+        }
+    };
+    print_report(&report, args.json);
+    Ok(report.exit_code)
+}
+
+fn read_input(text: &str) -> Result<String, Failure> {
+    let body = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("--input @{path}: {e}")))?,
+        None => text.to_owned(),
+    };
+    serde_json::from_str::<serde_json::Value>(&body)
+        .map_err(|e| Failure::usage(format!("--input is not valid JSON: {e} (pass a JSON document or @FILE)")))?;
+    Ok(body)
+}
+
+fn tool_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tool".into())
+}
+
+fn print_report(report: &RunReport, json: bool) {
+    if json {
+        let mut value = serde_json::to_value(report).unwrap_or_default();
+        if let Some(parsed) = report.output.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()) {
+            value["output"] = parsed;
+        }
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&report.stdout);
+    if let Some(output) = &report.output {
+        let _ = writeln!(out, "{output}");
+    }
+    let _ = out.flush();
+    let _ = std::io::stderr().write_all(&report.stderr);
+    let summary = format!(
+        "run {} {} · {} events sealed · {} ms · fuel {}/{}",
+        report.run_id,
+        report.status.as_str(),
+        report.events,
+        report.usage.duration_ms,
+        report.usage.fuel_consumed,
+        report.usage.fuel_limit
+    );
+    match (&report.error, report.status) {
+        (Some(error), status) if status != RunStatus::Ok => {
+            eprintln!("airlock: {summary}\nairlock: {error}");
+            if let Some(runbook) = &report.runbook {
+                eprintln!("airlock: runbook: {runbook}");
+            }
+        }
+        _ => eprintln!("airlock: {summary}"),
+    }
+}
+
+fn profiles(cmd: ProfilesCommand) -> Result<i32, Failure> {
+    match cmd {
+        ProfilesCommand::List(dir) => {
+            println!("{:<24} {:<16} {:<7} {}", "NAME", "CATEGORY", "RISK", "STATUS");
+            for loaded in profile::load_dir(&dir.profiles)? {
+                match loaded {
+                    Ok(p) => println!("{:<24} {:<16} {:<7} ok", p.name, p.category, p.risk),
+                    Err(e) => {
+                        let name = e.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        println!("{name:<24} {:<16} {:<7} invalid: {e}", "-", "-");
+                    }
+                }
+            }
+            Ok(0)
+        }
+        ProfilesCommand::Check { dir, names } => {
+            let results = if names.is_empty() {
+                profile::load_dir(&dir.profiles)?
+            } else {
+                names.iter().map(|n| profile::load(&dir.profiles, n)).collect()
+            };
+            let mut bad = 0;
+            for result in &results {
+                match result {
+                    Ok(p) => println!("ok       {}", p.source.display()),
+                    Err(e) => {
+                        bad += 1;
+                        println!("invalid  {e}");
+                    }
+                }
+            }
+            if bad > 0 {
+                return Err(Failure::usage(format!("{bad} of {} profile(s) invalid", results.len())));
+            }
+            Ok(0)
+        }
+        ProfilesCommand::Show { dir, name } => {
+            let p = profile::load(&dir.profiles, &name)?;
+            println!("{}", serde_json::to_string_pretty(&p.to_json()).unwrap_or_default());
+            Ok(0)
+        }
+    }
+}
+
+fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
+    let store = open_store(&home)?;
+    match cmd {
+        RunsCommand::List { limit, json } => {
+            let rows = store.list_runs(limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                return Ok(0);
+            }
+            println!("{:<36}  {:<16} {:<16} {:<11} {:<24} {:>9} {:>6}", "RUN", "TOOL", "PROFILE", "STATUS", "STARTED", "DURATION", "EVENTS");
+            for r in rows {
+                println!(
+                    "{:<36}  {:<16} {:<16} {:<11} {:<24} {:>9} {:>6}",
+                    r.id,
+                    r.tool,
+                    r.profile,
+                    r.status,
+                    r.started_at,
+                    duration_between(&r.started_at, r.ended_at.as_deref()),
+                    r.event_count
+                );
+            }
+            Ok(0)
+        }
+        RunsCommand::Show { id, json } => {
+            let row = store.run(&id)?;
+            let events = store.events(&row.id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&events).unwrap_or_default());
+                return Ok(0);
+            }
+            println!("run      {}", row.id);
+            println!("tool     {} ({})", row.tool, row.tool_digest);
+            println!("profile  {}", row.profile);
+            println!("status   {} (exit {})", row.status, row.exit_code.map_or("-".into(), |c| c.to_string()));
+            println!("started  {}", row.started_at);
+            println!("events   {}", events.len());
+            println!();
+            for e in &events {
+                println!("{}", e.timeline_line());
+            }
+            Ok(0)
+        }
+        RunsCommand::Export { id, format: _ } => {
+            let row = store.run(&id)?;
+            let mut out = std::io::stdout().lock();
+            for e in store.events(&row.id)? {
+                let _ = writeln!(out, "{}", serde_json::to_string(&e).unwrap_or_default());
+            }
+            Ok(0)
+        }
+        RunsCommand::Verify { id, all } => {
+            let keys = TrustedKeys::load(home.root())?;
+            if all {
+                let report = verify_all(&store, &keys)?;
+                println!("{report:?}");
+                return Ok(if report.is_intact() { 0 } else { EXIT_TAMPERED });
+            }
+            let Some(id) = id else {
+                return Err(Failure::usage("give a run id or --all"));
+            };
+            let row = store.run(&id)?;
+            match verify_run(&store, &keys, &row.id)? {
+                v @ Verification::Intact { .. } => {
+                    println!("run {}: {v:?}", row.id);
+                    Ok(0)
+                }
+                v => {
+                    println!("run {}: {v:?}", row.id);
+                    Ok(EXIT_TAMPERED)
+                }
+            }
+        }
+    }
+}
+
+fn duration_between(start: &str, end: Option<&str>) -> String {
+    let parse = |s: &str| humantime::parse_rfc3339(s).ok();
+    match (parse(start), end.and_then(parse)) {
+        (Some(a), Some(b)) => match b.duration_since(a) {
+            Ok(d) => format!("{} ms", d.as_millis()),
+            Err(_) => "-".into(),
+        },
+        _ => "-".into(),
+    }
+}
+
+fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
+    let key = match cmd {
+        KeysCommand::Init => RunnerKey::init(home.root())?,
+        KeysCommand::Show => RunnerKey::load(home.root())?,
+    };
+    println!("key id      {}", key.key_id());
+    println!("public key  {}", key.public_key_hex());
+    println!("algorithm   Ed25519");
+    Ok(0)
+}

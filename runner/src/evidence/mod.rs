@@ -1,0 +1,201 @@
+//! The evidence store: one durable, hash-chained, signed log per run.
+//!
+//! Host code reports every decision and side effect as an
+//! [`EventDraft`](airlock_host_api::evidence::EventDraft) to a [`RunLog`]
+//! (the run's [`EvidenceSink`](airlock_host_api::evidence::EvidenceSink)).
+//! The log gives each event its `seq`, `ts`, `prev` (the previous event's
+//! hash) and `hash` (SHA-256 of the RFC 8785 canonical JSON of the rest) and
+//! commits it to SQLite before the host call returns. When the run ends,
+//! [`RunLog::seal`] signs the chain head with the runner key; each seal also
+//! names the previous seal, so the seals form one global chain.
+//!
+//! Modules:
+//! - [`schema`]: the SQLite file, connection settings and versioned migrations;
+//! - [`chain`]: the [`Event`] model, canonical encoding and hashing;
+//! - [`store`]: [`Store`] (open, begin runs, queries, crash recovery);
+//! - [`runlog`]: [`RunLog`], the per-run appender and sealer;
+//! - [`seal`]: [`Seal`], the signed statement over a run's chain head;
+//! - [`verify`]: [`verify_run`] / [`verify_all`] and the [`Problem`]s they report.
+//!
+//! What it defends against:
+//! - **Lost evidence on a crash.** Each event is its own committed WAL
+//!   transaction before `append` returns (survives the process being
+//!   killed); each seal is committed with `synchronous = FULL`, which fsyncs
+//!   the WAL and with it every earlier event (survives power loss).
+//! - **Edits to the database after the fact.** Editing, deleting, inserting
+//!   or reordering events breaks the hash chain or disagrees with the signed
+//!   seal; forging a seal needs the runner's private key; deleting a whole
+//!   run leaves a hole in the global seal chain. Verification trusts only
+//!   keys from `home/keys/*.pub`, never the database.
+//! - **Unrecorded runs.** A run whose owner process dies stays `running`
+//!   with a dead lock file; [`Store::recover_interrupted`] closes and seals
+//!   it as `interrupted`, so every run ends sealed.
+//! - **Tampered rows turning into crashes or path tricks.** Nothing read
+//!   from the database is unwrapped; run ids are re-parsed as UUIDs before
+//!   they name a lock file.
+//!
+//! Known limit: deleting the *newest* seals together with their runs
+//! (truncating the tail) leaves no hole behind; only a copy of the latest
+//! seal kept elsewhere (`airlock runs verify` prints its position) detects it.
+
+pub mod chain;
+pub mod runlog;
+pub mod schema;
+pub mod seal;
+pub mod store;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use chain::{ENVELOPE_FIELDS, Event, GENESIS_PREV};
+pub use runlog::{RunLog, RunOutcome};
+pub use seal::Seal;
+pub use store::{
+    INTERRUPTED_EXIT_CODE, INTERRUPTED_REASON, MIN_PREFIX_LEN, RunMeta, RunRow, Store,
+};
+pub use verify::{Problem, RunVerification, Verification, VerifyReport, verify_all, verify_run};
+
+use std::path::PathBuf;
+
+/// Why an evidence-store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused an operation.
+    #[error("evidence store: {action}: {reason}")]
+    Sqlite {
+        /// What we were doing, e.g. "inserting the seal".
+        action: &'static str,
+        /// SQLite's reason in plain words (see [`schema::describe_sqlite_error`]).
+        reason: String,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A file or directory of the store could not be created or used.
+    #[error("evidence store: {}: {source}", path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database was written by a newer airlock with a schema we do not know.
+    #[error(
+        "evidence store {}: schema version {found} is newer than this airlock understands ({supported}); upgrade airlock",
+        path.display()
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// `PRAGMA user_version` found in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The database file could not be switched to WAL mode.
+    #[error("evidence store {}: could not enable WAL journaling (journal_mode is {mode})", path.display())]
+    NotWal {
+        /// The database file.
+        path: PathBuf,
+        /// The journal mode SQLite reported instead.
+        mode: String,
+    },
+    /// Stored data cannot be decoded (the database was edited or damaged).
+    /// `airlock runs verify` says which event and why.
+    #[error(
+        "evidence store: run {run_id}: {reason} (the database may have been edited; run `airlock runs verify`)"
+    )]
+    Corrupt {
+        /// The run whose data is unreadable.
+        run_id: String,
+        /// What could not be decoded.
+        reason: String,
+    },
+    /// No run has this id or id prefix.
+    #[error("no run {query} in the evidence store (`airlock runs list` shows the runs)")]
+    RunNotFound {
+        /// The id or prefix asked for.
+        query: String,
+    },
+    /// The prefix matches more than one run.
+    #[error("run id prefix {prefix} is ambiguous: it matches {} (give more characters)", matches.join(", "))]
+    AmbiguousRun {
+        /// The prefix asked for.
+        prefix: String,
+        /// Some of the runs it matches.
+        matches: Vec<String>,
+    },
+    /// The prefix is shorter than [`MIN_PREFIX_LEN`].
+    #[error("run id prefix {prefix} is too short: give at least {MIN_PREFIX_LEN} characters")]
+    PrefixTooShort {
+        /// The prefix asked for.
+        prefix: String,
+    },
+    /// The run is not `running` any more (it was sealed or recovered by
+    /// another process), so it cannot be appended to or sealed again.
+    #[error("run {run_id} is {status}, not running: nothing more can be recorded or sealed for it")]
+    NotRunning {
+        /// The run.
+        run_id: String,
+        /// Its stored status.
+        status: String,
+    },
+    /// A run with this id already exists.
+    #[error("run {run_id} already exists in the evidence store")]
+    DuplicateRun {
+        /// The run id.
+        run_id: String,
+    },
+    /// The run log's lock was poisoned by a panic while appending.
+    #[error("run {run_id}: the evidence log was left inconsistent by a panic in another thread")]
+    Poisoned {
+        /// The run.
+        run_id: String,
+    },
+    /// A signature or seal field could not be built (position overflow).
+    #[error("run {run_id}: {reason}")]
+    SealFailed {
+        /// The run being sealed.
+        run_id: String,
+        /// Why the seal could not be built.
+        reason: String,
+    },
+    /// Canonical JSON encoding failed.
+    #[error("evidence store: could not encode {what} as canonical JSON: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The event draft names a field that collides with the envelope. This is
+    /// a bug in the host code that built the draft, not a storage failure.
+    #[error(
+        "event {kind} has a field named `{field}`, which is reserved for the evidence envelope ({})",
+        ENVELOPE_FIELDS.join(", ")
+    )]
+    ReservedField {
+        /// The event kind.
+        kind: String,
+        /// The colliding field name.
+        field: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn sqlite(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| StoreError::Sqlite {
+            action,
+            reason: schema::describe_sqlite_error(&source),
+            source,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}

@@ -1,0 +1,178 @@
+//! The SQLite file behind the evidence store: connection settings and the
+//! versioned schema.
+//!
+//! Every connection (the store's own and one per running run) is opened by
+//! [`open_connection`], so all of them agree on WAL journaling, the busy
+//! timeout and foreign keys. The schema evolves only by appending to
+//! [`MIGRATIONS`]; `PRAGMA user_version` records how many have been applied,
+//! and they run in one transaction so a crash mid-upgrade leaves the old
+//! schema intact.
+//!
+//! What it defends against: concurrent airlock processes (WAL lets readers
+//! and one writer proceed together; the busy timeout turns brief lock
+//! contention into waiting instead of failure), half-applied upgrades, and a
+//! newer database being misread by an older airlock (refused).
+
+use super::StoreError;
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use std::path::Path;
+use std::time::Duration;
+
+/// File name of the evidence database inside the airlock home.
+pub const DB_FILE: &str = "airlock.db";
+
+/// How long a writer waits for another connection's write lock before
+/// giving up. Protects against spurious failures when several runs (or an
+/// `airlock runs verify` and a run) write at once: SQLite allows one writer
+/// at a time and each event's transaction is short. A writer still blocked
+/// after this long means something holds the database (a stuck process, a
+/// long manual query), and the run is aborted rather than continuing
+/// unrecorded.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one migration per entry, applied in order. Never edit an
+/// applied entry; append a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: runs, events, seals, keys.
+    r#"
+    CREATE TABLE runs (
+        id          TEXT PRIMARY KEY NOT NULL,
+        tool        TEXT NOT NULL,
+        tool_digest TEXT NOT NULL,
+        profile     TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        exit_code   INTEGER,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        event_count INTEGER NOT NULL DEFAULT 0,
+        result      TEXT,
+        pid         INTEGER NOT NULL
+    );
+    CREATE INDEX runs_by_start ON runs(started_at);
+    CREATE INDEX runs_by_status ON runs(status);
+
+    CREATE TABLE events (
+        run_id   TEXT NOT NULL REFERENCES runs(id),
+        seq      INTEGER NOT NULL,
+        ts       TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        decision TEXT,
+        target   TEXT,
+        fields   TEXT NOT NULL,
+        prev     TEXT NOT NULL,
+        hash     TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+
+    CREATE TABLE seals (
+        run_id      TEXT PRIMARY KEY NOT NULL REFERENCES runs(id),
+        position    INTEGER NOT NULL UNIQUE,
+        head_hash   TEXT NOT NULL,
+        event_count INTEGER NOT NULL,
+        prev_seal   TEXT,
+        key_id      TEXT NOT NULL,
+        signature   TEXT NOT NULL,
+        sealed_at   TEXT NOT NULL
+    );
+
+    CREATE TABLE keys (
+        key_id     TEXT PRIMARY KEY NOT NULL,
+        public_key TEXT NOT NULL,
+        added_at   TEXT NOT NULL
+    );
+    "#,
+];
+
+/// Opens (creating if needed) the database at `path` with the settings every
+/// evidence connection uses: WAL, `synchronous = NORMAL`, [`BUSY_TIMEOUT`],
+/// foreign keys on.
+///
+/// `synchronous = NORMAL` in WAL mode: a commit is in the WAL (in the OS page
+/// cache) when it returns, so it survives the process being killed; the WAL
+/// is fsynced at checkpoints and whenever a connection commits with
+/// `synchronous = FULL`, which sealing does (see [`super::RunLog::seal`]).
+pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(StoreError::sqlite("opening the database"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(StoreError::sqlite("setting the busy timeout"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(StoreError::sqlite("enabling WAL journaling"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NotWal {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(StoreError::sqlite("setting synchronous = NORMAL"))?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(StoreError::sqlite("enabling foreign keys"))?;
+    Ok(conn)
+}
+
+/// Applies the migrations `conn` has not seen yet, in one transaction.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::sqlite("starting the schema migration"))?;
+    // Read inside the write transaction: another process may have migrated
+    // between our open and now.
+    let found: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(StoreError::sqlite("reading the schema version"))?;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported,
+        });
+    }
+    if found == supported {
+        return Ok(());
+    }
+    let applied = usize::try_from(found).unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(sql)
+            .map_err(StoreError::sqlite("applying a schema migration"))?;
+        // PRAGMA takes no parameters; the value is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))
+            .map_err(StoreError::sqlite("recording the schema version"))?;
+    }
+    tx.commit()
+        .map_err(StoreError::sqlite("committing the schema migration"))?;
+    tracing::debug!(path = %path.display(), from = found, to = supported, "migrated evidence store");
+    Ok(())
+}
+
+/// SQLite's error in the plain words an operator needs ("database is locked
+/// for more than 5s", "disk full"), for [`StoreError`] and
+/// [`EvidenceUnavailable`](airlock_host_api::evidence::EvidenceUnavailable).
+pub fn describe_sqlite_error(error: &rusqlite::Error) -> String {
+    let Some(code) = error.sqlite_error_code() else {
+        return error.to_string();
+    };
+    let words = match code {
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => format!(
+            "database is locked by another writer for more than {}s",
+            BUSY_TIMEOUT.as_secs()
+        ),
+        ErrorCode::DiskFull => "disk full".to_owned(),
+        ErrorCode::ReadOnly => "database is read-only".to_owned(),
+        ErrorCode::CannotOpen => "database file cannot be opened".to_owned(),
+        ErrorCode::SystemIoFailure => "I/O error writing the database".to_owned(),
+        ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+            "database file is corrupt".to_owned()
+        }
+        ErrorCode::PermissionDenied => "permission denied on the database file".to_owned(),
+        _ => return error.to_string(),
+    };
+    format!("{words} ({error})")
+}

@@ -1,0 +1,820 @@
+//! [`Store`]: the evidence database of an airlock home — opening it,
+//! starting runs, recovering runs whose owner died, and reading runs back.
+//!
+//! Each run in progress holds an exclusive lock on
+//! `home/running/<run_id>.lock` for its whole life. The operating system
+//! drops that lock when the owning process ends, however it ends, so a later
+//! process that can take the lock (or finds no lock file) knows the run's
+//! owner is gone and [`Store::recover_interrupted`] ends and seals the run as
+//! `interrupted`.
+//!
+//! What it defends against:
+//! - **Runs that vanish from the record** when the runner crashes, is killed
+//!   or loses power mid-run: they are closed with a `run.end` event and a seal
+//!   on the next invocation, instead of staying `running` forever.
+//! - **Recovering a live run.** Only a run whose lock can be taken is
+//!   recovered, and the run's status is re-checked inside the recovering
+//!   transaction, so two recovering processes cannot both close it.
+//! - **Tampered rows.** Values read back are decoded without unwrapping;
+//!   undecodable rows become [`StoreError::Corrupt`] (queries) or a
+//!   [`Problem`](super::Problem) (verification). Run ids from the database
+//!   are re-parsed as UUIDs before they name a lock file, so an edited id
+//!   cannot point the runner at another path.
+
+use super::chain::{BuiltEvent, Event, is_envelope_field};
+use super::runlog::{RunLog, RunOutcome};
+use super::schema::{DB_FILE, migrate, open_connection};
+use super::seal::{Seal, seal_in_tx, to_sql_int};
+use super::{GENESIS_PREV, StoreError};
+use crate::keys::RunnerKey;
+use airlock_host_api::evidence::EventDraft;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Shortest run id prefix [`Store::run`] accepts. Eight hex characters of a
+/// UUID v7 are its first 32 timestamp bits (about 49 days at millisecond
+/// resolution split into 4.3 billion slots); shorter prefixes collide too
+/// easily to name a run safely.
+pub const MIN_PREFIX_LEN: usize = 8;
+
+/// Exit code recorded for a run closed by [`Store::recover_interrupted`]. No
+/// process reported an exit code for it; -1 is never a real exit status
+/// (those are 0..=255), so it cannot be mistaken for one.
+pub const INTERRUPTED_EXIT_CODE: i32 = -1;
+
+/// The `reason` field of the `run.end` event written when recovering a run.
+pub const INTERRUPTED_REASON: &str = "the runner process ended before the run finished";
+
+/// Directory under the airlock home holding one lock file per run in progress.
+pub const RUNNING_DIR: &str = "running";
+
+/// What [`Store::begin_run`] records about a new run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMeta {
+    /// The run id (UUID v7).
+    pub id: uuid::Uuid,
+    /// The tool's name.
+    pub tool: String,
+    /// The tool component's digest (`sha256:…`).
+    pub tool_digest: String,
+    /// The execution profile's name.
+    pub profile: String,
+}
+
+/// One row of the `runs` table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    /// Run id (UUID v7, hyphenated, lowercase).
+    pub id: String,
+    /// Tool name.
+    pub tool: String,
+    /// Tool component digest.
+    pub tool_digest: String,
+    /// Profile name.
+    pub profile: String,
+    /// `running`, or the final status: `ok`, `failed`, `denied`, `limit`,
+    /// `approval`, `aborted`, `interrupted`.
+    pub status: String,
+    /// Exit code, once ended ([`INTERRUPTED_EXIT_CODE`] for recovered runs).
+    pub exit_code: Option<i32>,
+    /// Start time, RFC 3339 UTC.
+    pub started_at: String,
+    /// End time, once sealed.
+    pub ended_at: Option<String>,
+    /// Events recorded (updated when the run is sealed).
+    pub event_count: u64,
+    /// JSON summary the runner passed to [`RunLog::seal`]; `null` if none.
+    pub result: Value,
+    /// Process id of the runner that started the run.
+    pub pid: u32,
+}
+
+/// The evidence database of one airlock home (`home/airlock.db`).
+///
+/// `Store` is `Send + Sync`; its own connection (for queries, recovery and
+/// verification) is behind a mutex. Each run gets its own connection in its
+/// [`RunLog`], so concurrent runs in one process do not serialize on it.
+#[derive(Debug)]
+pub struct Store {
+    home: PathBuf,
+    db_path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens `home/airlock.db`, creating the home, the database and its
+    /// schema as needed (see [`super::schema`] for the connection settings).
+    pub fn open(home: &Path) -> Result<Store, StoreError> {
+        create_private_dir(home)?;
+        create_private_dir(&home.join(RUNNING_DIR))?;
+        let db_path = home.join(DB_FILE);
+        let existed = db_path.exists();
+        let mut conn = open_connection(&db_path)?;
+        migrate(&mut conn, &db_path)?;
+        if !existed {
+            // Make the new database file's directory entry durable too.
+            sync_dir(home)?;
+        }
+        Ok(Store {
+            home: home.to_owned(),
+            db_path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The airlock home this store lives in.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the connection cannot leave it half-written:
+        // an open transaction rolls back when dropped.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a run: takes the run's lock file, inserts the run with status
+    /// `running` and this process's pid, and returns its log (with its own
+    /// database connection).
+    pub fn begin_run(&self, meta: RunMeta) -> Result<RunLog, StoreError> {
+        let run_id = meta.id.hyphenated().to_string();
+        // Lock first, row second: a `running` row without a held lock always
+        // means a dead owner, never one that is still starting.
+        let lock_path = lock_path(&self.home, &meta.id);
+        let lock = create_lock(&lock_path, &run_id)?;
+        match self.insert_run(&run_id, &meta) {
+            Ok(conn) => Ok(RunLog::new(run_id, conn, lock, lock_path)),
+            Err(e) => {
+                drop(lock);
+                let _ = fs::remove_file(&lock_path);
+                Err(e)
+            }
+        }
+    }
+
+    fn insert_run(&self, run_id: &str, meta: &RunMeta) -> Result<Connection, StoreError> {
+        let mut conn = open_connection(&self.db_path)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::sqlite("starting the run"))?;
+        let inserted = tx.execute(
+            "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, 0, ?6)",
+            params![
+                run_id,
+                meta.tool,
+                meta.tool_digest,
+                meta.profile,
+                super::chain::now_rfc3339(),
+                std::process::id()
+            ],
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                return Err(StoreError::DuplicateRun {
+                    run_id: run_id.to_owned(),
+                });
+            }
+            Err(e) => return Err(StoreError::sqlite("inserting the run")(e)),
+        }
+        tx.commit()
+            .map_err(StoreError::sqlite("committing the new run"))?;
+        Ok(conn)
+    }
+
+    /// Ends and seals every run still `running` whose owner is gone (its lock
+    /// file can be locked, or is missing): appends a `run.end` event
+    /// `{status: "interrupted", exit_code: -1, reason}` continuing the
+    /// stored chain, and seals the run as `interrupted` with exit code
+    /// [`INTERRUPTED_EXIT_CODE`] and result `null`, in one transaction
+    /// committed with `synchronous = FULL`. Returns the recovered run ids.
+    ///
+    /// Runs whose lock is held (by this or another process) are left alone.
+    /// Call this at the start of every invocation that opens the store.
+    pub fn recover_interrupted(&self, key: &RunnerKey) -> Result<Vec<String>, StoreError> {
+        let candidates: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare("SELECT CAST(id AS TEXT) FROM runs WHERE status = 'running' ORDER BY started_at")
+                .map_err(StoreError::sqlite("listing running runs"))?;
+            let ids = stmt
+                .query_map([], |row| row.get::<_, Option<String>>(0))
+                .map_err(StoreError::sqlite("listing running runs"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::sqlite("listing running runs"))?;
+            ids.into_iter().flatten().collect()
+        };
+
+        let mut recovered = Vec::new();
+        for run_id in candidates {
+            let Ok(uuid) = uuid::Uuid::parse_str(&run_id) else {
+                tracing::warn!(
+                    run_id = %run_id,
+                    "a running run's id is not a UUID (edited database?); not recovering it"
+                );
+                continue;
+            };
+            let lock_path = lock_path(&self.home, &uuid);
+            let Some(lock) = try_take_lock(&lock_path)? else {
+                continue; // owner alive
+            };
+            let outcome = self.recover_one(&run_id, key);
+            // We hold the lock, so no owner is using this file; remove it
+            // whether or not the run still needed recovering.
+            let _ = fs::remove_file(&lock_path);
+            drop(lock);
+            if outcome? {
+                tracing::warn!(run_id = %run_id, "recovered interrupted run");
+                recovered.push(run_id);
+            }
+        }
+        Ok(recovered)
+    }
+
+    fn recover_one(&self, run_id: &str, key: &RunnerKey) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(StoreError::sqlite(
+                "setting synchronous = FULL for recovery",
+            ))?;
+        let result = recover_in_tx(&mut conn, run_id, key);
+        let restore = conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(StoreError::sqlite("restoring synchronous = NORMAL"));
+        let recovered = result?;
+        restore?;
+        Ok(recovered)
+    }
+
+    /// The newest `limit` runs, newest first.
+    pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn();
+        query_runs(
+            &conn,
+            &format!("{RUN_COLUMNS} ORDER BY started_at DESC, id DESC LIMIT ?1"),
+            params![limit],
+        )
+    }
+
+    /// The run with id `id_or_prefix`, or the one run whose id starts with it
+    /// (at least [`MIN_PREFIX_LEN`] characters).
+    pub fn run(&self, id_or_prefix: &str) -> Result<RunRow, StoreError> {
+        let query = id_or_prefix.trim().to_ascii_lowercase();
+        let conn = self.conn();
+        let exact = query_runs(
+            &conn,
+            &format!("{RUN_COLUMNS} WHERE id = ?1"),
+            params![query],
+        )?;
+        if let Some(row) = exact.into_iter().next() {
+            return Ok(row);
+        }
+        if query.len() < MIN_PREFIX_LEN {
+            return Err(StoreError::PrefixTooShort { prefix: query });
+        }
+        let mut matches = query_runs(
+            &conn,
+            &format!("{RUN_COLUMNS} WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id LIMIT 6"),
+            params![query],
+        )?;
+        match matches.len() {
+            0 => Err(StoreError::RunNotFound { query }),
+            1 => Ok(matches.remove(0)),
+            _ => Err(StoreError::AmbiguousRun {
+                prefix: query,
+                matches: matches.into_iter().take(5).map(|r| r.id).collect(),
+            }),
+        }
+    }
+
+    /// The events of `run_id`, ordered by `seq`. Fails with
+    /// [`StoreError::Corrupt`] on a row that cannot be decoded; use
+    /// [`super::verify_run`] to find out what was done to it.
+    pub fn events(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
+        let conn = self.conn();
+        let rows = load_raw_events(&conn, run_id)?;
+        rows.iter()
+            .map(|row| {
+                row.decode(run_id).map_err(|reason| StoreError::Corrupt {
+                    run_id: run_id.to_owned(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    /// The ids of all runs, oldest first.
+    pub fn run_ids(&self) -> Result<Vec<String>, StoreError> {
+        load_run_ids(&self.conn())
+    }
+
+    /// The seal of `run_id`, if it has one.
+    pub fn seal(&self, run_id: &str) -> Result<Option<Seal>, StoreError> {
+        let conn = self.conn();
+        let raw = load_raw_seals(&conn, Some(run_id))?;
+        match raw.into_iter().next() {
+            None => Ok(None),
+            Some(raw) => raw
+                .decode()
+                .map(Some)
+                .map_err(|reason| StoreError::Corrupt {
+                    run_id: run_id.to_owned(),
+                    reason,
+                }),
+        }
+    }
+
+    /// Runs `f` with the store's connection (for verification).
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.conn())
+    }
+}
+
+/// Appends the interrupted `run.end` and seals `run_id` inside one
+/// transaction. `Ok(false)` if the run was no longer `running`.
+fn recover_in_tx(conn: &mut Connection, run_id: &str, key: &RunnerKey) -> Result<bool, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::sqlite("starting recovery"))?;
+    match run_status(&tx, run_id)? {
+        Some(status) if status == "running" => {}
+        _ => return Ok(false),
+    }
+    // Continue from the last stored event. If the stored chain was edited
+    // while the owner was dead, verification reports it; the seal covers
+    // what is there.
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, CAST(hash AS TEXT) FROM events
+             WHERE run_id = ?1 AND typeof(seq) = 'integer'
+             ORDER BY seq DESC LIMIT 1",
+            params![run_id],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
+            },
+        )
+        .optional()
+        .map_err(StoreError::sqlite("reading the last event"))?;
+    let (seq, prev) = match last {
+        None => (1, GENESIS_PREV.to_owned()),
+        Some((seq, hash)) => {
+            let next = u64::try_from(seq.max(0))
+                .ok()
+                .and_then(|s| s.checked_add(1))
+                .ok_or_else(|| StoreError::Corrupt {
+                    run_id: run_id.to_owned(),
+                    reason: format!("the last event's seq {seq} cannot be followed"),
+                })?;
+            (next, hash)
+        }
+    };
+    let draft = EventDraft::new("run.end")
+        .field("status", "interrupted")
+        .field("exit_code", INTERRUPTED_EXIT_CODE)
+        .field("reason", INTERRUPTED_REASON);
+    let built = Event::build(run_id, seq, &prev, draft)?;
+    insert_event(&tx, &built)?;
+    let seal = seal_in_tx(&tx, run_id, &built.event.hash, seq, key)?;
+    let outcome = RunOutcome {
+        status: "interrupted".to_owned(),
+        exit_code: INTERRUPTED_EXIT_CODE,
+        result: Value::Null,
+    };
+    finish_run(&tx, run_id, &outcome, seq, &seal.sealed_at)?;
+    tx.commit()
+        .map_err(StoreError::sqlite("committing the recovery"))?;
+    Ok(true)
+}
+
+const RUN_COLUMNS: &str = "SELECT id, tool, tool_digest, profile, status, exit_code, started_at, \
+     ended_at, event_count, result, pid FROM runs";
+
+fn query_runs(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RunRow>, StoreError> {
+    let mut stmt = conn
+        .prepare(sql)
+        .map_err(StoreError::sqlite("reading runs"))?;
+    let mut rows = stmt
+        .query(params)
+        .map_err(StoreError::sqlite("reading runs"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(StoreError::sqlite("reading runs"))? {
+        out.push(decode_run_row(row)?);
+    }
+    Ok(out)
+}
+
+fn decode_run_row(row: &rusqlite::Row<'_>) -> Result<RunRow, StoreError> {
+    let id: String = row
+        .get::<_, Option<String>>(0)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let corrupt = |column: &str, e: rusqlite::Error| StoreError::Corrupt {
+        run_id: id.clone(),
+        reason: format!("the runs.{column} column cannot be read ({e})"),
+    };
+    let result_text: Option<String> = row.get(9).map_err(|e| corrupt("result", e))?;
+    let result = match result_text {
+        None => Value::Null,
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            run_id: id.clone(),
+            reason: format!("the runs.result column is not JSON ({e})"),
+        })?,
+    };
+    let event_count: i64 = row.get(8).map_err(|e| corrupt("event_count", e))?;
+    let pid: i64 = row.get(10).map_err(|e| corrupt("pid", e))?;
+    let exit_code: Option<i64> = row.get(5).map_err(|e| corrupt("exit_code", e))?;
+    let exit_code = exit_code
+        .map(i32::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt {
+            run_id: id.clone(),
+            reason: "the runs.exit_code column is out of range".to_owned(),
+        })?;
+    Ok(RunRow {
+        tool: row.get(1).map_err(|e| corrupt("tool", e))?,
+        tool_digest: row.get(2).map_err(|e| corrupt("tool_digest", e))?,
+        profile: row.get(3).map_err(|e| corrupt("profile", e))?,
+        status: row.get(4).map_err(|e| corrupt("status", e))?,
+        exit_code,
+        started_at: row.get(6).map_err(|e| corrupt("started_at", e))?,
+        ended_at: row.get(7).map_err(|e| corrupt("ended_at", e))?,
+        event_count: u64::try_from(event_count).map_err(|_| StoreError::Corrupt {
+            run_id: id.clone(),
+            reason: "the runs.event_count column is negative".to_owned(),
+        })?,
+        result,
+        pid: u32::try_from(pid).map_err(|_| StoreError::Corrupt {
+            run_id: id.clone(),
+            reason: "the runs.pid column is out of range".to_owned(),
+        })?,
+        id,
+    })
+}
+
+/// The ids of all runs, oldest first.
+pub(crate) fn load_run_ids(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT CAST(id AS TEXT) FROM runs ORDER BY started_at, id")
+        .map_err(StoreError::sqlite("listing runs"))?;
+    let ids = stmt
+        .query_map([], |row| row.get::<_, Option<String>>(0))
+        .map_err(StoreError::sqlite("listing runs"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StoreError::sqlite("listing runs"))?;
+    Ok(ids.into_iter().flatten().collect())
+}
+
+/// The stored status of `run_id`, if the run exists.
+pub(crate) fn run_status(conn: &Connection, run_id: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row(
+        "SELECT CAST(status AS TEXT) FROM runs WHERE id = ?1",
+        params![run_id],
+        |row| row.get::<_, Option<String>>(0),
+    )
+    .optional()
+    .map(Option::flatten)
+    .map_err(StoreError::sqlite("reading the run's status"))
+}
+
+/// Inserts one built event.
+pub(crate) fn insert_event(tx: &Transaction<'_>, built: &BuiltEvent) -> Result<(), StoreError> {
+    let e = &built.event;
+    let seq = to_sql_int(&e.run_id, "event seq", e.seq)?;
+    tx.execute(
+        "INSERT INTO events (run_id, seq, ts, kind, decision, target, fields, prev, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            e.run_id,
+            seq,
+            e.ts,
+            e.kind,
+            e.decision,
+            e.target,
+            built.fields_text,
+            e.prev,
+            e.hash
+        ],
+    )
+    .map_err(StoreError::sqlite("inserting an event"))?;
+    Ok(())
+}
+
+/// Records the run's final status in its row (inside the sealing transaction).
+pub(crate) fn finish_run(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    outcome: &RunOutcome,
+    event_count: u64,
+    ended_at: &str,
+) -> Result<(), StoreError> {
+    let result_text = match &outcome.result {
+        Value::Null => None,
+        other => Some(
+            serde_json::to_string(other).map_err(|source| StoreError::Encode {
+                what: "the run result",
+                source,
+            })?,
+        ),
+    };
+    let count = to_sql_int(run_id, "event count", event_count)?;
+    let changed = tx
+        .execute(
+            "UPDATE runs SET status = ?2, exit_code = ?3, ended_at = ?4, event_count = ?5, result = ?6
+             WHERE id = ?1 AND status = 'running'",
+            params![run_id, outcome.status, outcome.exit_code, ended_at, count, result_text],
+        )
+        .map_err(StoreError::sqlite("recording the run's outcome"))?;
+    if changed != 1 {
+        let status = run_status(tx, run_id)?.unwrap_or_else(|| "missing".to_owned());
+        return Err(StoreError::NotRunning {
+            run_id: run_id.to_owned(),
+            status,
+        });
+    }
+    Ok(())
+}
+
+/// An `events` row exactly as stored, before any decoding.
+#[derive(Debug, Clone)]
+pub(crate) struct RawEvent {
+    pub(crate) seq: SqlValue,
+    ts: SqlValue,
+    kind: SqlValue,
+    decision: SqlValue,
+    target: SqlValue,
+    fields: SqlValue,
+    prev: SqlValue,
+    pub(crate) hash: SqlValue,
+}
+
+impl RawEvent {
+    /// The row's seq if it is a positive integer.
+    pub(crate) fn seq(&self) -> Option<u64> {
+        match self.seq {
+            SqlValue::Integer(n) => u64::try_from(n).ok().filter(|&n| n >= 1),
+            _ => None,
+        }
+    }
+
+    /// The stored `hash` column as text, if it is text.
+    pub(crate) fn stored_hash(&self) -> Option<&str> {
+        text(&self.hash)
+    }
+
+    /// The stored `prev` column as text, if it is text.
+    pub(crate) fn stored_prev(&self) -> Option<&str> {
+        text(&self.prev)
+    }
+
+    /// Decodes the row into an [`Event`], or says which column is malformed.
+    pub(crate) fn decode(&self, run_id: &str) -> Result<Event, String> {
+        let seq = self
+            .seq()
+            .ok_or_else(|| format!("an event's seq is {:?}, not a positive integer", self.seq))?;
+        let at = |column: &str| format!("event #{seq}: the {column} column is not text");
+        let opt_text = |value: &SqlValue, column: &str| match value {
+            SqlValue::Null => Ok(None),
+            SqlValue::Text(s) => Ok(Some(s.clone())),
+            _ => Err(at(column)),
+        };
+        let fields_text = text(&self.fields).ok_or_else(|| at("fields"))?;
+        let fields: Map<String, Value> = serde_json::from_str(fields_text)
+            .map_err(|e| format!("event #{seq}: the fields column is not a JSON object ({e})"))?;
+        if let Some(name) = fields.keys().find(|k| is_envelope_field(k)) {
+            return Err(format!(
+                "event #{seq}: the fields column contains `{name}`, which is reserved for the envelope"
+            ));
+        }
+        Ok(Event {
+            run_id: run_id.to_owned(),
+            seq,
+            ts: text(&self.ts).ok_or_else(|| at("ts"))?.to_owned(),
+            kind: text(&self.kind).ok_or_else(|| at("kind"))?.to_owned(),
+            decision: opt_text(&self.decision, "decision")?,
+            target: opt_text(&self.target, "target")?,
+            fields,
+            prev: self.stored_prev().ok_or_else(|| at("prev"))?.to_owned(),
+            hash: self.stored_hash().ok_or_else(|| at("hash"))?.to_owned(),
+        })
+    }
+}
+
+fn text(value: &SqlValue) -> Option<&str> {
+    match value {
+        SqlValue::Text(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The stored events of `run_id`, ordered by seq, undecoded.
+pub(crate) fn load_raw_events(
+    conn: &Connection,
+    run_id: &str,
+) -> Result<Vec<RawEvent>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, ts, kind, decision, target, fields, prev, hash
+             FROM events WHERE run_id = ?1 ORDER BY seq",
+        )
+        .map_err(StoreError::sqlite("reading events"))?;
+    let rows = stmt
+        .query_map(params![run_id], |row| {
+            Ok(RawEvent {
+                seq: row.get(0)?,
+                ts: row.get(1)?,
+                kind: row.get(2)?,
+                decision: row.get(3)?,
+                target: row.get(4)?,
+                fields: row.get(5)?,
+                prev: row.get(6)?,
+                hash: row.get(7)?,
+            })
+        })
+        .map_err(StoreError::sqlite("reading events"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(StoreError::sqlite("reading events"))
+}
+
+/// A `seals` row exactly as stored, before any decoding.
+#[derive(Debug, Clone)]
+pub(crate) struct RawSeal {
+    pub(crate) run_id: SqlValue,
+    pub(crate) position: SqlValue,
+    head_hash: SqlValue,
+    event_count: SqlValue,
+    prev_seal: SqlValue,
+    key_id: SqlValue,
+    pub(crate) signature: SqlValue,
+    sealed_at: SqlValue,
+}
+
+impl RawSeal {
+    /// The row's run id, if it is text.
+    pub(crate) fn run_id(&self) -> Option<&str> {
+        text(&self.run_id)
+    }
+
+    /// The row's position if it is a positive integer.
+    pub(crate) fn position(&self) -> Option<u64> {
+        match self.position {
+            SqlValue::Integer(n) => u64::try_from(n).ok().filter(|&n| n >= 1),
+            _ => None,
+        }
+    }
+
+    /// Decodes the row into a [`Seal`], or says which column is malformed.
+    pub(crate) fn decode(&self) -> Result<Seal, String> {
+        let bad = |column: &str| format!("the seal's {column} column is malformed");
+        let prev_seal = match &self.prev_seal {
+            SqlValue::Null => None,
+            SqlValue::Text(s) => Some(s.clone()),
+            _ => return Err(bad("prev_seal")),
+        };
+        let event_count = match self.event_count {
+            SqlValue::Integer(n) => u64::try_from(n).map_err(|_| bad("event_count"))?,
+            _ => return Err(bad("event_count")),
+        };
+        Ok(Seal {
+            run_id: self.run_id().ok_or_else(|| bad("run_id"))?.to_owned(),
+            position: self.position().ok_or_else(|| bad("position"))?,
+            head_hash: text(&self.head_hash)
+                .ok_or_else(|| bad("head_hash"))?
+                .to_owned(),
+            event_count,
+            prev_seal,
+            key_id: text(&self.key_id).ok_or_else(|| bad("key_id"))?.to_owned(),
+            signature: text(&self.signature)
+                .ok_or_else(|| bad("signature"))?
+                .to_owned(),
+            sealed_at: text(&self.sealed_at)
+                .ok_or_else(|| bad("sealed_at"))?
+                .to_owned(),
+        })
+    }
+}
+
+/// Seal rows: of one run, or all of them ordered by position.
+pub(crate) fn load_raw_seals(
+    conn: &Connection,
+    run_id: Option<&str>,
+) -> Result<Vec<RawSeal>, StoreError> {
+    let columns = "SELECT run_id, position, head_hash, event_count, prev_seal, key_id, signature, sealed_at FROM seals";
+    let sql = match run_id {
+        Some(_) => format!("{columns} WHERE run_id = ?1"),
+        None => format!("{columns} ORDER BY position"),
+    };
+    let mut stmt = conn
+        .prepare(&sql)
+        .map_err(StoreError::sqlite("reading seals"))?;
+    let map = |row: &rusqlite::Row<'_>| {
+        Ok(RawSeal {
+            run_id: row.get(0)?,
+            position: row.get(1)?,
+            head_hash: row.get(2)?,
+            event_count: row.get(3)?,
+            prev_seal: row.get(4)?,
+            key_id: row.get(5)?,
+            signature: row.get(6)?,
+            sealed_at: row.get(7)?,
+        })
+    };
+    let rows = match run_id {
+        Some(id) => stmt.query_map(params![id], map),
+        None => stmt.query_map([], map),
+    }
+    .map_err(StoreError::sqlite("reading seals"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(StoreError::sqlite("reading seals"))
+}
+
+/// `home/running/<run_id>.lock`.
+pub(crate) fn lock_path(home: &Path, run_id: &uuid::Uuid) -> PathBuf {
+    home.join(RUNNING_DIR)
+        .join(format!("{}.lock", run_id.hyphenated()))
+}
+
+/// Creates and exclusively locks a new run's lock file.
+fn create_lock(path: &Path, run_id: &str) -> Result<File, StoreError> {
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(StoreError::DuplicateRun {
+                run_id: run_id.to_owned(),
+            });
+        }
+        Err(e) => return Err(StoreError::io(path)(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(StoreError::DuplicateRun {
+                run_id: run_id.to_owned(),
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(StoreError::io(path)(e)),
+    }
+    // For humans looking at the directory; the lock is what counts.
+    writeln!(file, "{}", std::process::id()).map_err(StoreError::io(path))?;
+    Ok(file)
+}
+
+/// Opens (creating if missing) a run's lock file and tries to lock it.
+/// `None` if another open file holds the lock, i.e. the owner is alive.
+fn try_take_lock(path: &Path) -> Result<Option<File>, StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(StoreError::io(path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(StoreError::io(path)(e)),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(StoreError::io(dir))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(dir))
+}

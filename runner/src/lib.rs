@@ -1,0 +1,13 @@
+//! airlock's runner: profiles, the engine, the sandbox of a run, the
+//! evidence store and the CLI. The binary (`airlock`) is a thin layer over
+//! this library; tests and `airlock serve` use the same API.
+
+pub mod cli;
+pub mod engine;
+pub mod evidence;
+pub mod home;
+pub mod keys;
+pub mod profile;
+pub mod recorder;
+pub mod run;
+pub mod sandbox;

@@ -1,0 +1,6 @@
+//! `airlock`: parses arguments and reports errors; everything else is the
+//! library (see `airlock_runner::cli`).
+
+fn main() {
+    std::process::exit(airlock_runner::cli::main());
+}

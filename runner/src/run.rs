@@ -1,0 +1,493 @@
+//! One governed run, from request to sealed result.
+//!
+//! `request -> profile -> checks -> sandbox -> execute -> seal -> result ->
+//! teardown`, as in DESIGN.md. The result is returned only after the run's
+//! evidence is committed and its seal is synced; the run's ephemeral
+//! directories are removed whether the tool succeeded, failed or trapped.
+
+use crate::engine::{LoadedTool, Runtime, World};
+use crate::evidence::{RunMeta, RunOutcome, Store, StoreError};
+use crate::home::Home;
+use crate::keys::RunnerKey;
+use crate::profile::Profile;
+use crate::recorder::Recorder;
+use crate::sandbox;
+use airlock_host_api::RunState;
+use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink, EvidenceUnavailable, sha256_hex};
+use airlock_host_api::limits::{Limit, LimitExceeded};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Store as WasmStore, Trap, UpdateDeadline};
+use wasmtime_wasi::I32Exit;
+
+/// What to run and why.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The tool's display name (file stem or registered name).
+    pub tool_name: String,
+    /// JSON input for `airlock:host/tool` tools (defaults to `{}`).
+    pub input: Option<String>,
+    /// Arguments after `--`, for command tools.
+    pub args: Vec<String>,
+    /// Stdin for command tools.
+    pub stdin: Vec<u8>,
+    /// Why the agent runs the tool.
+    pub intent: Option<String>,
+    /// Who (agent or person) asked for the run.
+    pub actor: Option<String>,
+    /// Key identifying retries of the same logical action.
+    pub idempotency_key: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// The tool returned a result (or the command exited 0).
+    Ok,
+    /// The tool returned an error, exited non-zero or trapped.
+    Failed,
+    /// A limit ended the run.
+    Limit,
+    /// Evidence could not be made durable; the run was aborted.
+    Aborted,
+}
+
+impl RunStatus {
+    /// The spelling stored with the run.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::Limit => "limit",
+            RunStatus::Aborted => "aborted",
+        }
+    }
+
+    /// The `airlock run` exit code (DESIGN.md).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RunStatus::Ok => 0,
+            RunStatus::Failed => 1,
+            RunStatus::Limit => 4,
+            RunStatus::Aborted => 6,
+        }
+    }
+}
+
+/// Resources a run used.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Usage {
+    /// Fuel consumed.
+    pub fuel_consumed: u64,
+    /// Fuel granted.
+    pub fuel_limit: u64,
+    /// Largest linear memory, bytes.
+    pub peak_memory: u64,
+    /// Memory granted, bytes.
+    pub memory_limit: u64,
+    /// Wall-clock time of the execution, milliseconds.
+    pub duration_ms: u64,
+}
+
+/// The result of a run, returned once its evidence is sealed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    /// Run id.
+    pub run_id: String,
+    /// Tool name.
+    pub tool: String,
+    /// Tool digest.
+    pub tool_digest: String,
+    /// Tool world.
+    pub world: World,
+    /// Profile name.
+    pub profile: String,
+    /// How it ended.
+    pub status: RunStatus,
+    /// `airlock run`'s exit code.
+    pub exit_code: i32,
+    /// A command tool's own exit code.
+    pub guest_exit_code: Option<i32>,
+    /// A tool's result (JSON text) when it succeeded.
+    pub output: Option<String>,
+    /// What went wrong, in words, when it did not.
+    pub error: Option<String>,
+    /// The limit hit, if any.
+    pub limit: Option<LimitReport>,
+    /// Captured stdout.
+    #[serde(serialize_with = "lossy")]
+    pub stdout: Vec<u8>,
+    /// Captured stderr.
+    #[serde(serialize_with = "lossy")]
+    pub stderr: Vec<u8>,
+    /// Resources used.
+    pub usage: Usage,
+    /// Events recorded.
+    pub events: u64,
+    /// The profile's runbook.
+    pub runbook: Option<String>,
+}
+
+/// A limit hit, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LimitReport {
+    /// Profile key of the limit.
+    pub limit: &'static str,
+    /// Its configured value.
+    pub value: String,
+    /// What hit it.
+    pub detail: String,
+}
+
+fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(bytes))
+}
+
+/// Why a run could not produce a report.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not start or seal the run (exit 6).
+    #[error("{0}")]
+    Evidence(#[from] StoreError),
+    /// Host code kept the run's log after the guest ended, so it cannot be
+    /// sealed (a bug; the run is left to interrupted-run recovery).
+    #[error("the run's evidence log is still referenced after the guest ended; it will be sealed as interrupted")]
+    LogStillShared,
+    /// The sandbox could not be set up (exit 2): a mount or scratch problem.
+    #[error("sandbox for profile {profile}: {reason}")]
+    Sandbox {
+        /// Profile name.
+        profile: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// How the guest's execution ended, before it is recorded.
+enum Ending {
+    Returned(String),
+    ToolError(String),
+    Exited(i32),
+    Limit(LimitExceeded),
+    Evidence(EvidenceUnavailable),
+    Trapped(String),
+}
+
+/// Everything a run needs from its process: engine, store, key, home.
+pub struct Runner {
+    /// The engine and caches.
+    pub runtime: Runtime,
+    /// The evidence store.
+    pub store: Store,
+    /// The runner's signing key.
+    pub key: RunnerKey,
+    /// The state directory.
+    pub home: Home,
+}
+
+impl Runner {
+    /// Runs `tool` under `profile`. Errors only when no evidence could be
+    /// started or sealed; every other ending is a [`RunReport`].
+    pub async fn run(&self, tool: &LoadedTool, profile: &Profile, request: RunRequest) -> Result<RunReport, RunError> {
+        let run_id = uuid::Uuid::now_v7();
+        let log = self.store.begin_run(RunMeta {
+            id: run_id,
+            tool: request.tool_name.clone(),
+            tool_digest: tool.digest.clone(),
+            profile: profile.name.clone(),
+        })?;
+        let recorder = Arc::new(Recorder::new(log));
+        let run_id = run_id.to_string();
+        let input = request.input.clone().unwrap_or_else(|| "{}".to_owned());
+
+        let started = Instant::now();
+        let (ending, stdout, stderr, usage) = match self.prepare_and_execute(&run_id, tool, profile, &request, &input, &recorder).await {
+            Ok(done) => done,
+            Err(Prepared::Evidence(e)) => (Ending::Evidence(e), Vec::new(), Vec::new(), Usage::default()),
+            Err(Prepared::Sandbox(reason)) => {
+                // No guest ran. Seal what was recorded so the attempt is on file.
+                let report_error = RunError::Sandbox {
+                    profile: profile.name.clone(),
+                    reason: reason.clone(),
+                };
+                let _ = recorder.append(EventDraft::new("run.end").field("status", "failed").field("error", reason));
+                self.seal(recorder, RunStatus::Failed, serde_json::Value::Null)?;
+                return Err(report_error);
+            }
+        };
+        let mut usage = usage;
+        usage.duration_ms = started.elapsed().as_millis() as u64;
+        usage.fuel_limit = profile.limits.fuel;
+        usage.memory_limit = profile.limits.memory.value;
+
+        let (status, output, error, limit, guest_exit_code) = match ending {
+            Ending::Returned(json) => (RunStatus::Ok, Some(json), None, None, None),
+            Ending::ToolError(msg) => (RunStatus::Failed, None, Some(format!("the tool returned an error: {msg}")), None, None),
+            Ending::Exited(0) => (RunStatus::Ok, None, None, None, Some(0)),
+            Ending::Exited(code) => (RunStatus::Failed, None, Some(format!("the tool exited with code {code}")), None, Some(code)),
+            Ending::Limit(l) => (RunStatus::Limit, None, Some(format!("run stopped: {l}")), Some(l), None),
+            Ending::Evidence(e) => (RunStatus::Aborted, None, Some(e.to_string()), None, None),
+            Ending::Trapped(msg) => (RunStatus::Failed, None, Some(format!("the tool trapped: {msg}")), None, None),
+        };
+        let mut status = status;
+        let mut error = error;
+        if let Some(l) = &limit {
+            let _ = recorder.append(
+                EventDraft::new("limit.exceeded")
+                    .decision(Decision::Denied)
+                    .target(l.limit.key())
+                    .field("rule", format!("{} = {}", l.limit.key(), l.value))
+                    .field("detail", l.detail.clone()),
+            );
+        }
+        let counts: serde_json::Map<String, serde_json::Value> =
+            recorder.counts().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
+        let mut end = EventDraft::new("run.end")
+            .field("status", status.as_str())
+            .field("exit_code", status.exit_code())
+            .field("fuel_consumed", usage.fuel_consumed)
+            .field("peak_memory", usage.peak_memory)
+            .field("duration_ms", usage.duration_ms)
+            .field("counts", counts);
+        if let Some(code) = guest_exit_code {
+            end = end.field("guest_exit_code", code);
+        }
+        if let Some(json) = &output {
+            end = end.field("result_bytes", json.len() as u64).field("result_sha256", sha256_hex(json.as_bytes()));
+        }
+        if let Some(msg) = &error {
+            end = end.field("error", msg.clone());
+        }
+        // The guest is gone; a failure here still aborts the result.
+        let _ = recorder.append(end);
+        if let Some(failure) = recorder.failure() {
+            status = RunStatus::Aborted;
+            error = Some(failure.to_string());
+        }
+        let summary = serde_json::json!({
+            "error": error,
+            "guest_exit_code": guest_exit_code,
+            "result_bytes": output.as_ref().map(|o| o.len()),
+        });
+        let events = self.seal(recorder, status, summary)?;
+        Ok(RunReport {
+            run_id,
+            tool: request.tool_name,
+            tool_digest: tool.digest.clone(),
+            world: tool.world,
+            profile: profile.name.clone(),
+            status,
+            exit_code: status.exit_code(),
+            guest_exit_code,
+            output: if status == RunStatus::Ok { output } else { None },
+            error,
+            limit: limit.map(|l| LimitReport {
+                limit: l.limit.key(),
+                value: l.value,
+                detail: l.detail,
+            }),
+            stdout,
+            stderr,
+            usage,
+            events,
+            runbook: profile.runbook.clone(),
+        })
+    }
+
+    fn seal(&self, recorder: Arc<Recorder>, status: RunStatus, result: serde_json::Value) -> Result<u64, RunError> {
+        let recorder = Arc::into_inner(recorder).ok_or(RunError::LogStillShared)?;
+        let log = recorder.into_log();
+        let events = log.event_count();
+        log.seal(
+            RunOutcome {
+                status: status.as_str().to_owned(),
+                exit_code: status.exit_code(),
+                result,
+            },
+            &self.key,
+        )?;
+        Ok(events)
+    }
+
+    async fn prepare_and_execute(
+        &self,
+        run_id: &str,
+        tool: &LoadedTool,
+        profile: &Profile,
+        request: &RunRequest,
+        input: &str,
+        recorder: &Arc<Recorder>,
+    ) -> Result<(Ending, Vec<u8>, Vec<u8>, Usage), Prepared> {
+        let sink: Arc<dyn EvidenceSink> = Arc::clone(recorder) as Arc<dyn EvidenceSink>;
+        record_request(sink.as_ref(), tool, profile, request, input)?;
+        let dirs = sandbox::RunDirs::create(&self.home, run_id, profile).map_err(|e| Prepared::Sandbox(e.to_string()))?;
+        let grants = sandbox::grants(profile, &dirs, &request.tool_name, request);
+        let state = RunState::new(grants, Arc::clone(&sink)).map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
+        sink.append(
+            EventDraft::new("run.start")
+                .target(tool.digest.clone())
+                .field("world", serde_json::to_value(tool.world).unwrap_or_default())
+                .field("fuel", profile.limits.fuel)
+                .field("memory", profile.limits.memory.label.clone())
+                .field("timeout", profile.limits.timeout.label.clone())
+                .field("output", profile.limits.output.label.clone()),
+        )?;
+        let mut store = WasmStore::new(self.runtime.engine(), state);
+        store.limiter(|s| s.limiter());
+        store
+            .set_fuel(profile.limits.fuel)
+            .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
+        // Yield to the scheduler at every epoch tick so the wall-clock
+        // timeout below can end a guest spinning in a loop.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+
+        let timeout = profile.limits.timeout.value;
+        let outcome = tokio::time::timeout(timeout, execute(&mut store, tool, input)).await;
+        let mut ending = match outcome {
+            Ok(Ok(ending)) => ending,
+            Ok(Err(err)) => classify(err, &store, &profile.limits.fuel.to_string()),
+            Err(_elapsed) => Ending::Limit(LimitExceeded {
+                limit: Limit::Timeout,
+                value: profile.limits.timeout.label.clone(),
+                detail: format!("still running after {}", humantime::format_duration(round_ms(timeout))),
+            }),
+        };
+        if let Ending::Returned(json) = &ending
+            && json.len() as u64 > profile.limits.output.value
+        {
+            ending = Ending::Limit(LimitExceeded {
+                limit: Limit::Output,
+                value: profile.limits.output.label.clone(),
+                detail: format!("result of {} bytes", json.len()),
+            });
+        }
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let usage = Usage {
+            fuel_consumed: profile.limits.fuel.saturating_sub(fuel_left),
+            peak_memory: store.data_mut().limiter().peak_memory() as u64,
+            ..Usage::default()
+        };
+        let state = store.data_mut();
+        if let Err(e) = state.finish() {
+            ending = Ending::Evidence(e);
+        }
+        let stdout = state.stdout().contents().to_vec();
+        let stderr = state.stderr().contents().to_vec();
+        drop(store);
+        drop(dirs);
+        Ok((ending, stdout, stderr, usage))
+    }
+}
+
+/// Setup failures before the guest runs.
+enum Prepared {
+    Evidence(EvidenceUnavailable),
+    Sandbox(String),
+}
+
+impl From<EvidenceUnavailable> for Prepared {
+    fn from(e: EvidenceUnavailable) -> Self {
+        Prepared::Evidence(e)
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+fn record_request(
+    sink: &dyn EvidenceSink,
+    tool: &LoadedTool,
+    profile: &Profile,
+    request: &RunRequest,
+    input: &str,
+) -> Result<(), EvidenceUnavailable> {
+    let args_json = serde_json::to_string(&request.args).unwrap_or_default();
+    let mut event = EventDraft::new("run.request")
+        .target(request.tool_name.clone())
+        .field("tool_digest", tool.digest.clone())
+        .field("profile", profile.name.clone())
+        .field("input_bytes", input.len() as u64)
+        .field("input_sha256", sha256_hex(input.as_bytes()))
+        .field("args", request.args.len() as u64)
+        .field("args_sha256", sha256_hex(args_json.as_bytes()))
+        .field("stdin_bytes", request.stdin.len() as u64)
+        .field("stdin_sha256", sha256_hex(&request.stdin));
+    for (name, value) in [
+        ("intent", &request.intent),
+        ("actor", &request.actor),
+        ("idempotency_key", &request.idempotency_key),
+    ] {
+        if let Some(v) = value {
+            event = event.field(name, v.clone());
+        }
+    }
+    sink.append(event)?;
+    let checks = [
+        ("profile", format!("profile {} is valid", profile.source.display())),
+        ("tool", format!("{} implements {}", tool.digest, match tool.world {
+            World::Tool => "airlock:host/tool",
+            World::Command => "wasi:cli/command",
+        })),
+        ("mounts", format!("{} mount(s) present", profile.mounts.len())),
+    ];
+    for (check, detail) in checks {
+        sink.append(
+            EventDraft::new("admission.check")
+                .decision(Decision::Allowed)
+                .target(check)
+                .field("rule", format!("profile {}", profile.name))
+                .field("detail", detail),
+        )?;
+    }
+    Ok(())
+}
+
+async fn execute(store: &mut WasmStore<RunState>, tool: &LoadedTool, input: &str) -> wasmtime::Result<Ending> {
+    if let Some(pre) = tool.as_tool() {
+        let instance = pre.instantiate_async(&mut *store).await?;
+        return Ok(match instance.call_run(&mut *store, input).await? {
+            Ok(json) => Ending::Returned(json),
+            Err(msg) => Ending::ToolError(msg),
+        });
+    }
+    if let Some(pre) = tool.as_command() {
+        let command = pre.instantiate_async(&mut *store).await?;
+        return Ok(match command.wasi_cli_run().call_run(&mut *store).await? {
+            Ok(()) => Ending::Exited(0),
+            Err(()) => Ending::Exited(1),
+        });
+    }
+    Ok(Ending::Trapped("the tool implements no supported world".into()))
+}
+
+/// Attributes a trap to the limit, evidence failure or exit that caused it.
+fn classify(err: wasmtime::Error, store: &WasmStore<RunState>, fuel_label: &str) -> Ending {
+    if let Some(e) = err.downcast_ref::<EvidenceUnavailable>() {
+        return Ending::Evidence(e.clone());
+    }
+    if let Some(limit) = err.downcast_ref::<LimitExceeded>() {
+        return Ending::Limit(limit.clone());
+    }
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return Ending::Exited(exit.0);
+    }
+    if let Some(refused) = store.data().memory_limiter().refused() {
+        return Ending::Limit(refused.clone());
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Ending::Limit(LimitExceeded {
+            limit: Limit::Fuel,
+            value: fuel_label.to_owned(),
+            detail: "fuel exhausted".into(),
+        }),
+        Some(Trap::StackOverflow) => Ending::Limit(LimitExceeded {
+            limit: Limit::Stack,
+            value: format!("{} bytes", crate::engine::MAX_WASM_STACK),
+            detail: "wasm call stack exhausted (deep recursion)".into(),
+        }),
+        _ => Ending::Trapped(format!("{err:#}")),
+    }
+}

@@ -1,0 +1,129 @@
+//! Shared harness for the end-to-end tests: a throwaway airlock home and
+//! profiles directory per test, the `airlock` binary, and the guest
+//! components built from `examples/` and `tests/guests/`.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod guests;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A test's own state directory and profiles directory, removed on drop.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("profiles")).expect("profiles dir");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home dir");
+        Env { dir }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn profiles(&self) -> PathBuf {
+        self.dir.path().join("profiles")
+    }
+
+    /// A directory under the test's temp dir (created).
+    pub fn path(&self, rel: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(&p).expect("mkdir");
+        p
+    }
+
+    /// Writes `profiles/NAME.toml`.
+    pub fn profile(&self, name: &str, body: &str) {
+        std::fs::write(self.profiles().join(format!("{name}.toml")), body).expect("write profile");
+    }
+
+    /// `airlock` with this env's home, no inherited environment besides PATH.
+    pub fn airlock(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AIRLOCK_HOME", self.home())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `airlock run --json --profiles DIR --profile P TOOL [extra…]`.
+    pub fn run(&self, profile: &str, tool: &Path, extra: &[&str]) -> Output {
+        self.airlock()
+            .arg("run")
+            .arg("--json")
+            .arg("--profiles")
+            .arg(self.profiles())
+            .arg("--profile")
+            .arg(profile)
+            .args(extra)
+            .arg(tool)
+            .output()
+            .expect("spawn airlock")
+    }
+
+    /// `airlock ARGS…`.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.airlock().args(args).output().expect("spawn airlock")
+    }
+
+    /// The events of a run, via `airlock runs show ID --json`.
+    pub fn events(&self, run_id: &str) -> Vec<Value> {
+        let out = self.cmd(&["runs", "show", run_id, "--json"]);
+        assert!(out.status.success(), "runs show: {}", text(&out.stderr));
+        match serde_json::from_slice(&out.stdout).expect("events JSON") {
+            Value::Array(events) => events,
+            other => panic!("events are not an array: {other}"),
+        }
+    }
+
+    /// Asserts `airlock runs verify ID` reports the run intact.
+    pub fn assert_verifies(&self, run_id: &str) {
+        let out = self.cmd(&["runs", "verify", run_id]);
+        assert!(
+            out.status.success(),
+            "verify {run_id}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.home().join("airlock.db")
+    }
+}
+
+/// Parses the `--json` result of `airlock run`.
+pub fn report(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "run result is not JSON ({e}); stdout: {} stderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Events of `kind`.
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// A profile body with the given limits and extra TOML appended.
+pub fn profile_body(name: &str, limits: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\ncategory = \"test\"\nrisk = \"low\"\nowner = \"airlock-tests\"\nrunbook = \"https://runbooks.example/tests\"\n\n[limits]\n{limits}\n\n{extra}\n"
+    )
+}
+
+/// Generous limits for tests that are not about limits.
+pub const LIMITS: &str = "fuel = 2_000_000_000\nmemory = \"64MiB\"\ntimeout = \"20s\"\noutput = \"1MiB\"";
