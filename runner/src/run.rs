@@ -6,7 +6,7 @@
 //! directories are removed whether the tool succeeded, failed or trapped.
 
 use crate::engine::{LoadedTool, Runtime, World};
-use crate::evidence::{RunMeta, RunOutcome, Store, StoreError};
+use crate::evidence::{RunLog, RunMeta, RunOutcome, Store, StoreError};
 use crate::home::Home;
 use crate::keys::RunnerKey;
 use crate::profile::Profile;
@@ -150,6 +150,9 @@ pub enum RunError {
     /// The store could not start or seal the run (exit 6).
     #[error("{0}")]
     Evidence(#[from] StoreError),
+    /// The run's final events could not be recorded (exit 6).
+    #[error("{0}")]
+    Aborted(String),
     /// Host code kept the run's log after the guest ended, so it cannot be
     /// sealed (a bug; the run is left to interrupted-run recovery).
     #[error("the run's evidence log is still referenced after the guest ended; it will be sealed as interrupted")]
@@ -211,8 +214,10 @@ impl Runner {
                     profile: profile.name.clone(),
                     reason: reason.clone(),
                 };
-                let _ = recorder.append(EventDraft::new("run.end").field("status", "failed").field("error", reason));
-                self.seal(recorder, RunStatus::Failed, serde_json::Value::Null)?;
+                let log = Arc::into_inner(recorder).ok_or(RunError::LogStillShared)?.into_log();
+                log.append(EventDraft::new("run.end").field("status", "failed").field("error", reason))
+                    .map_err(|e| RunError::Aborted(e.to_string()))?;
+                self.seal(log, RunStatus::Failed, serde_json::Value::Null)?;
                 return Err(report_error);
             }
         };
@@ -259,9 +264,12 @@ impl Runner {
         if let Some(msg) = &error {
             end = end.field("error", msg.clone());
         }
-        // The guest is gone; a failure here still aborts the result.
-        let _ = recorder.append(end);
-        if let Some(failure) = recorder.failure() {
+        // The guest is gone: record the end on the log itself, so a store
+        // that recovered from a failure still gets a complete chain.
+        let failure = recorder.failure();
+        let log = Arc::into_inner(recorder).ok_or(RunError::LogStillShared)?.into_log();
+        let end_failure = log.append(end).err();
+        if let Some(failure) = failure.or(end_failure) {
             status = RunStatus::Aborted;
             error = Some(failure.to_string());
         }
@@ -270,7 +278,7 @@ impl Runner {
             "guest_exit_code": guest_exit_code,
             "result_bytes": output.as_ref().map(|o| o.len()),
         });
-        let events = self.seal(recorder, status, summary)?;
+        let events = self.seal(log, status, summary)?;
         Ok(RunReport {
             run_id,
             tool: request.tool_name,
@@ -295,9 +303,7 @@ impl Runner {
         })
     }
 
-    fn seal(&self, recorder: Arc<Recorder>, status: RunStatus, result: serde_json::Value) -> Result<u64, RunError> {
-        let recorder = Arc::into_inner(recorder).ok_or(RunError::LogStillShared)?;
-        let log = recorder.into_log();
+    fn seal(&self, log: RunLog, status: RunStatus, result: serde_json::Value) -> Result<u64, RunError> {
         let events = log.event_count();
         log.seal(
             RunOutcome {
