@@ -48,7 +48,12 @@ fn all_runs_verify_when_untouched() {
     let env = Env::new();
     hello_runs(&env, 3);
     let out = env.cmd(&["runs", "verify", "--all"]);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -66,14 +71,22 @@ fn editing_one_byte_of_a_field_is_detected_at_that_event() {
         .find(|e| e["kind"] == "note")
         .and_then(|e| e["seq"].as_u64())
         .expect("note event");
-    assert_detected(&env, &["runs", "verify", &ids[0]], &["edited", &format!("{seq}")]);
+    assert_detected(
+        &env,
+        &["runs", "verify", &ids[0]],
+        &["edited", &format!("{seq}")],
+    );
 }
 
 #[test]
 fn deleting_an_event_is_detected() {
     let env = Env::new();
     let ids = hello_runs(&env, 1);
-    sql(&env, "DELETE FROM events WHERE run_id = ?1 AND seq = 3", &[&ids[0]]);
+    sql(
+        &env,
+        "DELETE FROM events WHERE run_id = ?1 AND seq = 3",
+        &[&ids[0]],
+    );
     assert_detected(&env, &["runs", "verify", &ids[0]], &["deleted", "3"]);
 }
 
@@ -90,7 +103,7 @@ fn swapping_two_events_is_detected() {
     ))
     .expect("swap");
     drop(conn);
-    assert_detected(&env, &["runs", "verify", &ids[0]], &["reordered"]);
+    assert_detected(&env, &["runs", "verify", &ids[0]], &["moved", "#2", "recorded as #3"]);
 }
 
 #[test]
@@ -99,9 +112,13 @@ fn deleting_a_whole_run_breaks_the_seal_chain() {
     let ids = hello_runs(&env, 3);
     for table in ["events", "seals", "runs"] {
         let column = if table == "runs" { "id" } else { "run_id" };
-        sql(&env, &format!("DELETE FROM {table} WHERE {column} = ?1"), &[&ids[1]]);
+        sql(
+            &env,
+            &format!("DELETE FROM {table} WHERE {column} = ?1"),
+            &[&ids[1]],
+        );
     }
-    assert_detected(&env, &["runs", "verify", "--all"], &["missing"]);
+    assert_detected(&env, &["runs", "verify", "--all"], &["seal chain broken at position 2", "deleted"]);
 }
 
 #[test]
@@ -123,7 +140,10 @@ fn slow_writer_profile(env: &Env) -> PathBuf {
         &profile_body(
             "slow",
             "fuel = 20_000_000_000\nmemory = \"32MiB\"\ntimeout = \"60s\"\noutput = \"64KiB\"",
-            &format!("[[fs.mount]]\nhost = {:?}\nguest = \"/out\"\nmode = \"rw\"\n", out.display().to_string()),
+            &format!(
+                "[[fs.mount]]\nhost = {:?}\nguest = \"/out\"\nmode = \"rw\"\n",
+                out.display().to_string()
+            ),
         ),
     );
     out
@@ -179,8 +199,13 @@ fn a_killed_runner_loses_no_recorded_event_and_the_run_is_sealed_interrupted() {
     );
     assert_eq!(of_kind(&events, "run.end")[0]["status"], "interrupted");
     env.assert_verifies(run_id);
-    let left: Vec<_> = std::fs::read_dir(env.home().join("tmp")).expect("tmp").collect();
-    assert!(left.is_empty(), "the interrupted run's directories were not removed: {left:?}");
+    let left: Vec<_> = std::fs::read_dir(env.home().join("tmp"))
+        .expect("tmp")
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the interrupted run's directories were not removed: {left:?}"
+    );
 }
 
 #[test]
@@ -197,11 +222,15 @@ fn a_store_locked_past_the_deadline_aborts_the_run_with_exit_6() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    assert!(wait_for_files(&out, 2, Duration::from_secs(30)) >= 2, "the tool did not start writing");
+    assert!(
+        wait_for_files(&out, 2, Duration::from_secs(30)) >= 2,
+        "the tool did not start writing"
+    );
     // Hold the store longer than the runner's busy deadline (5 s), then let
     // go so the aborted run can still be sealed.
     let conn = rusqlite::Connection::open(env.db()).expect("open db");
-    conn.execute_batch("BEGIN EXCLUSIVE").expect("lock the store");
+    conn.execute_batch("BEGIN EXCLUSIVE")
+        .expect("lock the store");
     std::thread::sleep(Duration::from_millis(6500));
     conn.execute_batch("ROLLBACK").expect("unlock");
     drop(conn);
@@ -209,8 +238,16 @@ fn a_store_locked_past_the_deadline_aborts_the_run_with_exit_6() {
     assert_eq!(result.status.code(), Some(6), "{}", text(&result.stderr));
     let report = report(&result);
     assert_eq!(report["status"], "aborted", "{report}");
-    assert!(report["error"].as_str().is_some_and(|e| e.contains("evidence")), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("evidence")),
+        "{report}"
+    );
     let written = std::fs::read_dir(&out).expect("out").count();
-    assert!(written < 1000, "the tool kept running after its evidence failed");
+    assert!(
+        written < 1000,
+        "the tool kept running after its evidence failed"
+    );
     env.assert_verifies(report["run_id"].as_str().expect("id"));
 }

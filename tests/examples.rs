@@ -52,7 +52,11 @@ fn complete_chain(env: &Env, run_id: &str) -> Vec<serde_json::Value> {
 #[test]
 fn hello_greets_and_notes() {
     let env = examples_env();
-    let out = env.run("hello", &guests::example("hello"), &["--input", r#"{"name":"Ada"}"#]);
+    let out = env.run(
+        "hello",
+        &guests::example("hello"),
+        &["--input", r#"{"name":"Ada"}"#],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let result = report(&out);
     assert_eq!(result["output"]["greeting"], "Hello, Ada!");
@@ -76,18 +80,28 @@ fn hello_prints_plain_json_without_flags() {
         .output()
         .expect("spawn");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tool JSON on stdout");
+    let printed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("tool JSON on stdout");
     assert_eq!(printed, serde_json::json!({"greeting": "Hello, x!"}));
 }
 
 #[test]
 fn hello_reports_bad_input_as_a_tool_error() {
     let env = examples_env();
-    let out = env.run("hello", &guests::example("hello"), &["--input", r#"{"nom":"x"}"#]);
+    let out = env.run(
+        "hello",
+        &guests::example("hello"),
+        &["--input", r#"{"nom":"x"}"#],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let result = report(&out);
     assert_eq!(result["status"], "failed");
-    assert!(result["error"].as_str().is_some_and(|e| e.contains("input")), "{result}");
+    assert!(
+        result["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("input")),
+        "{result}"
+    );
     complete_chain(&env, result["run_id"].as_str().expect("id"));
 }
 
@@ -103,15 +117,24 @@ fn word_count_reads_the_read_only_mount() {
         .expect("a sample report");
     let body = std::fs::read_to_string(reports.join(&file)).expect("read sample");
     let input = format!(r#"{{"path":"/data/{file}"}}"#);
-    let out = env.run("word-count", &guests::example("word-count"), &["--input", &input]);
+    let out = env.run(
+        "word-count",
+        &guests::example("word-count"),
+        &["--input", &input],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let result = report(&out);
-    assert_eq!(result["output"]["words"], body.split_whitespace().count() as u64);
+    assert_eq!(
+        result["output"]["words"],
+        body.split_whitespace().count() as u64
+    );
     assert_eq!(result["output"]["bytes"], body.len() as u64);
     let events = complete_chain(&env, result["run_id"].as_str().expect("id"));
     let reads = of_kind(&events, "fs.read");
     assert!(
-        reads.iter().any(|e| e["target"] == format!("/data/{file}") && e["bytes"] == body.len() as u64),
+        reads
+            .iter()
+            .any(|e| e["target"] == format!("/data/{file}") && e["bytes"] == body.len() as u64),
         "one aggregated read event with the file's size: {reads:?}"
     );
 }
@@ -133,7 +156,11 @@ fn write_report_writes_the_read_write_mount_and_records_the_bytes() {
     let writes = of_kind(&events, "fs.write");
     let total: u64 = writes.iter().filter_map(|e| e["bytes"].as_u64()).sum();
     assert_eq!(total, written.len() as u64, "{writes:?}");
-    assert!(writes.iter().all(|e| e["decision"] == "allowed" && e["target"] == "/out/report.md"));
+    assert!(
+        writes
+            .iter()
+            .all(|e| e["decision"] == "allowed" && e["target"] == "/out/report.md")
+    );
     if writes.len() == 1 {
         let digest = ring::digest::digest(&ring::digest::SHA256, &written);
         assert_eq!(writes[0]["sha256"], hex::encode(digest));
@@ -143,6 +170,17 @@ fn write_report_writes_the_read_write_mount_and_records_the_bytes() {
 #[test]
 fn every_example_profile_checks() {
     let env = examples_env();
-    let out = env.cmd(&["profiles", "check", "--profiles", &env.profiles().display().to_string()]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = env.cmd(&[
+        "profiles",
+        "check",
+        "--profiles",
+        &env.profiles().display().to_string(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }

@@ -49,8 +49,11 @@ fn fs_escape_attempts_all_fail_and_are_recorded_as_denied() {
     boxed(&env, "box", LIMITS);
     let outside = env.path("outside");
     std::fs::write(outside.join("host-secret.txt"), "host only\n").expect("seed");
-    std::os::unix::fs::symlink(outside.join("host-secret.txt"), env.path("data").join("link-out"))
-        .expect("plant symlink");
+    std::os::unix::fs::symlink(
+        outside.join("host-secret.txt"),
+        env.path("data").join("link-out"),
+    )
+    .expect("plant symlink");
     let data_before = snapshot(&env.path("data"));
 
     let out = env.run("box", &guests::guest("fs_escape"), &[]);
@@ -81,16 +84,25 @@ fn fs_escape_attempts_all_fail_and_are_recorded_as_denied() {
         assert_eq!(line["ok"], false, "escape attempt succeeded: {line}");
     }
 
-    assert_eq!(snapshot(&env.path("data")), data_before, "the read-only mount changed");
+    assert_eq!(
+        snapshot(&env.path("data")),
+        data_before,
+        "the read-only mount changed"
+    );
     let out_files = snapshot(&env.path("out"));
     assert!(
-        out_files.iter().all(|(name, _)| !name.contains("stolen") && !name.contains("moved")),
+        out_files
+            .iter()
+            .all(|(name, _)| !name.contains("stolen") && !name.contains("moved")),
         "data reached the writable mount: {out_files:?}"
     );
 
     let run_id = result["run_id"].as_str().expect("run id");
     let events = env.events(run_id);
-    let denied: Vec<&Value> = events.iter().filter(|e| e["decision"] == "denied").collect();
+    let denied: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["decision"] == "denied")
+        .collect();
     let targets: Vec<&str> = denied.iter().filter_map(|e| e["target"].as_str()).collect();
     for expected in [
         "/etc/passwd",
@@ -105,9 +117,16 @@ fn fs_escape_attempts_all_fail_and_are_recorded_as_denied() {
         );
     }
     for e in &denied {
-        assert!(e["rule"].as_str().is_some_and(|r| !r.is_empty()), "denied event without a rule: {e}");
+        assert!(
+            e["rule"].as_str().is_some_and(|r| !r.is_empty()),
+            "denied event without a rule: {e}"
+        );
     }
-    assert!(denied.len() >= 12, "expected a denied event per attempt, got {}: {targets:?}", denied.len());
+    assert!(
+        denied.len() >= 12,
+        "expected a denied event per attempt, got {}: {targets:?}",
+        denied.len()
+    );
     env.assert_verifies(run_id);
 }
 
@@ -126,9 +145,14 @@ fn no_environment_or_arguments_are_inherited() {
         .expect("spawn");
     let result = report(&out);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let printed: Value = serde_json::from_str(result["stdout"].as_str().expect("stdout").trim()).expect("JSON");
+    let printed: Value =
+        serde_json::from_str(result["stdout"].as_str().expect("stdout").trim()).expect("JSON");
     assert_eq!(printed["env"], serde_json::json!({}), "{printed}");
-    assert_eq!(printed["args"], serde_json::json!(["print_env", "one", "two"]), "{printed}");
+    assert_eq!(
+        printed["args"],
+        serde_json::json!(["print_env", "one", "two"]),
+        "{printed}"
+    );
     assert!(!text(&out.stdout).contains("do-not-leak"));
 }
 
@@ -146,11 +170,23 @@ fn assert_limit(case: &LimitCase) {
     let out = env.run("tight", &guests::guest(case.guest), &[]);
     let elapsed = started.elapsed();
     let result = report(&out);
-    assert_eq!(out.status.code(), Some(4), "{}: {}", case.guest, text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}: {}",
+        case.guest,
+        text(&out.stderr)
+    );
     assert_eq!(result["status"], "limit", "{result}");
-    assert_eq!(result["limit"]["limit"], case.key, "{}: {result}", case.guest);
+    assert_eq!(
+        result["limit"]["limit"], case.key,
+        "{}: {result}",
+        case.guest
+    );
     assert!(
-        result["error"].as_str().is_some_and(|e| e.contains(case.key)),
+        result["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(case.key)),
         "the message names the limit: {result}"
     );
     assert!(elapsed < case.within, "{} took {elapsed:?}", case.guest);
@@ -226,7 +262,11 @@ fn sleeping_for_an_hour_hits_the_timeout() {
 #[test]
 fn scratch_is_removed_after_a_trapping_run() {
     let env = Env::new();
-    boxed(&env, "tight", "fuel = 200_000_000\nmemory = \"32MiB\"\ntimeout = \"30s\"\noutput = \"64KiB\"");
+    boxed(
+        &env,
+        "tight",
+        "fuel = 200_000_000\nmemory = \"32MiB\"\ntimeout = \"30s\"\noutput = \"64KiB\"",
+    );
     let out = env.run("tight", &guests::guest("infinite_loop"), &[]);
     assert_eq!(out.status.code(), Some(4));
     let tmp = env.home().join("tmp");
@@ -247,7 +287,10 @@ fn malformed_wasm_is_a_usage_error() {
     boxed(&env, "box", LIMITS);
     let bad = env.dir.path().join("garbage.wasm");
     std::fs::write(&bad, b"this is not wasm at all").expect("write");
-    assert_usage_error(&env.run("box", &bad, &[]), "not a valid WebAssembly component");
+    assert_usage_error(
+        &env.run("box", &bad, &[]),
+        "not a valid WebAssembly component",
+    );
 }
 
 #[test]
@@ -256,17 +299,36 @@ fn a_core_module_is_refused_with_a_hint() {
     boxed(&env, "box", LIMITS);
     let core = env.dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").expect("write");
-    assert_usage_error(&env.run("box", &core, &[]), "core WebAssembly module, not a component");
+    assert_usage_error(
+        &env.run("box", &core, &[]),
+        "core WebAssembly module, not a component",
+    );
 }
 
 #[test]
 fn a_bad_profile_is_a_usage_error_naming_the_key() {
     let env = Env::new();
-    env.profile("bad", &profile_body("bad", "fuel = 1\nmemory = \"12 potatoes\"\ntimeout = \"1s\"\noutput = \"1KiB\"", ""));
-    let out = env.run("bad", &guests::example("hello"), &["--input", "{\"name\":\"x\"}"]);
+    env.profile(
+        "bad",
+        &profile_body(
+            "bad",
+            "fuel = 1\nmemory = \"12 potatoes\"\ntimeout = \"1s\"\noutput = \"1KiB\"",
+            "",
+        ),
+    );
+    let out = env.run(
+        "bad",
+        &guests::example("hello"),
+        &["--input", "{\"name\":\"x\"}"],
+    );
     assert_usage_error(&out, "limits.memory");
     assert_usage_error(&out, "is not a size");
-    let check = env.cmd(&["profiles", "check", "--profiles", &env.profiles().display().to_string()]);
+    let check = env.cmd(&[
+        "profiles",
+        "check",
+        "--profiles",
+        &env.profiles().display().to_string(),
+    ]);
     assert_usage_error(&check, "1 of 1 profile(s) invalid");
 }
 
@@ -275,9 +337,17 @@ fn a_missing_mount_directory_is_a_usage_error() {
     let env = Env::new();
     env.profile(
         "gone",
-        &profile_body("gone", LIMITS, "[[fs.mount]]\nhost = \"no-such-dir\"\nguest = \"/data\"\nmode = \"ro\"\n"),
+        &profile_body(
+            "gone",
+            LIMITS,
+            "[[fs.mount]]\nhost = \"no-such-dir\"\nguest = \"/data\"\nmode = \"ro\"\n",
+        ),
     );
-    let out = env.run("gone", &guests::example("hello"), &["--input", "{\"name\":\"x\"}"]);
+    let out = env.run(
+        "gone",
+        &guests::example("hello"),
+        &["--input", "{\"name\":\"x\"}"],
+    );
     assert_usage_error(&out, "fs.mount[0].host");
 }
 

@@ -11,7 +11,7 @@ use crate::evidence::{Decision, EventDraft, EvidenceSink};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use wasmtime_wasi::sockets::SocketAddrUse;
-use wasmtime_wasi_http::{WasiHttpHooks, RequestOptions, WasiBody};
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 /// The rule that refuses traffic when a profile grants none.
 pub const NO_EGRESS_RULE: &str = "net: no egress is granted (deny by default)";
@@ -104,7 +104,11 @@ impl WasiHttpHooks for HttpHooks {
     ) -> SendFuture {
         let url = redact_url(request.uri());
         let method = request.method().as_str().to_owned();
-        let headers: Vec<String> = request.headers().keys().map(|k| k.as_str().to_owned()).collect();
+        let headers: Vec<String> = request
+            .headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
         let rule = decide_http(&method, &url);
         let recorded = self.evidence.append(
             EventDraft::new("net.request")
@@ -129,7 +133,9 @@ mod tests {
 
     #[test]
     fn query_values_never_reach_evidence() {
-        let uri: http::Uri = "https://api.example/v1/x?key=SECRET&q=1".parse().expect("uri");
+        let uri: http::Uri = "https://api.example/v1/x?key=SECRET&q=1"
+            .parse()
+            .expect("uri");
         assert_eq!(redact_url(&uri), "https://api.example/v1/x?key&q");
     }
 }

@@ -38,11 +38,7 @@ impl airlock::host::evidence::Host for RunState {
                 "note refused: key is limited to {MAX_NOTE_KEY_BYTES} bytes and value to {MAX_NOTE_VALUE_BYTES} bytes"
             )));
         }
-        self.record(
-            EventDraft::new("note")
-                .target(key)
-                .field("value", value),
-        )?;
+        self.record(EventDraft::new("note").target(key).field("value", value))?;
         Ok(Ok(()))
     }
 }
@@ -56,7 +52,9 @@ impl airlock::host::credentials::Host for RunState {
                 .target(audience.clone())
                 .field("rule", rule),
         )?;
-        Ok(Err(format!("no token for audience {audience:?}: refused by {rule}")))
+        Ok(Err(format!(
+            "no token for audience {audience:?}: refused by {rule}"
+        )))
     }
 }
 

@@ -23,7 +23,11 @@ pub const EXIT_TAMPERED: i32 = 1;
 const MAX_STDIN: u64 = 64 << 20;
 
 #[derive(Parser, Debug)]
-#[command(name = "airlock", version, about = "Run AI-agent tools as WebAssembly components in capability-scoped sandboxes, with signed evidence of every side effect.")]
+#[command(
+    name = "airlock",
+    version,
+    about = "Run AI-agent tools as WebAssembly components in capability-scoped sandboxes, with signed evidence of every side effect."
+)]
 struct Cli {
     /// State directory (evidence store, runner key, compile cache).
     #[arg(long, global = true, env = "AIRLOCK_HOME")]
@@ -212,7 +216,12 @@ pub fn main() -> i32 {
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     let root = cli.home.clone().unwrap_or_else(Home::default_root);
     let home = || {
-        Home::open(&root).map_err(|e| Failure::usage(format!("state directory {}: {e} (set --home or AIRLOCK_HOME)", root.display())))
+        Home::open(&root).map_err(|e| {
+            Failure::usage(format!(
+                "state directory {}: {e} (set --home or AIRLOCK_HOME)",
+                root.display()
+            ))
+        })
     };
     match cli.command {
         Command::Run(args) => run(home()?, args),
@@ -228,7 +237,9 @@ fn open_store(home: &Home) -> Result<Store, Failure> {
     if let Ok(key) = RunnerKey::load(home.root()) {
         for run_id in store.recover_interrupted(&key)? {
             home.remove_run_tmp(&run_id);
-            eprintln!("airlock: run {run_id} was interrupted (its runner ended); marked interrupted and sealed");
+            eprintln!(
+                "airlock: run {run_id} was interrupted (its runner ended); marked interrupted and sealed"
+            );
         }
     }
     Ok(store)
@@ -237,7 +248,10 @@ fn open_store(home: &Home) -> Result<Store, Failure> {
 fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     let profile = profile::load(&args.dir.profiles, &args.profile)?;
     if !args.tool.is_file() {
-        return Err(Failure::usage(format!("tool {}: not found (give the path of a .wasm component)", args.tool.display())));
+        return Err(Failure::usage(format!(
+            "tool {}: not found (give the path of a .wasm component)",
+            args.tool.display()
+        )));
     }
     let input = match &args.input {
         Some(text) => Some(read_input(text)?),
@@ -245,10 +259,15 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     };
     let (key, created) = RunnerKey::load_or_init(home.root())?;
     if created {
-        eprintln!("airlock: created runner key {} in {}", key.key_id(), home.root().display());
+        eprintln!(
+            "airlock: created runner key {} in {}",
+            key.key_id(),
+            home.root().display()
+        );
     }
     let store = open_store(&home)?;
-    let runtime = Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
+    let runtime =
+        Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
     let tool = runtime.load(&args.tool)?;
     let stdin = if tool.world == crate::engine::World::Command && !std::io::stdin().is_terminal() {
         let mut buf = Vec::new();
@@ -283,7 +302,9 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     let report = match report {
         Ok(report) => report,
         Err(RunError::Sandbox { profile, reason }) => {
-            return Err(Failure::usage(format!("sandbox for profile {profile}: {reason}")));
+            return Err(Failure::usage(format!(
+                "sandbox for profile {profile}: {reason}"
+            )));
         }
         Err(e) => {
             return Err(Failure {
@@ -298,11 +319,15 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
 
 fn read_input(text: &str) -> Result<String, Failure> {
     let body = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("--input @{path}: {e}")))?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("--input @{path}: {e}")))?,
         None => text.to_owned(),
     };
-    serde_json::from_str::<serde_json::Value>(&body)
-        .map_err(|e| Failure::usage(format!("--input is not valid JSON: {e} (pass a JSON document or @FILE)")))?;
+    serde_json::from_str::<serde_json::Value>(&body).map_err(|e| {
+        Failure::usage(format!(
+            "--input is not valid JSON: {e} (pass a JSON document or @FILE)"
+        ))
+    })?;
     Ok(body)
 }
 
@@ -315,10 +340,17 @@ fn tool_name(path: &Path) -> String {
 fn print_report(report: &RunReport, json: bool) {
     if json {
         let mut value = serde_json::to_value(report).unwrap_or_default();
-        if let Some(parsed) = report.output.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()) {
+        if let Some(parsed) = report
+            .output
+            .as_deref()
+            .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+        {
             value["output"] = parsed;
         }
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
         return;
     }
     let mut out = std::io::stdout().lock();
@@ -351,12 +383,16 @@ fn print_report(report: &RunReport, json: bool) {
 fn profiles(cmd: ProfilesCommand) -> Result<i32, Failure> {
     match cmd {
         ProfilesCommand::List(dir) => {
-            println!("{:<24} {:<16} {:<7} {}", "NAME", "CATEGORY", "RISK", "STATUS");
+            println!("{:<24} {:<16} {:<7} STATUS", "NAME", "CATEGORY", "RISK");
             for loaded in profile::load_dir(&dir.profiles)? {
                 match loaded {
                     Ok(p) => println!("{:<24} {:<16} {:<7} ok", p.name, p.category, p.risk),
                     Err(e) => {
-                        let name = e.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        let name = e
+                            .file
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default();
                         println!("{name:<24} {:<16} {:<7} invalid: {e}", "-", "-");
                     }
                 }
@@ -367,7 +403,10 @@ fn profiles(cmd: ProfilesCommand) -> Result<i32, Failure> {
             let results = if names.is_empty() {
                 profile::load_dir(&dir.profiles)?
             } else {
-                names.iter().map(|n| profile::load(&dir.profiles, n)).collect()
+                names
+                    .iter()
+                    .map(|n| profile::load(&dir.profiles, n))
+                    .collect()
             };
             let mut bad = 0;
             for result in &results {
@@ -380,13 +419,19 @@ fn profiles(cmd: ProfilesCommand) -> Result<i32, Failure> {
                 }
             }
             if bad > 0 {
-                return Err(Failure::usage(format!("{bad} of {} profile(s) invalid", results.len())));
+                return Err(Failure::usage(format!(
+                    "{bad} of {} profile(s) invalid",
+                    results.len()
+                )));
             }
             Ok(0)
         }
         ProfilesCommand::Show { dir, name } => {
             let p = profile::load(&dir.profiles, &name)?;
-            println!("{}", serde_json::to_string_pretty(&p.to_json()).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&p.to_json()).unwrap_or_default()
+            );
             Ok(0)
         }
     }
@@ -398,13 +443,19 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
         RunsCommand::List { limit, json } => {
             let rows = store.list_runs(limit)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                );
                 return Ok(0);
             }
-            println!("{:<36}  {:<16} {:<16} {:<11} {:<24} {:>9} {:>6}", "RUN", "TOOL", "PROFILE", "STATUS", "STARTED", "DURATION", "EVENTS");
+            println!(
+                "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}",
+                "RUN", "TOOL", "PROFILE", "STATUS", "STARTED", "DURATION", "EVENTS"
+            );
             for r in rows {
                 println!(
-                    "{:<36}  {:<16} {:<16} {:<11} {:<24} {:>9} {:>6}",
+                    "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}",
                     r.id,
                     r.tool,
                     r.profile,
@@ -420,13 +471,20 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             let row = store.run(&id)?;
             let events = store.events(&row.id)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&events).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&events).unwrap_or_default()
+                );
                 return Ok(0);
             }
             println!("run      {}", row.id);
             println!("tool     {} ({})", row.tool, row.tool_digest);
             println!("profile  {}", row.profile);
-            println!("status   {} (exit {})", row.status, row.exit_code.map_or("-".into(), |c| c.to_string()));
+            println!(
+                "status   {} (exit {})",
+                row.status,
+                row.exit_code.map_or("-".into(), |c| c.to_string())
+            );
             println!("started  {}", row.started_at);
             println!("events   {}", events.len());
             println!();
@@ -447,7 +505,7 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             let keys = TrustedKeys::load(home.root())?;
             if all {
                 let report = verify_all(&store, &keys)?;
-                println!("{report:?}");
+                println!("{report}");
                 return Ok(if report.is_intact() { 0 } else { EXIT_TAMPERED });
             }
             let Some(id) = id else {
@@ -456,11 +514,11 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             let row = store.run(&id)?;
             match verify_run(&store, &keys, &row.id)? {
                 v @ Verification::Intact { .. } => {
-                    println!("run {}: {v:?}", row.id);
+                    println!("run {}: {v}", row.id);
                     Ok(0)
                 }
                 v => {
-                    println!("run {}: {v:?}", row.id);
+                    println!("run {}: {v}", row.id);
                     Ok(EXIT_TAMPERED)
                 }
             }

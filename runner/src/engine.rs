@@ -90,7 +90,9 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// A core module was given where a component is needed.
-    #[error("tool {path}: is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target (cargo build --target wasm32-wasip2) so it is a component")]
+    #[error(
+        "tool {path}: is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target (cargo build --target wasm32-wasip2) so it is a component"
+    )]
     CoreModule {
         /// The file.
         path: PathBuf,
@@ -191,7 +193,9 @@ impl Runtime {
             return Ok(Arc::clone(tool));
         }
         if is_core_module(bytes) {
-            return Err(LoadError::CoreModule { path: path.to_owned() });
+            return Err(LoadError::CoreModule {
+                path: path.to_owned(),
+            });
         }
         let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
             path: path.to_owned(),
@@ -209,7 +213,9 @@ impl Runtime {
         let exports = export_names(&self.engine, &component);
         let pre = if exports.iter().any(|e| e == "run") && exports.iter().any(|e| e == "describe") {
             Pre::Tool(ToolPre::new(instance_pre).map_err(|e| {
-                unsupported(format!("exports run/describe with the wrong types for airlock:host/tool ({e:#})"))
+                unsupported(format!(
+                    "exports run/describe with the wrong types for airlock:host/tool ({e:#})"
+                ))
             })?)
         } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
             Pre::Command(CommandPre::new(instance_pre).map_err(|e| {
@@ -225,7 +231,11 @@ impl Runtime {
             Pre::Tool(_) => World::Tool,
             Pre::Command(_) => World::Command,
         };
-        let tool = Arc::new(LoadedTool { digest: digest.clone(), world, pre });
+        let tool = Arc::new(LoadedTool {
+            digest: digest.clone(),
+            world,
+            pre,
+        });
         self.lock_tools().insert(digest, Arc::clone(&tool));
         Ok(tool)
     }

@@ -153,10 +153,13 @@ pub fn load_file(path: &Path) -> Result<Profile, ProfileError> {
         key: key.to_owned(),
         problem,
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err("", format!("cannot be read: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| err("", format!("cannot be read: {e}")))?;
     let raw: RawProfile = toml::from_str(&text).map_err(|e| {
-        err("", format!("is not a valid profile: {}", e.to_string().trim_end()))
+        err(
+            "",
+            format!("is not a valid profile: {}", e.to_string().trim_end()),
+        )
     })?;
     validate(raw, path).map_err(|(key, problem)| err(&key, problem))
 }
@@ -213,7 +216,10 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
     if raw.name != stem {
         return Err((
             "name".into(),
-            format!("{:?} must equal the file name {stem:?} (profiles are looked up by file name)", raw.name),
+            format!(
+                "{:?} must equal the file name {stem:?} (profiles are looked up by file name)",
+                raw.name
+            ),
         ));
     }
     if !is_plain_name(&raw.name) {
@@ -229,7 +235,10 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
         "medium" => Risk::Medium,
         "high" => Risk::High,
         other => {
-            return Err(("risk".into(), format!("{other:?} is not a risk tier (use \"low\", \"medium\" or \"high\")")));
+            return Err((
+                "risk".into(),
+                format!("{other:?} is not a risk tier (use \"low\", \"medium\" or \"high\")"),
+            ));
         }
     };
     let limits = validate_limits(&raw.limits)?;
@@ -254,7 +263,13 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
 
 fn validate_limits(raw: &RawLimits) -> Result<Limits, Invalid> {
     if raw.fuel <= 0 {
-        return Err(("limits.fuel".into(), format!("{} must be a positive integer, e.g. 1_000_000_000", raw.fuel)));
+        return Err((
+            "limits.fuel".into(),
+            format!(
+                "{} must be a positive integer, e.g. 1_000_000_000",
+                raw.fuel
+            ),
+        ));
     }
     let timeout = duration("limits.timeout", &raw.timeout)?;
     Ok(Limits {
@@ -267,13 +282,19 @@ fn validate_limits(raw: &RawLimits) -> Result<Limits, Invalid> {
 
 fn size(key: &str, text: &str, max: u64) -> Result<Labeled<u64>, Invalid> {
     let parsed: bytesize::ByteSize = text.trim().parse().map_err(|_| {
-        (key.to_owned(), format!("{text:?} is not a size (use e.g. \"128MiB\", \"64KiB\", \"1GiB\")"))
+        (
+            key.to_owned(),
+            format!("{text:?} is not a size (use e.g. \"128MiB\", \"64KiB\", \"1GiB\")"),
+        )
     })?;
     let value = parsed.as_u64();
     if value == 0 || value > max {
         return Err((
             key.to_owned(),
-            format!("{text:?} is out of range (more than 0 and at most {})", bytesize::ByteSize(max).display().iec()),
+            format!(
+                "{text:?} is out of range (more than 0 and at most {})",
+                bytesize::ByteSize(max).display().iec()
+            ),
         ));
     }
     Ok(Labeled {
@@ -284,10 +305,16 @@ fn size(key: &str, text: &str, max: u64) -> Result<Labeled<u64>, Invalid> {
 
 fn duration(key: &str, text: &str) -> Result<Labeled<Duration>, Invalid> {
     let value = humantime::parse_duration(text.trim()).map_err(|_| {
-        (key.to_owned(), format!("{text:?} is not a duration (use e.g. \"10s\", \"500ms\", \"2m\")"))
+        (
+            key.to_owned(),
+            format!("{text:?} is not a duration (use e.g. \"10s\", \"500ms\", \"2m\")"),
+        )
     })?;
     if value.is_zero() || value > MAX_TIMEOUT {
-        return Err((key.to_owned(), format!("{text:?} is out of range (more than 0 and at most 24h)")));
+        return Err((
+            key.to_owned(),
+            format!("{text:?} is out of range (more than 0 and at most 24h)"),
+        ));
     }
     Ok(Labeled {
         value,
@@ -295,14 +322,23 @@ fn duration(key: &str, text: &str) -> Result<Labeled<Duration>, Invalid> {
     })
 }
 
-fn validate_mounts(raw: &[RawMount], base: &Path, has_scratch: bool) -> Result<Vec<Mount>, Invalid> {
+fn validate_mounts(
+    raw: &[RawMount],
+    base: &Path,
+    has_scratch: bool,
+) -> Result<Vec<Mount>, Invalid> {
     let mut mounts: Vec<Mount> = Vec::with_capacity(raw.len());
     for (i, m) in raw.iter().enumerate() {
         let key = |field: &str| format!("fs.mount[{i}].{field}");
         let mode = match m.mode.as_str() {
             "ro" => MountMode::ReadOnly,
             "rw" => MountMode::ReadWrite,
-            other => return Err((key("mode"), format!("{other:?} is not a mode (use \"ro\" or \"rw\")"))),
+            other => {
+                return Err((
+                    key("mode"),
+                    format!("{other:?} is not a mode (use \"ro\" or \"rw\")"),
+                ));
+            }
         };
         let guest = guest_path(&m.guest).ok_or_else(|| {
             (key("guest"), format!("{:?} is not an absolute, normalized guest path other than \"/\" (use e.g. \"/data\")", m.guest))
@@ -310,15 +346,27 @@ fn validate_mounts(raw: &[RawMount], base: &Path, has_scratch: bool) -> Result<V
         if has_scratch && guest == SCRATCH_GUEST_PATH {
             return Err((key("guest"), format!("{guest} is taken by [fs.scratch]")));
         }
-        if let Some(other) = mounts.iter().find(|o| nests(&o.guest, &guest) || nests(&guest, &o.guest)) {
-            return Err((key("guest"), format!("{guest} overlaps the mount at {} (mounts may not nest)", other.guest)));
+        if let Some(other) = mounts
+            .iter()
+            .find(|o| nests(&o.guest, &guest) || nests(&guest, &o.guest))
+        {
+            return Err((
+                key("guest"),
+                format!(
+                    "{guest} overlaps the mount at {} (mounts may not nest)",
+                    other.guest
+                ),
+            ));
         }
         let host = base.join(&m.host);
         let host = host.canonicalize().map_err(|e| {
             (key("host"), format!("{} cannot be used ({e}); create the directory or fix the path (relative to the profile file)", host.display()))
         })?;
         if !host.is_dir() {
-            return Err((key("host"), format!("{} is not a directory", host.display())));
+            return Err((
+                key("host"),
+                format!("{} is not a directory", host.display()),
+            ));
         }
         mounts.push(Mount { host, guest, mode });
     }
@@ -408,6 +456,7 @@ size = "1MiB"
     fn loads_a_good_profile() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("data")).expect("mkdir");
+        write(dir.path(), "p", GOOD);
         let p = load(dir.path(), "p").expect("valid");
         assert_eq!(p.limits.memory.value, 64 << 20);
         assert_eq!(p.limits.timeout.value, Duration::from_secs(2));
@@ -420,15 +469,50 @@ size = "1MiB"
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("data")).expect("mkdir");
         let rows: &[(&str, &str, &str, &str)] = &[
-            ("memory = \"64MiB\"", "memory = \"12 potatoes\"", "limits.memory", "is not a size"),
-            ("timeout = \"2s\"", "timeout = \"soon\"", "limits.timeout", "is not a duration"),
-            ("mode = \"ro\"", "mode = \"rx\"", "fs.mount[0].mode", "use \"ro\" or \"rw\""),
-            ("host = \"data\"", "host = \"missing\"", "fs.mount[0].host", "cannot be used"),
-            ("guest = \"/data\"", "guest = \"/data/../etc\"", "fs.mount[0].guest", "normalized"),
+            (
+                "memory = \"64MiB\"",
+                "memory = \"12 potatoes\"",
+                "limits.memory",
+                "is not a size",
+            ),
+            (
+                "timeout = \"2s\"",
+                "timeout = \"soon\"",
+                "limits.timeout",
+                "is not a duration",
+            ),
+            (
+                "mode = \"ro\"",
+                "mode = \"rx\"",
+                "fs.mount[0].mode",
+                "use \"ro\" or \"rw\"",
+            ),
+            (
+                "host = \"data\"",
+                "host = \"missing\"",
+                "fs.mount[0].host",
+                "cannot be used",
+            ),
+            (
+                "guest = \"/data\"",
+                "guest = \"/data/../etc\"",
+                "fs.mount[0].guest",
+                "normalized",
+            ),
             ("risk = \"low\"", "risk = \"spicy\"", "risk", "low"),
             ("fuel = 1_000", "fuel = 0", "limits.fuel", "positive"),
-            ("owner = \"team\"", "owner = \"team\"\ncolour = \"red\"", "", "unknown field `colour`"),
-            ("output = \"1KiB\"", "output = \"2GiB\"", "limits.output", "out of range"),
+            (
+                "owner = \"team\"",
+                "owner = \"team\"\ncolour = \"red\"",
+                "",
+                "unknown field `colour`",
+            ),
+            (
+                "output = \"1KiB\"",
+                "output = \"2GiB\"",
+                "limits.output",
+                "out of range",
+            ),
         ];
         for (from, to, key, needle) in rows {
             let path = write(dir.path(), "p", &GOOD.replace(from, to));

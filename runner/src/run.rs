@@ -13,7 +13,9 @@ use crate::profile::Profile;
 use crate::recorder::Recorder;
 use crate::sandbox;
 use airlock_host_api::RunState;
-use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink, EvidenceUnavailable, sha256_hex};
+use airlock_host_api::evidence::{
+    Decision, EventDraft, EvidenceSink, EvidenceUnavailable, sha256_hex,
+};
 use airlock_host_api::limits::{Limit, LimitExceeded};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -155,7 +157,9 @@ pub enum RunError {
     Aborted(String),
     /// Host code kept the run's log after the guest ended, so it cannot be
     /// sealed (a bug; the run is left to interrupted-run recovery).
-    #[error("the run's evidence log is still referenced after the guest ended; it will be sealed as interrupted")]
+    #[error(
+        "the run's evidence log is still referenced after the guest ended; it will be sealed as interrupted"
+    )]
     LogStillShared,
     /// The sandbox could not be set up (exit 2): a mount or scratch problem.
     #[error("sandbox for profile {profile}: {reason}")]
@@ -192,7 +196,12 @@ pub struct Runner {
 impl Runner {
     /// Runs `tool` under `profile`. Errors only when no evidence could be
     /// started or sealed; every other ending is a [`RunReport`].
-    pub async fn run(&self, tool: &LoadedTool, profile: &Profile, request: RunRequest) -> Result<RunReport, RunError> {
+    pub async fn run(
+        &self,
+        tool: &LoadedTool,
+        profile: &Profile,
+        request: RunRequest,
+    ) -> Result<RunReport, RunError> {
         let run_id = uuid::Uuid::now_v7();
         let log = self.store.begin_run(RunMeta {
             id: run_id,
@@ -205,18 +214,32 @@ impl Runner {
         let input = request.input.clone().unwrap_or_else(|| "{}".to_owned());
 
         let started = Instant::now();
-        let (ending, stdout, stderr, usage) = match self.prepare_and_execute(&run_id, tool, profile, &request, &input, &recorder).await {
+        let (ending, stdout, stderr, usage) = match self
+            .prepare_and_execute(&run_id, tool, profile, &request, &input, &recorder)
+            .await
+        {
             Ok(done) => done,
-            Err(Prepared::Evidence(e)) => (Ending::Evidence(e), Vec::new(), Vec::new(), Usage::default()),
+            Err(Prepared::Evidence(e)) => (
+                Ending::Evidence(e),
+                Vec::new(),
+                Vec::new(),
+                Usage::default(),
+            ),
             Err(Prepared::Sandbox(reason)) => {
                 // No guest ran. Seal what was recorded so the attempt is on file.
                 let report_error = RunError::Sandbox {
                     profile: profile.name.clone(),
                     reason: reason.clone(),
                 };
-                let log = Arc::into_inner(recorder).ok_or(RunError::LogStillShared)?.into_log();
-                log.append(EventDraft::new("run.end").field("status", "failed").field("error", reason))
-                    .map_err(|e| RunError::Aborted(e.to_string()))?;
+                let log = Arc::into_inner(recorder)
+                    .ok_or(RunError::LogStillShared)?
+                    .into_log();
+                log.append(
+                    EventDraft::new("run.end")
+                        .field("status", "failed")
+                        .field("error", reason),
+                )
+                .map_err(|e| RunError::Aborted(e.to_string()))?;
                 self.seal(log, RunStatus::Failed, serde_json::Value::Null)?;
                 return Err(report_error);
             }
@@ -228,12 +251,36 @@ impl Runner {
 
         let (status, output, error, limit, guest_exit_code) = match ending {
             Ending::Returned(json) => (RunStatus::Ok, Some(json), None, None, None),
-            Ending::ToolError(msg) => (RunStatus::Failed, None, Some(format!("the tool returned an error: {msg}")), None, None),
+            Ending::ToolError(msg) => (
+                RunStatus::Failed,
+                None,
+                Some(format!("the tool returned an error: {msg}")),
+                None,
+                None,
+            ),
             Ending::Exited(0) => (RunStatus::Ok, None, None, None, Some(0)),
-            Ending::Exited(code) => (RunStatus::Failed, None, Some(format!("the tool exited with code {code}")), None, Some(code)),
-            Ending::Limit(l) => (RunStatus::Limit, None, Some(format!("run stopped: {l}")), Some(l), None),
+            Ending::Exited(code) => (
+                RunStatus::Failed,
+                None,
+                Some(format!("the tool exited with code {code}")),
+                None,
+                Some(code),
+            ),
+            Ending::Limit(l) => (
+                RunStatus::Limit,
+                None,
+                Some(format!("run stopped: {l}")),
+                Some(l),
+                None,
+            ),
             Ending::Evidence(e) => (RunStatus::Aborted, None, Some(e.to_string()), None, None),
-            Ending::Trapped(msg) => (RunStatus::Failed, None, Some(format!("the tool trapped: {msg}")), None, None),
+            Ending::Trapped(msg) => (
+                RunStatus::Failed,
+                None,
+                Some(format!("the tool trapped: {msg}")),
+                None,
+                None,
+            ),
         };
         let mut status = status;
         let mut error = error;
@@ -246,8 +293,18 @@ impl Runner {
                     .field("detail", l.detail.clone()),
             );
         }
-        let counts: serde_json::Map<String, serde_json::Value> =
-            recorder.counts().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
+        // Settle the final status before `run.end` records it: the event and
+        // the run's row must agree.
+        let failure = recorder.failure();
+        if let Some(failure) = &failure {
+            status = RunStatus::Aborted;
+            error = Some(failure.to_string());
+        }
+        let counts: serde_json::Map<String, serde_json::Value> = recorder
+            .counts()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect();
         let mut end = EventDraft::new("run.end")
             .field("status", status.as_str())
             .field("exit_code", status.exit_code())
@@ -259,17 +316,19 @@ impl Runner {
             end = end.field("guest_exit_code", code);
         }
         if let Some(json) = &output {
-            end = end.field("result_bytes", json.len() as u64).field("result_sha256", sha256_hex(json.as_bytes()));
+            end = end
+                .field("result_bytes", json.len() as u64)
+                .field("result_sha256", sha256_hex(json.as_bytes()));
         }
         if let Some(msg) = &error {
             end = end.field("error", msg.clone());
         }
         // The guest is gone: record the end on the log itself, so a store
         // that recovered from a failure still gets a complete chain.
-        let failure = recorder.failure();
-        let log = Arc::into_inner(recorder).ok_or(RunError::LogStillShared)?.into_log();
-        let end_failure = log.append(end).err();
-        if let Some(failure) = failure.or(end_failure) {
+        let log = Arc::into_inner(recorder)
+            .ok_or(RunError::LogStillShared)?
+            .into_log();
+        if let Err(failure) = log.append(end) {
             status = RunStatus::Aborted;
             error = Some(failure.to_string());
         }
@@ -288,7 +347,11 @@ impl Runner {
             status,
             exit_code: status.exit_code(),
             guest_exit_code,
-            output: if status == RunStatus::Ok { output } else { None },
+            output: if status == RunStatus::Ok {
+                output
+            } else {
+                None
+            },
             error,
             limit: limit.map(|l| LimitReport {
                 limit: l.limit.key(),
@@ -303,7 +366,12 @@ impl Runner {
         })
     }
 
-    fn seal(&self, log: RunLog, status: RunStatus, result: serde_json::Value) -> Result<u64, RunError> {
+    fn seal(
+        &self,
+        log: RunLog,
+        status: RunStatus,
+        result: serde_json::Value,
+    ) -> Result<u64, RunError> {
         let events = log.event_count();
         log.seal(
             RunOutcome {
@@ -327,13 +395,18 @@ impl Runner {
     ) -> Result<(Ending, Vec<u8>, Vec<u8>, Usage), Prepared> {
         let sink: Arc<dyn EvidenceSink> = Arc::clone(recorder) as Arc<dyn EvidenceSink>;
         record_request(sink.as_ref(), tool, profile, request, input)?;
-        let dirs = sandbox::RunDirs::create(&self.home, run_id, profile).map_err(|e| Prepared::Sandbox(e.to_string()))?;
+        let dirs = sandbox::RunDirs::create(&self.home, run_id, profile)
+            .map_err(|e| Prepared::Sandbox(e.to_string()))?;
         let grants = sandbox::grants(profile, &dirs, &request.tool_name, request);
-        let state = RunState::new(grants, Arc::clone(&sink)).map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
+        let state = RunState::new(grants, Arc::clone(&sink))
+            .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
         sink.append(
             EventDraft::new("run.start")
                 .target(tool.digest.clone())
-                .field("world", serde_json::to_value(tool.world).unwrap_or_default())
+                .field(
+                    "world",
+                    serde_json::to_value(tool.world).unwrap_or_default(),
+                )
                 .field("fuel", profile.limits.fuel)
                 .field("memory", profile.limits.memory.label.clone())
                 .field("timeout", profile.limits.timeout.label.clone())
@@ -357,7 +430,10 @@ impl Runner {
             Err(_elapsed) => Ending::Limit(LimitExceeded {
                 limit: Limit::Timeout,
                 value: profile.limits.timeout.label.clone(),
-                detail: format!("still running after {}", humantime::format_duration(round_ms(timeout))),
+                detail: format!(
+                    "still running after {}",
+                    humantime::format_duration(round_ms(timeout))
+                ),
             }),
         };
         if let Ending::Returned(json) = &ending
@@ -432,12 +508,25 @@ fn record_request(
     }
     sink.append(event)?;
     let checks = [
-        ("profile", format!("profile {} is valid", profile.source.display())),
-        ("tool", format!("{} implements {}", tool.digest, match tool.world {
-            World::Tool => "airlock:host/tool",
-            World::Command => "wasi:cli/command",
-        })),
-        ("mounts", format!("{} mount(s) present", profile.mounts.len())),
+        (
+            "profile",
+            format!("profile {} is valid", profile.source.display()),
+        ),
+        (
+            "tool",
+            format!(
+                "{} implements {}",
+                tool.digest,
+                match tool.world {
+                    World::Tool => "airlock:host/tool",
+                    World::Command => "wasi:cli/command",
+                }
+            ),
+        ),
+        (
+            "mounts",
+            format!("{} mount(s) present", profile.mounts.len()),
+        ),
     ];
     for (check, detail) in checks {
         sink.append(
@@ -451,7 +540,11 @@ fn record_request(
     Ok(())
 }
 
-async fn execute(store: &mut WasmStore<RunState>, tool: &LoadedTool, input: &str) -> wasmtime::Result<Ending> {
+async fn execute(
+    store: &mut WasmStore<RunState>,
+    tool: &LoadedTool,
+    input: &str,
+) -> wasmtime::Result<Ending> {
     if let Some(pre) = tool.as_tool() {
         let instance = pre.instantiate_async(&mut *store).await?;
         return Ok(match instance.call_run(&mut *store, input).await? {
@@ -466,7 +559,9 @@ async fn execute(store: &mut WasmStore<RunState>, tool: &LoadedTool, input: &str
             Err(()) => Ending::Exited(1),
         });
     }
-    Ok(Ending::Trapped("the tool implements no supported world".into()))
+    Ok(Ending::Trapped(
+        "the tool implements no supported world".into(),
+    ))
 }
 
 /// Attributes a trap to the limit, evidence failure or exit that caused it.

@@ -126,4 +126,5 @@ pub fn profile_body(name: &str, limits: &str, extra: &str) -> String {
 }
 
 /// Generous limits for tests that are not about limits.
-pub const LIMITS: &str = "fuel = 2_000_000_000\nmemory = \"64MiB\"\ntimeout = \"20s\"\noutput = \"1MiB\"";
+pub const LIMITS: &str =
+    "fuel = 2_000_000_000\nmemory = \"64MiB\"\ntimeout = \"20s\"\noutput = \"1MiB\"";

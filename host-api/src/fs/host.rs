@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource};
 use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
-use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     ErrorCode, HostDescriptor, HostDirectoryEntryStream,
 };
+use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 
 /// Per-run filesystem state: the grants and what each open descriptor is.
 pub struct FsState {
@@ -49,7 +49,10 @@ impl FsState {
     }
 
     /// Records the reads of files still open at the end of the run.
-    pub fn finish(&mut self, evidence: &dyn EvidenceSink) -> Result<(), crate::evidence::EvidenceUnavailable> {
+    pub fn finish(
+        &mut self,
+        evidence: &dyn EvidenceSink,
+    ) -> Result<(), crate::evidence::EvidenceUnavailable> {
         let mut open: Vec<(u32, OpenNode)> = self.open.drain().collect();
         open.sort_by_key(|(rep, _)| *rep);
         for (_, node) in open {
@@ -135,7 +138,11 @@ impl FsView<'_> {
         );
         let target = match &resolved {
             Some(r) => grants.guest_path(r),
-            None => format!("{}/{}", grants.guest_path(&base.path).trim_end_matches('/'), path),
+            None => format!(
+                "{}/{}",
+                grants.guest_path(&base.path).trim_end_matches('/'),
+                path
+            ),
         };
         let attempt = Attempt {
             kind,
@@ -267,17 +274,27 @@ impl HostDescriptor for FsView<'_> {
         HostDescriptor::sync_data(&mut self.wasi, fd).await
     }
 
-    async fn get_flags(&mut self, fd: Resource<types::Descriptor>) -> FsResult<types::DescriptorFlags> {
+    async fn get_flags(
+        &mut self,
+        fd: Resource<types::Descriptor>,
+    ) -> FsResult<types::DescriptorFlags> {
         self.node(&fd)?;
         HostDescriptor::get_flags(&mut self.wasi, fd).await
     }
 
-    async fn get_type(&mut self, fd: Resource<types::Descriptor>) -> FsResult<types::DescriptorType> {
+    async fn get_type(
+        &mut self,
+        fd: Resource<types::Descriptor>,
+    ) -> FsResult<types::DescriptorType> {
         self.node(&fd)?;
         HostDescriptor::get_type(&mut self.wasi, fd).await
     }
 
-    async fn set_size(&mut self, fd: Resource<types::Descriptor>, size: types::Filesize) -> FsResult<()> {
+    async fn set_size(
+        &mut self,
+        fd: Resource<types::Descriptor>,
+        size: types::Filesize,
+    ) -> FsResult<()> {
         let attempt = self.attempt_self(&fd, &Access::SetAttributes, "fs.write", "set-size")?;
         self.gate(&attempt, &[("size", size.into())])?;
         let result = HostDescriptor::set_size(&mut self.wasi, fd, size).await;
@@ -318,7 +335,11 @@ impl HostDescriptor for FsView<'_> {
         let attempt = self.attempt_self(&fd, &Access::Write { bytes }, "fs.write", "write")?;
         self.gate(
             &attempt,
-            &[("bytes", bytes.into()), ("sha256", sha256_hex(&buf).into()), ("offset", offset.into())],
+            &[
+                ("bytes", bytes.into()),
+                ("sha256", sha256_hex(&buf).into()),
+                ("offset", offset.into()),
+            ],
         )?;
         let meter = self.scratch_meter(&fd)?;
         let written = HostDescriptor::write(&mut self.wasi, fd, buf, offset).await;
@@ -344,7 +365,11 @@ impl HostDescriptor for FsView<'_> {
         HostDescriptor::sync(&mut self.wasi, fd).await
     }
 
-    async fn create_directory_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
+    async fn create_directory_at(
+        &mut self,
+        fd: Resource<types::Descriptor>,
+        path: String,
+    ) -> FsResult<()> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Create, "fs.create", "mkdir")?;
         self.gate(&attempt, &[])?;
         let result = HostDescriptor::create_directory_at(&mut self.wasi, fd, path).await;
@@ -378,9 +403,11 @@ impl HostDescriptor for FsView<'_> {
         atim: types::NewTimestamp,
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
-        let (attempt, _) = self.attempt(&fd, &path, &Access::SetAttributes, "fs.write", "set-times")?;
+        let (attempt, _) =
+            self.attempt(&fd, &path, &Access::SetAttributes, "fs.write", "set-times")?;
         self.gate(&attempt, &[])?;
-        let result = HostDescriptor::set_times_at(&mut self.wasi, fd, path_flags, path, atim, mtim).await;
+        let result =
+            HostDescriptor::set_times_at(&mut self.wasi, fd, path_flags, path, atim, mtim).await;
         self.sandbox_result(&attempt, result)
     }
 
@@ -419,7 +446,11 @@ impl HostDescriptor for FsView<'_> {
             || oflags.contains(types::OpenFlags::TRUNCATE)
             || flags.contains(types::DescriptorFlags::WRITE)
             || flags.contains(types::DescriptorFlags::MUTATE_DIRECTORY);
-        let access = if writes { Access::Write { bytes: 0 } } else { Access::Read };
+        let access = if writes {
+            Access::Write { bytes: 0 }
+        } else {
+            Access::Read
+        };
         let exclusive = creates && oflags.contains(types::OpenFlags::EXCLUSIVE);
         let kind = if exclusive { "fs.create" } else { "fs.open" };
         let (attempt, resolved) = self.attempt(&fd, &path, &access, kind, "open")?;
@@ -429,10 +460,14 @@ impl HostDescriptor for FsView<'_> {
             &[
                 ("mode", mode.into()),
                 ("create", creates.into()),
-                ("truncate", oflags.contains(types::OpenFlags::TRUNCATE).into()),
+                (
+                    "truncate",
+                    oflags.contains(types::OpenFlags::TRUNCATE).into(),
+                ),
             ],
         )?;
-        let result = HostDescriptor::open_at(&mut self.wasi, fd, path_flags, path, oflags, flags).await;
+        let result =
+            HostDescriptor::open_at(&mut self.wasi, fd, path_flags, path, oflags, flags).await;
         let opened = self.sandbox_result(&attempt, result)?;
         if let Some(resolved) = resolved {
             self.track(&opened, resolved);
@@ -447,7 +482,11 @@ impl HostDescriptor for FsView<'_> {
         HostDescriptor::drop(&mut self.wasi, fd)
     }
 
-    async fn readlink_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<String> {
+    async fn readlink_at(
+        &mut self,
+        fd: Resource<types::Descriptor>,
+        path: String,
+    ) -> FsResult<String> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Metadata, "fs.open", "readlink")?;
         if !attempt.verdict.allowed {
             self.gate(&attempt, &[])?;
@@ -456,7 +495,11 @@ impl HostDescriptor for FsView<'_> {
         self.sandbox_result(&attempt, result)
     }
 
-    async fn remove_directory_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
+    async fn remove_directory_at(
+        &mut self,
+        fd: Resource<types::Descriptor>,
+        path: String,
+    ) -> FsResult<()> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Delete, "fs.delete", "rmdir")?;
         self.gate(&attempt, &[])?;
         let result = HostDescriptor::remove_directory_at(&mut self.wasi, fd, path).await;
@@ -472,7 +515,8 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<()> {
         let attempt = self.pair_attempt(&fd, &old_path, &new_fd, &new_path, "rename")?;
         self.gate(&attempt, &[])?;
-        let result = HostDescriptor::rename_at(&mut self.wasi, fd, old_path, new_fd, new_path).await;
+        let result =
+            HostDescriptor::rename_at(&mut self.wasi, fd, old_path, new_fd, new_path).await;
         self.sandbox_result(&attempt, result)
     }
 
@@ -491,7 +535,11 @@ impl HostDescriptor for FsView<'_> {
         self.sandbox_result(&attempt, result)
     }
 
-    async fn unlink_file_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
+    async fn unlink_file_at(
+        &mut self,
+        fd: Resource<types::Descriptor>,
+        path: String,
+    ) -> FsResult<()> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Delete, "fs.delete", "unlink")?;
         self.gate(&attempt, &[])?;
         let result = HostDescriptor::unlink_file_at(&mut self.wasi, fd, path).await;
@@ -524,7 +572,10 @@ impl HostDescriptor for FsView<'_> {
         self.wrap_output(stream, attempt, meter)
     }
 
-    fn append_via_stream(&mut self, fd: Resource<types::Descriptor>) -> FsResult<Resource<DynOutputStream>> {
+    fn append_via_stream(
+        &mut self,
+        fd: Resource<types::Descriptor>,
+    ) -> FsResult<Resource<DynOutputStream>> {
         let attempt = self.attempt_self(&fd, &Access::Write { bytes: 0 }, "fs.write", "append")?;
         if !attempt.verdict.allowed {
             self.gate(&attempt, &[])?;
@@ -542,7 +593,10 @@ impl HostDescriptor for FsView<'_> {
         HostDescriptor::is_same_object(&mut self.wasi, a, b).await
     }
 
-    async fn metadata_hash(&mut self, fd: Resource<types::Descriptor>) -> FsResult<types::MetadataHashValue> {
+    async fn metadata_hash(
+        &mut self,
+        fd: Resource<types::Descriptor>,
+    ) -> FsResult<types::MetadataHashValue> {
         self.node(&fd)?;
         HostDescriptor::metadata_hash(&mut self.wasi, fd).await
     }
@@ -586,8 +640,16 @@ impl FsView<'_> {
             None => format!("{}/{raw}", grants.guest_path(base).trim_end_matches('/')),
         };
         Ok(Attempt {
-            kind: if op == "rename" { "fs.rename" } else { "fs.create" },
-            target: format!("{} -> {}", show(from_base, &from_path, from), show(to_base, &to_path, to)),
+            kind: if op == "rename" {
+                "fs.rename"
+            } else {
+                "fs.create"
+            },
+            target: format!(
+                "{} -> {}",
+                show(from_base, &from_path, from),
+                show(to_base, &to_path, to)
+            ),
             mount: grants.area_path(to_base.area).to_owned(),
             op,
             verdict,

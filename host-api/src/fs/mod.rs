@@ -185,7 +185,11 @@ impl FsGrants {
     pub fn guest_path(&self, resolved: &Resolved) -> String {
         let root = self.area_path(resolved.area).trim_end_matches('/');
         if resolved.rel.is_empty() {
-            return if root.is_empty() { "/".into() } else { root.into() };
+            return if root.is_empty() {
+                "/".into()
+            } else {
+                root.into()
+            };
         }
         format!("{root}/{}", resolved.rel.join("/"))
     }
@@ -207,10 +211,7 @@ impl FsGrants {
     fn mode(&self, area: Area) -> MountMode {
         match area {
             Area::Root => MountMode::ReadOnly,
-            Area::Mount(i) => self
-                .mounts
-                .get(i)
-                .map_or(MountMode::ReadOnly, |m| m.mode),
+            Area::Mount(i) => self.mounts.get(i).map_or(MountMode::ReadOnly, |m| m.mode),
             Area::Scratch => MountMode::ReadWrite,
         }
     }
@@ -259,8 +260,12 @@ pub fn decide(
         return Verdict::deny(grants.mode_rule(path.area));
     }
     if let Access::Symlink { target } = access {
-        let stays_inside = resolve(path.area, &path.rel[..path.rel.len().saturating_sub(1)], target)
-            .is_some();
+        let stays_inside = resolve(
+            path.area,
+            &path.rel[..path.rel.len().saturating_sub(1)],
+            target,
+        )
+        .is_some();
         if !stays_inside {
             return Verdict::deny(format!(
                 "fs: symlinks stay inside their mount (target {target:?} leaves {})",
@@ -401,9 +406,9 @@ mod tests {
     #[test]
     fn pairs_stay_inside_one_writable_mount() {
         let g = grants();
-        let r = |a, p| resolve(a, &[], p);
         let pair = |a: Area, p: &str, b: Area, q: &str| {
-            decide_pair(&g, (a, r(a, p).as_ref()), (b, r(b, q).as_ref())).allowed
+            let (from, to) = (resolve(a, &[], p), resolve(b, &[], q));
+            decide_pair(&g, (a, from.as_ref()), (b, to.as_ref())).allowed
         };
         assert!(!pair(DATA, "secret", OUT, "stolen"));
         assert!(!pair(OUT, "x", DATA, "y"));

@@ -9,7 +9,9 @@ use crate::evidence::{Decision, EventDraft, EvidenceSink, sha256_hex};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, InputStream, OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::p2::{
+    DynInputStream, DynOutputStream, InputStream, OutputStream, Pollable, StreamError, StreamResult,
+};
 
 /// Bytes and read calls on one open file, recorded when the file closes.
 #[derive(Debug, Default)]

@@ -508,6 +508,11 @@ fn deleted_whole_run_breaks_the_seal_chain() -> TestResult {
 
     let report = fx.verify_all()?;
     assert!(!report.is_intact());
+    let shown = report.to_string();
+    assert!(
+        shown.contains("BROKEN: seal chain broken at position 2"),
+        "{shown}"
+    );
     assert_eq!(report.seal_chain.len(), 1, "{:?}", report.seal_chain);
     assert!(
         matches!(
@@ -653,6 +658,22 @@ fn dropped_run_is_recovered_as_interrupted() -> TestResult {
         std::fs::read_dir(fx.home.path().join("running"))?.count(),
         0
     );
+    Ok(())
+}
+
+#[test]
+fn run_dropped_before_any_event_is_recovered() -> TestResult {
+    let fx = Fixture::new()?;
+    let log = fx.begin()?;
+    let id = log.run_id().to_owned();
+    drop(log);
+    assert_eq!(fx.store.recover_interrupted(&fx.key)?, vec![id.clone()]);
+    let events = fx.store.events(&id)?;
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].seq, events[0].prev.as_str()), (1, GENESIS_PREV));
+    let v = fx.verify(&id)?;
+    assert!(v.is_intact(), "{v}");
+    assert_eq!(v.to_string(), "intact: 1 events, sealed at position 1");
     Ok(())
 }
 

@@ -40,6 +40,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::collections::HashSet;
+use std::fmt;
 
 /// The verdict on one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,6 +74,25 @@ impl Verification {
         Verification::Broken {
             first_bad_seq: problem.seq(),
             problem,
+        }
+    }
+}
+
+impl fmt::Display for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verification::Intact {
+                events,
+                seal_position: Some(position),
+            } => write!(f, "intact: {events} events, sealed at position {position}"),
+            Verification::Intact {
+                events,
+                seal_position: None,
+            } => write!(
+                f,
+                "intact so far: {events} events, not sealed yet (the run is in progress)"
+            ),
+            Verification::Broken { problem, .. } => write!(f, "BROKEN: {problem}"),
         }
     }
 }
@@ -265,6 +285,37 @@ impl VerifyReport {
                 Verification::Intact { .. } => None,
             })
             .chain(self.seal_chain.iter())
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    /// One line per run, one per seal-chain problem, then a summary line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for run in &self.runs {
+            writeln!(f, "run {}: {}", run.run_id, run.verification)?;
+        }
+        for problem in &self.seal_chain {
+            writeln!(f, "BROKEN: {problem}")?;
+        }
+        let newest = self
+            .last_position
+            .map_or_else(String::new, |p| format!(", newest seal at position {p}"));
+        let broken = self.problems().count();
+        if broken == 0 {
+            write!(
+                f,
+                "{} runs, {} seals{newest}: all intact",
+                self.runs.len(),
+                self.seals
+            )
+        } else {
+            write!(
+                f,
+                "{} runs, {} seals{newest}: {broken} problem(s) found",
+                self.runs.len(),
+                self.seals
+            )
+        }
     }
 }
 

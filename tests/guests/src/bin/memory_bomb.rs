@@ -12,13 +12,12 @@ const PAGE: usize = 64 << 10;
 fn main() {
     let mut chunks: Vec<Vec<u8>> = Vec::new();
     loop {
-        let mut chunk = Vec::with_capacity(CHUNK);
-        chunk.resize(CHUNK, 0u8);
+        let mut chunk = vec![0u8; CHUNK];
         for i in (0..CHUNK).step_by(PAGE) {
             chunk[i] = (chunks.len() as u8).wrapping_add(1);
         }
         chunks.push(black_box(chunk));
-        if chunks.len() % 16 == 0 {
+        if chunks.len().is_multiple_of(16) {
             // Progress on stderr (small, so it does not hit the output cap).
             let _ = writeln!(std::io::stderr(), "allocated {} MiB", chunks.len());
         }
