@@ -103,7 +103,11 @@ fn swapping_two_events_is_detected() {
     ))
     .expect("swap");
     drop(conn);
-    assert_detected(&env, &["runs", "verify", &ids[0]], &["moved", "#2", "recorded as #3"]);
+    assert_detected(
+        &env,
+        &["runs", "verify", &ids[0]],
+        &["moved", "#2", "recorded as #3"],
+    );
 }
 
 #[test]
@@ -118,7 +122,11 @@ fn deleting_a_whole_run_breaks_the_seal_chain() {
             &[&ids[1]],
         );
     }
-    assert_detected(&env, &["runs", "verify", "--all"], &["seal chain broken at position 2", "deleted"]);
+    assert_detected(
+        &env,
+        &["runs", "verify", "--all"],
+        &["seal chain broken at position 2", "deleted"],
+    );
 }
 
 #[test]
@@ -250,4 +258,37 @@ fn a_store_locked_past_the_deadline_aborts_the_run_with_exit_6() {
         "the tool kept running after its evidence failed"
     );
     env.assert_verifies(report["run_id"].as_str().expect("id"));
+}
+
+#[test]
+fn payloads_are_metadata_only_unless_the_profile_captures_them() {
+    let env = Env::new();
+    hello_profile(&env);
+    env.profile(
+        "hello-full",
+        &profile_body(
+            "hello-full",
+            LIMITS,
+            "[evidence]\ncapture = \"full\"\ncapture_limit = \"8\"",
+        ),
+    );
+    let input = r#"{"name":"Grace Hopper"}"#;
+    let metadata = report(&env.run("hello", &guests::example("hello"), &["--input", input]));
+    let full = report(&env.run("hello-full", &guests::example("hello"), &["--input", input]));
+
+    let events = env.events(metadata["run_id"].as_str().expect("id"));
+    assert!(
+        events.iter().all(|e| e.get("data").is_none()),
+        "metadata capture stored a payload: {events:?}"
+    );
+    let request = &of_kind(&events, "run.request")[0];
+    assert_eq!(request["input_bytes"], input.len());
+
+    let events = env.events(full["run_id"].as_str().expect("id"));
+    let request = &of_kind(&events, "run.request")[0];
+    assert_eq!(request["data"], &input[..8]);
+    assert_eq!(request["data_truncated"], true);
+    let end = &of_kind(&events, "run.end")[0];
+    assert_eq!(end["data"], "{\"greeti");
+    env.assert_verifies(full["run_id"].as_str().expect("id"));
 }

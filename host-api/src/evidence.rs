@@ -99,7 +99,70 @@ impl fmt::Display for EvidenceUnavailable {
 
 impl std::error::Error for EvidenceUnavailable {}
 
+/// How much of a payload (file data, output, input, result) an event keeps:
+/// the profile's `[evidence] capture`. Every payload is always recorded as
+/// size and SHA-256; `Full` also keeps up to `limit` bytes of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Capture {
+    /// Sizes and hashes only (the default: evidence holds no tool data).
+    #[default]
+    Metadata,
+    /// Also the first `limit` bytes of each payload.
+    Full {
+        /// Bytes kept per payload.
+        limit: usize,
+    },
+}
+
+impl Capture {
+    /// Adds the kept part of `payload` to `event`: as `data` when it is
+    /// UTF-8 text, else as `data_base64`, with `data_truncated`.
+    pub fn attach(self, event: EventDraft, payload: &[u8]) -> EventDraft {
+        let Capture::Full { limit } = self else {
+            return event;
+        };
+        let kept = &payload[..payload.len().min(limit)];
+        // A cut in the middle of a UTF-8 sequence still counts as text.
+        let text = match std::str::from_utf8(kept) {
+            Ok(text) => Some(text),
+            Err(e) if e.error_len().is_none() => std::str::from_utf8(&kept[..e.valid_up_to()]).ok(),
+            Err(_) => None,
+        };
+        let event = match text {
+            Some(text) => event.field("data", text),
+            None => {
+                use base64::Engine as _;
+                event.field(
+                    "data_base64",
+                    base64::engine::general_purpose::STANDARD.encode(kept),
+                )
+            }
+        };
+        event.field("data_truncated", payload.len() > limit)
+    }
+}
+
 /// SHA-256 of `bytes` as lowercase hex, the digest used in every event.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_keeps_text_binary_and_truncation() {
+        let metadata = Capture::Metadata.attach(EventDraft::new("output"), b"secret");
+        assert!(metadata.fields.is_empty());
+        let full = Capture::Full { limit: 4 };
+        let text = full.attach(EventDraft::new("output"), b"hello");
+        assert_eq!(text.fields["data"], "hell");
+        assert_eq!(text.fields["data_truncated"], true);
+        let cut = full.attach(EventDraft::new("output"), "h\u{e9}\u{e9}".as_bytes());
+        assert_eq!(cut.fields["data"], "h\u{e9}");
+        let binary = full.attach(EventDraft::new("output"), &[0xff, 0x00]);
+        assert_eq!(binary.fields["data_base64"], "/wA=");
+        assert_eq!(binary.fields["data_truncated"], false);
+    }
 }

@@ -6,7 +6,7 @@
 //! What was captured is recorded as an `output` event (bytes, SHA-256,
 //! truncated) when the run ends.
 
-use crate::evidence::{EventDraft, sha256_hex};
+use crate::evidence::{Capture, EventDraft, sha256_hex};
 use crate::limits::{Limit, LimitExceeded};
 use bytes::{Bytes, BytesMut};
 use std::pin::Pin;
@@ -52,14 +52,16 @@ impl CappedOutput {
         self.lock().truncated
     }
 
-    /// The `output` event describing this stream.
-    pub fn event(&self) -> EventDraft {
+    /// The `output` event describing this stream, keeping its content as
+    /// `capture` says.
+    pub fn event(&self, capture: Capture) -> EventDraft {
         let captured = self.lock();
-        EventDraft::new("output")
+        let event = EventDraft::new("output")
             .target(self.name)
             .field("bytes", captured.data.len() as u64)
             .field("sha256", sha256_hex(&captured.data))
-            .field("truncated", captured.truncated)
+            .field("truncated", captured.truncated);
+        capture.attach(event, &captured.data)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {

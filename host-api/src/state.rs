@@ -6,7 +6,7 @@
 //! stdio, no network, no preopens other than the grants. Each capability's
 //! host code sees only its own slice through its view.
 
-use crate::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
+use crate::evidence::{Capture, EventDraft, EvidenceSink, EvidenceUnavailable};
 use crate::fs::host::{FsState, FsView, RecordingFs};
 use crate::fs::{Area, FsGrants};
 use crate::limits::MemoryLimiter;
@@ -36,6 +36,8 @@ pub struct RunGrants {
     pub memory_cap: usize,
     /// The memory cap as the profile spells it.
     pub memory_label: String,
+    /// How much of each payload evidence keeps.
+    pub capture: Capture,
 }
 
 /// The run's store data (`Store<RunState>`).
@@ -49,6 +51,7 @@ pub struct RunState {
     limiter: MemoryLimiter,
     stdout: CappedOutput,
     stderr: CappedOutput,
+    capture: Capture,
 }
 
 impl RunState {
@@ -78,7 +81,8 @@ impl RunState {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             http_hooks: HttpHooks::new(Arc::clone(&evidence)),
-            fs: FsState::new(grants.fs),
+            fs: FsState::new(grants.fs, grants.capture),
+            capture: grants.capture,
             limiter: MemoryLimiter::new(grants.memory_cap, grants.memory_label),
             evidence,
             stdout,
@@ -120,8 +124,8 @@ impl RunState {
     /// reads of files still open, and the captured output streams.
     pub fn finish(&mut self) -> Result<(), EvidenceUnavailable> {
         self.fs.finish(self.evidence.as_ref())?;
-        self.evidence.append(self.stdout.event())?;
-        self.evidence.append(self.stderr.event())
+        self.evidence.append(self.stdout.event(self.capture))?;
+        self.evidence.append(self.stderr.event(self.capture))
     }
 
     fn fs_view(&mut self) -> FsView<'_> {

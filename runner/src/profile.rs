@@ -6,6 +6,7 @@
 //! the accepted form. A profile is validated completely before any run uses
 //! it, so a typo can never silently widen or drop a restriction.
 
+use airlock_host_api::evidence::Capture;
 use airlock_host_api::fs::{MountMode, SCRATCH_GUEST_PATH};
 use serde::Deserialize;
 use std::fmt;
@@ -20,6 +21,12 @@ pub const MAX_MEMORY: u64 = 4 << 30;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// Largest output cap: output is held in memory until the run ends.
 pub const MAX_OUTPUT: u64 = 256 << 20;
+/// Payload bytes kept per event with `[evidence] capture = "full"` when
+/// `capture_limit` is not set.
+pub const DEFAULT_CAPTURE_LIMIT: u64 = 4 << 10;
+/// Largest `capture_limit`: every captured payload is stored in the
+/// evidence log and read back by `runs show`.
+pub const MAX_CAPTURE_LIMIT: u64 = 1 << 20;
 
 /// A profile that failed to load, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +105,8 @@ pub struct Profile {
     pub mounts: Vec<Mount>,
     /// Scratch quota in bytes, if `/tmp` is granted.
     pub scratch: Option<Labeled<u64>>,
+    /// `[evidence]`: how much of each payload the log keeps.
+    pub capture: Capture,
     /// The file it was loaded from.
     pub source: PathBuf,
 }
@@ -113,6 +122,15 @@ struct RawProfile {
     limits: RawLimits,
     #[serde(default)]
     fs: RawFs,
+    #[serde(default)]
+    evidence: RawEvidence,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvidence {
+    capture: Option<String>,
+    capture_limit: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -248,6 +266,7 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
         None => None,
     };
     let mounts = validate_mounts(&raw.fs.mount, base, scratch.is_some())?;
+    let capture = validate_capture(&raw.evidence)?;
     Ok(Profile {
         name: raw.name,
         category: raw.category,
@@ -257,7 +276,37 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
         limits,
         mounts,
         scratch,
+        capture,
         source: path.to_owned(),
+    })
+}
+
+fn validate_capture(raw: &RawEvidence) -> Result<Capture, Invalid> {
+    let full = match raw.capture.as_deref() {
+        None | Some("metadata") => false,
+        Some("full") => true,
+        Some(other) => {
+            return Err((
+                "evidence.capture".into(),
+                format!("{other:?} is not a capture mode (use \"metadata\" or \"full\")"),
+            ));
+        }
+    };
+    let limit = match &raw.capture_limit {
+        Some(text) => size("evidence.capture_limit", text, MAX_CAPTURE_LIMIT)?.value,
+        None => DEFAULT_CAPTURE_LIMIT,
+    };
+    if !full {
+        if raw.capture_limit.is_some() {
+            return Err((
+                "evidence.capture_limit".into(),
+                "only applies with capture = \"full\"".into(),
+            ));
+        }
+        return Ok(Capture::Metadata);
+    }
+    Ok(Capture::Full {
+        limit: usize::try_from(limit).unwrap_or(usize::MAX),
     })
 }
 
@@ -419,6 +468,10 @@ impl Profile {
                     "host": m.host, "guest": m.guest, "mode": m.mode.as_str(),
                 })).collect::<Vec<_>>(),
                 "scratch": self.scratch.as_ref().map(|s| serde_json::json!({ "size": s.label })),
+            },
+            "evidence": match self.capture {
+                Capture::Metadata => serde_json::json!({ "capture": "metadata" }),
+                Capture::Full { limit } => serde_json::json!({ "capture": "full", "capture_limit": limit }),
             },
         })
     }

@@ -19,7 +19,7 @@ use airlock_host_api::evidence::{
 use airlock_host_api::limits::{Limit, LimitExceeded};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::{Store as WasmStore, Trap, UpdateDeadline};
+use wasmtime::{Store as WasmStore, Trap};
 use wasmtime_wasi::I32Exit;
 
 /// What to run and why.
@@ -319,6 +319,7 @@ impl Runner {
             end = end
                 .field("result_bytes", json.len() as u64)
                 .field("result_sha256", sha256_hex(json.as_bytes()));
+            end = profile.capture.attach(end, json.as_bytes());
         }
         if let Some(msg) = &error {
             end = end.field("error", msg.clone());
@@ -412,15 +413,8 @@ impl Runner {
                 .field("timeout", profile.limits.timeout.label.clone())
                 .field("output", profile.limits.output.label.clone()),
         )?;
-        let mut store = WasmStore::new(self.runtime.engine(), state);
-        store.limiter(|s| s.limiter());
-        store
-            .set_fuel(profile.limits.fuel)
+        let mut store = sandbox::store(self.runtime.engine(), state, profile)
             .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
-        // Yield to the scheduler at every epoch tick so the wall-clock
-        // timeout below can end a guest spinning in a loop.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
 
         let timeout = profile.limits.timeout.value;
         let outcome = tokio::time::timeout(timeout, execute(&mut store, tool, input)).await;
@@ -506,7 +500,7 @@ fn record_request(
             event = event.field(name, v.clone());
         }
     }
-    sink.append(event)?;
+    sink.append(profile.capture.attach(event, input.as_bytes()))?;
     let checks = [
         (
             "profile",

@@ -9,9 +9,10 @@
 use crate::home::Home;
 use crate::profile::Profile;
 use crate::run::RunRequest;
-use airlock_host_api::RunGrants;
 use airlock_host_api::fs::{FsGrants, MountGrant, ScratchGrant};
+use airlock_host_api::{RunGrants, RunState};
 use std::path::{Path, PathBuf};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 /// A run's ephemeral directories, removed on drop.
 #[derive(Debug)]
@@ -90,5 +91,22 @@ pub fn grants(profile: &Profile, dirs: &RunDirs, program: &str, request: &RunReq
         output_label: profile.limits.output.label.clone(),
         memory_cap: usize::try_from(profile.limits.memory.value).unwrap_or(usize::MAX),
         memory_label: profile.limits.memory.label.clone(),
+        capture: profile.capture,
     }
+}
+
+/// The run's wasmtime store: its state, the memory limiter, the profile's
+/// fuel, and a yield at every epoch tick so the wall-clock timeout (an
+/// async deadline around the call) can end a guest spinning in a loop.
+pub fn store(
+    engine: &Engine,
+    state: RunState,
+    profile: &Profile,
+) -> wasmtime::Result<Store<RunState>> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s.limiter());
+    store.set_fuel(profile.limits.fuel)?;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+    Ok(store)
 }

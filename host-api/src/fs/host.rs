@@ -10,7 +10,7 @@
 
 use super::streams::{ReadTally, RecordingInput, RecordingOutput, ScratchMeter};
 use super::{Access, Area, FsGrants, Resolved, Verdict, decide, decide_pair, resolve};
-use crate::evidence::{Decision, EventDraft, EvidenceSink, sha256_hex};
+use crate::evidence::{Capture, Decision, EventDraft, EvidenceSink, sha256_hex};
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource};
@@ -24,6 +24,7 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 /// Per-run filesystem state: the grants and what each open descriptor is.
 pub struct FsState {
     grants: FsGrants,
+    capture: Capture,
     open: HashMap<u32, OpenNode>,
     scratch: ScratchMeter,
 }
@@ -34,10 +35,11 @@ struct OpenNode {
 }
 
 impl FsState {
-    /// State for a run with `grants`.
-    pub fn new(grants: FsGrants) -> Self {
+    /// State for a run with `grants`, keeping written data as `capture` says.
+    pub fn new(grants: FsGrants, capture: Capture) -> Self {
         FsState {
             grants,
+            capture,
             open: HashMap::new(),
             scratch: ScratchMeter::default(),
         }
@@ -166,7 +168,12 @@ impl FsView<'_> {
     }
 
     /// Records `attempt` and, when it was denied, fails the call.
-    fn gate(&self, attempt: &Attempt, extra: &[(&str, serde_json::Value)]) -> FsResult<()> {
+    fn gate(
+        &self,
+        attempt: &Attempt,
+        extra: &[(&str, serde_json::Value)],
+        payload: Option<&[u8]>,
+    ) -> FsResult<()> {
         let decision = if attempt.verdict.allowed {
             Decision::Allowed
         } else {
@@ -180,6 +187,9 @@ impl FsView<'_> {
             .field("rule", attempt.verdict.rule.clone());
         for (name, value) in extra {
             event = event.field(name, value.clone());
+        }
+        if let Some(payload) = payload {
+            event = self.state.capture.attach(event, payload);
         }
         self.evidence.append(event).map_err(FsError::trap)?;
         if attempt.verdict.allowed {
@@ -296,7 +306,7 @@ impl HostDescriptor for FsView<'_> {
         size: types::Filesize,
     ) -> FsResult<()> {
         let attempt = self.attempt_self(&fd, &Access::SetAttributes, "fs.write", "set-size")?;
-        self.gate(&attempt, &[("size", size.into())])?;
+        self.gate(&attempt, &[("size", size.into())], None)?;
         let result = HostDescriptor::set_size(&mut self.wasi, fd, size).await;
         self.sandbox_result(&attempt, result)
     }
@@ -308,7 +318,7 @@ impl HostDescriptor for FsView<'_> {
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
         let attempt = self.attempt_self(&fd, &Access::SetAttributes, "fs.write", "set-times")?;
-        self.gate(&attempt, &[])?;
+        self.gate(&attempt, &[], None)?;
         let result = HostDescriptor::set_times(&mut self.wasi, fd, atim, mtim).await;
         self.sandbox_result(&attempt, result)
     }
@@ -340,6 +350,7 @@ impl HostDescriptor for FsView<'_> {
                 ("sha256", sha256_hex(&buf).into()),
                 ("offset", offset.into()),
             ],
+            Some(&buf),
         )?;
         let meter = self.scratch_meter(&fd)?;
         let written = HostDescriptor::write(&mut self.wasi, fd, buf, offset).await;
@@ -355,7 +366,7 @@ impl HostDescriptor for FsView<'_> {
         fd: Resource<types::Descriptor>,
     ) -> FsResult<Resource<types::DirectoryEntryStream>> {
         let attempt = self.attempt_self(&fd, &Access::List, "fs.read", "list")?;
-        self.gate(&attempt, &[])?;
+        self.gate(&attempt, &[], None)?;
         let result = HostDescriptor::read_directory(&mut self.wasi, fd).await;
         self.sandbox_result(&attempt, result)
     }
@@ -371,7 +382,7 @@ impl HostDescriptor for FsView<'_> {
         path: String,
     ) -> FsResult<()> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Create, "fs.create", "mkdir")?;
-        self.gate(&attempt, &[])?;
+        self.gate(&attempt, &[], None)?;
         let result = HostDescriptor::create_directory_at(&mut self.wasi, fd, path).await;
         self.sandbox_result(&attempt, result)
     }
@@ -389,7 +400,7 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<types::DescriptorStat> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Metadata, "fs.open", "stat")?;
         if !attempt.verdict.allowed {
-            self.gate(&attempt, &[])?;
+            self.gate(&attempt, &[], None)?;
         }
         let result = HostDescriptor::stat_at(&mut self.wasi, fd, path_flags, path).await;
         self.sandbox_result(&attempt, result)
@@ -405,7 +416,7 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<()> {
         let (attempt, _) =
             self.attempt(&fd, &path, &Access::SetAttributes, "fs.write", "set-times")?;
-        self.gate(&attempt, &[])?;
+        self.gate(&attempt, &[], None)?;
         let result =
             HostDescriptor::set_times_at(&mut self.wasi, fd, path_flags, path, atim, mtim).await;
         self.sandbox_result(&attempt, result)
@@ -420,7 +431,7 @@ impl HostDescriptor for FsView<'_> {
         new_path: String,
     ) -> FsResult<()> {
         let attempt = self.pair_attempt(&fd, &old_path, &new_descriptor, &new_path, "link")?;
-        self.gate(&attempt, &[])?;
+        self.gate(&attempt, &[], None)?;
         let result = HostDescriptor::link_at(
             &mut self.wasi,
             fd,
@@ -465,6 +476,7 @@ impl HostDescriptor for FsView<'_> {
                     oflags.contains(types::OpenFlags::TRUNCATE).into(),
                 ),
             ],
+            None,
         )?;
         let result =
             HostDescriptor::open_at(&mut self.wasi, fd, path_flags, path, oflags, flags).await;
@@ -489,7 +501,7 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<String> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Metadata, "fs.open", "readlink")?;
         if !attempt.verdict.allowed {
-            self.gate(&attempt, &[])?;
+            self.gate(&attempt, &[], None)?;
         }
         let result = HostDescriptor::readlink_at(&mut self.wasi, fd, path).await;
         self.sandbox_result(&attempt, result)
@@ -501,7 +513,7 @@ impl HostDescriptor for FsView<'_> {
         path: String,
     ) -> FsResult<()> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Delete, "fs.delete", "rmdir")?;
-        self.gate(&attempt, &[])?;
+        self.gate(&attempt, &[], None)?;
         let result = HostDescriptor::remove_directory_at(&mut self.wasi, fd, path).await;
         self.sandbox_result(&attempt, result)
     }
@@ -514,7 +526,7 @@ impl HostDescriptor for FsView<'_> {
         new_path: String,
     ) -> FsResult<()> {
         let attempt = self.pair_attempt(&fd, &old_path, &new_fd, &new_path, "rename")?;
-        self.gate(&attempt, &[])?;
+        self.gate(&attempt, &[], None)?;
         let result =
             HostDescriptor::rename_at(&mut self.wasi, fd, old_path, new_fd, new_path).await;
         self.sandbox_result(&attempt, result)
@@ -530,7 +542,7 @@ impl HostDescriptor for FsView<'_> {
             target: src_path.clone(),
         };
         let (attempt, _) = self.attempt(&fd, &dest_path, &access, "fs.create", "symlink")?;
-        self.gate(&attempt, &[("link_target", src_path.clone().into())])?;
+        self.gate(&attempt, &[("link_target", src_path.clone().into())], None)?;
         let result = HostDescriptor::symlink_at(&mut self.wasi, fd, src_path, dest_path).await;
         self.sandbox_result(&attempt, result)
     }
@@ -541,7 +553,7 @@ impl HostDescriptor for FsView<'_> {
         path: String,
     ) -> FsResult<()> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Delete, "fs.delete", "unlink")?;
-        self.gate(&attempt, &[])?;
+        self.gate(&attempt, &[], None)?;
         let result = HostDescriptor::unlink_file_at(&mut self.wasi, fd, path).await;
         self.sandbox_result(&attempt, result)
     }
@@ -565,7 +577,7 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<Resource<DynOutputStream>> {
         let attempt = self.attempt_self(&fd, &Access::Write { bytes: 0 }, "fs.write", "write")?;
         if !attempt.verdict.allowed {
-            self.gate(&attempt, &[])?;
+            self.gate(&attempt, &[], None)?;
         }
         let meter = self.scratch_meter(&fd)?;
         let stream = HostDescriptor::write_via_stream(&mut self.wasi, fd, offset)?;
@@ -578,7 +590,7 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<Resource<DynOutputStream>> {
         let attempt = self.attempt_self(&fd, &Access::Write { bytes: 0 }, "fs.write", "append")?;
         if !attempt.verdict.allowed {
-            self.gate(&attempt, &[])?;
+            self.gate(&attempt, &[], None)?;
         }
         let meter = self.scratch_meter(&fd)?;
         let stream = HostDescriptor::append_via_stream(&mut self.wasi, fd)?;
@@ -609,7 +621,7 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<types::MetadataHashValue> {
         let (attempt, _) = self.attempt(&fd, &path, &Access::Metadata, "fs.open", "stat")?;
         if !attempt.verdict.allowed {
-            self.gate(&attempt, &[])?;
+            self.gate(&attempt, &[], None)?;
         }
         HostDescriptor::metadata_hash_at(&mut self.wasi, fd, path_flags, path).await
     }
@@ -669,6 +681,7 @@ impl FsView<'_> {
             attempt.mount,
             attempt.verdict.rule,
             Arc::clone(self.evidence),
+            self.state.capture,
             meter,
         ));
         Ok(self.wasi.table.push(wrapped)?)

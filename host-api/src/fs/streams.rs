@@ -5,7 +5,7 @@
 //! the descriptor's `read` / `write`. These wrappers replace the streams that
 //! wasmtime-wasi creates, so the same accounting applies to both paths.
 
-use crate::evidence::{Decision, EventDraft, EvidenceSink, sha256_hex};
+use crate::evidence::{Capture, Decision, EventDraft, EvidenceSink, sha256_hex};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,6 +109,7 @@ pub(super) struct RecordingOutput {
     mount: String,
     rule: String,
     evidence: Arc<dyn EvidenceSink>,
+    capture: Capture,
     scratch: Option<ScratchMeter>,
 }
 
@@ -119,6 +120,7 @@ impl RecordingOutput {
         mount: String,
         rule: String,
         evidence: Arc<dyn EvidenceSink>,
+        capture: Capture,
         scratch: Option<ScratchMeter>,
     ) -> Self {
         RecordingOutput {
@@ -127,22 +129,22 @@ impl RecordingOutput {
             mount,
             rule,
             evidence,
+            capture,
             scratch,
         }
     }
 
     fn record(&self, decision: Decision, rule: String, bytes: &Bytes) -> StreamResult<()> {
+        let event = EventDraft::new("fs.write")
+            .decision(decision)
+            .target(self.target.clone())
+            .field("mount", self.mount.clone())
+            .field("op", "write")
+            .field("rule", rule)
+            .field("bytes", bytes.len() as u64)
+            .field("sha256", sha256_hex(bytes));
         self.evidence
-            .append(
-                EventDraft::new("fs.write")
-                    .decision(decision)
-                    .target(self.target.clone())
-                    .field("mount", self.mount.clone())
-                    .field("op", "write")
-                    .field("rule", rule)
-                    .field("bytes", bytes.len() as u64)
-                    .field("sha256", sha256_hex(bytes)),
-            )
+            .append(self.capture.attach(event, bytes))
             .map_err(|e| StreamError::Trap(e.into()))
     }
 }
