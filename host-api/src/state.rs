@@ -67,6 +67,10 @@ impl RunState {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_ip_name_lookup(false)
+            // Small file operations run inline instead of being handed to a
+            // blocking thread and awaited: a run is one guest on one task,
+            // and the hand-off costs more than the operation.
+            .allow_blocking_current_thread(true)
             .socket_addr_check(net::socket_check(Arc::clone(&evidence)));
         builder.preopened_dir(&grants.fs.root, "/", FsPerms::ReadOnly)?;
         for mount in &grants.fs.mounts {

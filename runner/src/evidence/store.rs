@@ -488,12 +488,12 @@ pub(crate) fn load_run_ids(conn: &Connection) -> Result<Vec<String>, StoreError>
 
 /// The stored status of `run_id`, if the run exists.
 pub(crate) fn run_status(conn: &Connection, run_id: &str) -> Result<Option<String>, StoreError> {
-    conn.query_row(
-        "SELECT CAST(status AS TEXT) FROM runs WHERE id = ?1",
-        params![run_id],
-        |row| row.get::<_, Option<String>>(0),
-    )
-    .optional()
+    // Cached: this runs before every appended event.
+    conn.prepare_cached("SELECT CAST(status AS TEXT) FROM runs WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![run_id], |row| row.get::<_, Option<String>>(0))
+                .optional()
+        })
     .map(Option::flatten)
     .map_err(StoreError::sqlite("reading the run's status"))
 }
@@ -502,10 +502,13 @@ pub(crate) fn run_status(conn: &Connection, run_id: &str) -> Result<Option<Strin
 pub(crate) fn insert_event(tx: &Transaction<'_>, built: &BuiltEvent) -> Result<(), StoreError> {
     let e = &built.event;
     let seq = to_sql_int(&e.run_id, "event seq", e.seq)?;
-    tx.execute(
+    // Cached: the statement of the hot path, once per side effect.
+    tx.prepare_cached(
         "INSERT INTO events (run_id, seq, ts, kind, decision, target, fields, prev, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
             e.run_id,
             seq,
             e.ts,
@@ -515,8 +518,8 @@ pub(crate) fn insert_event(tx: &Transaction<'_>, built: &BuiltEvent) -> Result<(
             built.fields_text,
             e.prev,
             e.hash
-        ],
-    )
+        ])
+    })
     .map_err(StoreError::sqlite("inserting an event"))?;
     Ok(())
 }
