@@ -9,6 +9,7 @@
 //! is the seam to the runner's log, [`limits`] the limits that end a run,
 //! and [`state`] builds a run's store data from its grants.
 
+pub mod credentials;
 pub mod evidence;
 pub mod fs;
 pub mod limits;

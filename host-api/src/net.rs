@@ -1,30 +1,68 @@
 //! Network capability: outbound HTTP (`wasi:http`) and raw sockets
-//! (`wasi:sockets`).
+//! (`wasi:sockets`), decided against the profile's `[net]` section.
 //!
-//! This version of airlock grants no network access: the profile has no
-//! `[net]` section yet, so [`decide_http`] and [`decide_socket`] refuse
-//! everything. Each refusal is recorded with its rule, so a tool that tries
-//! to reach out is visible in its evidence. Defends against exfiltration and
-//! lateral movement from tool code: no inherited network, no name lookups.
+//! Every request is decided by [`policy::decide_request`] (scheme, host,
+//! port, path glob, method), then the host resolves the name itself, checks
+//! every resolved address with [`policy::decide_address`] (private,
+//! loopback, link-local, metadata and other non-public ranges are refused
+//! unless an allow entry names that literal address) and connects to the
+//! address it checked: there is no second lookup for a DNS rebinding to
+//! exploit. Redirects are returned to the guest; each hop is a new request
+//! and a new decision. Bodies are capped and buffered so that evidence
+//! records their size and SHA-256 before the guest sees a response.
+//! Upstream secrets are injected here (see [`crate::credentials`]).
+//!
+//! Defends against exfiltration and lateral movement from tool code: no
+//! inherited network, no name lookups beyond the allowlist, no reaching
+//! the metadata service or the host's own ports through a name that
+//! resolves there.
 
+pub mod policy;
+mod send;
+
+use crate::credentials::InjectedSecret;
 use crate::evidence::{Decision, EventDraft, EvidenceSink};
+use policy::{EgressRule, TcpRule};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-/// The rule that refuses traffic when a profile grants none.
-pub const NO_EGRESS_RULE: &str = "net: no egress is granted (deny by default)";
-
-/// Decides an outbound HTTP request: the rule that refused it.
-pub fn decide_http(_method: &str, _url: &str) -> &'static str {
-    NO_EGRESS_RULE
+/// What a run may reach: the profile's `[net]` section, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetGrants {
+    /// `[net] allow`: HTTP(S) URL patterns.
+    pub allow: Vec<EgressRule>,
+    /// `[net] tcp`: exact raw TCP peers.
+    pub tcp: Vec<TcpRule>,
+    /// Limit on one HTTP request: connect, send and receive the response.
+    pub timeout: Duration,
+    /// Largest request body the guest may send.
+    pub request_body: u64,
+    /// Largest response body the guest may receive.
+    pub response_body: u64,
 }
 
-/// Decides a socket operation: the rule that refused it.
-pub fn decide_socket(_addr: SocketAddr, _use: SocketAddrUse) -> &'static str {
-    NO_EGRESS_RULE
+impl Default for NetGrants {
+    /// Nothing reachable.
+    fn default() -> Self {
+        NetGrants {
+            allow: Vec::new(),
+            tcp: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            request_body: DEFAULT_REQUEST_BODY,
+            response_body: DEFAULT_RESPONSE_BODY,
+        }
+    }
 }
+
+/// Default per-request time limit (bounds a guest hanging on a slow peer).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default request body cap (bodies are buffered to be hashed and checked).
+pub const DEFAULT_REQUEST_BODY: u64 = 1 << 20;
+/// Default response body cap (bodies are buffered before the guest sees them).
+pub const DEFAULT_RESPONSE_BODY: u64 = 8 << 20;
 
 /// The URL as recorded: query values are dropped (they often carry tokens),
 /// query names are kept.
@@ -46,40 +84,70 @@ pub fn redact_url(uri: &http::Uri) -> String {
     shown
 }
 
-/// A socket address check for `WasiCtxBuilder::socket_addr_check` that
-/// refuses and records every use.
+/// A socket address check for `WasiCtxBuilder::socket_addr_check`: a TCP
+/// connect is allowed only to a peer `[net] tcp` names (by literal address,
+/// or by a name whose lookup resolved to this address); binds, listens and
+/// UDP are refused. Every use is recorded.
 pub fn socket_check(
+    grants: Arc<NetGrants>,
     evidence: Arc<dyn EvidenceSink>,
 ) -> impl Fn(SocketAddr, SocketAddrUse) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + Sync>>
 + Send
 + Sync
 + 'static {
     move |addr, use_| {
-        let rule = decide_socket(addr, use_);
-        let event = EventDraft::new("net.connect")
-            .decision(Decision::Denied)
+        let (allowed, rule, reason) = match use_ {
+            SocketAddrUse::TcpConnect => {
+                let verdict = policy::decide_tcp_addr(&grants.tcp, addr);
+                (verdict.allowed, verdict.rule, verdict.reason)
+            }
+            _ => (
+                false,
+                "net: only outbound TCP connections to [net] tcp peers are granted".to_owned(),
+                Some(format!("{use_:?} is not granted to tools")),
+            ),
+        };
+        let mut event = EventDraft::new("net.connect")
+            .decision(if allowed {
+                Decision::Allowed
+            } else {
+                Decision::Denied
+            })
             .target(addr.to_string())
             .field("use", format!("{use_:?}"))
             .field("rule", rule);
-        // A failed append cannot allow anything: the use is refused either
-        // way, and the run's next recorded step will abort on the log.
-        if let Err(err) = evidence.append(event) {
-            tracing::error!(%err, "could not record a refused socket use");
+        if let Some(reason) = reason {
+            event = event.field("reason", reason);
         }
-        Box::pin(async { false })
+        // A failed append refuses the connection; the run aborts on the
+        // latched failure when it ends.
+        let recorded = evidence.append(event).is_ok();
+        let allowed = allowed && recorded;
+        Box::pin(async move { allowed })
     }
 }
 
-/// The `wasi:http` hooks of a run: every request is decided, recorded and,
-/// in this version, refused.
+/// The `wasi:http` hooks of a run: every request goes through
+/// [`send::send`], which decides, records, injects credentials and
+/// connects.
 pub struct HttpHooks {
-    evidence: Arc<dyn EvidenceSink>,
+    context: Arc<send::Context>,
 }
 
 impl HttpHooks {
-    /// Hooks recording into `evidence`.
-    pub fn new(evidence: Arc<dyn EvidenceSink>) -> Self {
-        HttpHooks { evidence }
+    /// Hooks for a run with these grants and secrets, recording into `evidence`.
+    pub fn new(
+        grants: Arc<NetGrants>,
+        secrets: Vec<InjectedSecret>,
+        evidence: Arc<dyn EvidenceSink>,
+    ) -> Self {
+        HttpHooks {
+            context: Arc::new(send::Context {
+                grants,
+                secrets,
+                evidence,
+            }),
+        }
     }
 }
 
@@ -102,27 +170,12 @@ impl WasiHttpHooks for HttpHooks {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> SendFuture {
-        let url = redact_url(request.uri());
-        let method = request.method().as_str().to_owned();
-        let headers: Vec<String> = request
-            .headers()
-            .keys()
-            .map(|k| k.as_str().to_owned())
-            .collect();
-        let rule = decide_http(&method, &url);
-        let recorded = self.evidence.append(
-            EventDraft::new("net.request")
-                .decision(Decision::Denied)
-                .target(url)
-                .field("method", method)
-                .field("headers", headers)
-                .field("rule", rule),
-        );
+        let context = Arc::clone(&self.context);
         Box::new(async move {
-            if let Err(err) = recorded {
-                tracing::error!(%err, "could not record a refused HTTP request");
-            }
-            Err(wasmtime_wasi_http::Error::HttpRequestDenied)
+            let response = send::send(&context, request).await?;
+            let done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
         })
     }
 }

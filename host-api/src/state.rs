@@ -6,11 +6,12 @@
 //! stdio, no network, no preopens other than the grants. Each capability's
 //! host code sees only its own slice through its view.
 
+use crate::credentials::CredentialGrants;
 use crate::evidence::{Capture, EventDraft, EvidenceSink, EvidenceUnavailable};
 use crate::fs::host::{FsState, FsView, RecordingFs};
 use crate::fs::{Area, FsGrants};
 use crate::limits::MemoryLimiter;
-use crate::net::{self, HttpHooks};
+use crate::net::{self, HttpHooks, NetGrants};
 use crate::output::CappedOutput;
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -38,6 +39,10 @@ pub struct RunGrants {
     pub memory_label: String,
     /// How much of each payload evidence keeps.
     pub capture: Capture,
+    /// Hosts and peers the run may reach.
+    pub net: NetGrants,
+    /// Secrets to inject and run tokens the tool may ask for.
+    pub credentials: CredentialGrants,
 }
 
 /// The run's store data (`Store<RunState>`).
@@ -52,6 +57,7 @@ pub struct RunState {
     stdout: CappedOutput,
     stderr: CappedOutput,
     capture: Capture,
+    tokens: CredentialGrants,
 }
 
 impl RunState {
@@ -60,6 +66,7 @@ impl RunState {
     pub fn new(grants: RunGrants, evidence: Arc<dyn EvidenceSink>) -> wasmtime::Result<Self> {
         let stdout = CappedOutput::new("stdout", grants.output_cap, grants.output_label.clone());
         let stderr = CappedOutput::new("stderr", grants.output_cap, grants.output_label.clone());
+        let net = Arc::new(grants.net);
         let mut builder = WasiCtxBuilder::new();
         builder
             .args(&grants.args)
@@ -71,7 +78,7 @@ impl RunState {
             // blocking thread and awaited: a run is one guest on one task,
             // and the hand-off costs more than the operation.
             .allow_blocking_current_thread(true)
-            .socket_addr_check(net::socket_check(Arc::clone(&evidence)));
+            .socket_addr_check(net::socket_check(Arc::clone(&net), Arc::clone(&evidence)));
         builder.preopened_dir(&grants.fs.root, "/", FsPerms::ReadOnly)?;
         for mount in &grants.fs.mounts {
             builder.preopened_dir(&mount.host, &mount.guest, perms(mount.mode))?;
@@ -84,7 +91,12 @@ impl RunState {
             wasi: builder.build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            http_hooks: HttpHooks::new(Arc::clone(&evidence)),
+            http_hooks: HttpHooks::new(
+                net,
+                grants.credentials.secrets.clone(),
+                Arc::clone(&evidence),
+            ),
+            tokens: grants.credentials,
             fs: FsState::new(grants.fs, grants.capture),
             capture: grants.capture,
             limiter: MemoryLimiter::new(grants.memory_cap, grants.memory_label),
@@ -97,6 +109,11 @@ impl RunState {
     /// Appends an event to the run's log; the error aborts the run.
     pub fn record(&self, event: EventDraft) -> Result<(), EvidenceUnavailable> {
         self.evidence.append(event)
+    }
+
+    /// The run's credential grants (for `credentials.token`).
+    pub fn credentials(&self) -> &CredentialGrants {
+        &self.tokens
     }
 
     /// The run's evidence log.

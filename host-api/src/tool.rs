@@ -45,17 +45,50 @@ impl airlock::host::evidence::Host for RunState {
 
 impl airlock::host::credentials::Host for RunState {
     fn token(&mut self, audience: String) -> wasmtime::Result<Result<String, String>> {
-        let rule = "credentials: the profile grants no credentials (deny by default)";
-        self.record(
-            EventDraft::new("credential.issue")
-                .decision(Decision::Denied)
-                .target(audience.clone())
-                .field("rule", rule),
-        )?;
-        Ok(Err(format!(
-            "no token for audience {audience:?}: refused by {rule}"
-        )))
+        let credentials = self.credentials();
+        let decided = crate::credentials::decide_token(&credentials.tokens, &audience);
+        let issued = match (decided, &credentials.issuer) {
+            (Ok(grant), Some(issuer)) => issuer
+                .issue(grant)
+                .map(|token| (grant.name.clone(), grant.scopes.clone(), token)),
+            (Ok(_), None) => Err("credentials: no signer for run tokens".to_owned()),
+            (Err(rule), _) => Err(rule),
+        };
+        match issued {
+            Ok((name, scopes, token)) => {
+                let expires = unix_seconds(token.expires);
+                self.record(
+                    EventDraft::new("credential.issue")
+                        .decision(Decision::Allowed)
+                        .target(audience)
+                        .field("credential", name.clone())
+                        .field("rule", format!("credentials.{name}"))
+                        .field("token_id", token.id.clone())
+                        .field("scopes", scopes)
+                        .field("expires", expires),
+                )?;
+                Ok(Ok(token.token))
+            }
+            Err(rule) => {
+                self.record(
+                    EventDraft::new("credential.issue")
+                        .decision(Decision::Denied)
+                        .target(audience.clone())
+                        .field("rule", rule.clone()),
+                )?;
+                Ok(Err(format!(
+                    "no token for audience {audience:?}: refused by {rule}"
+                )))
+            }
+        }
     }
+}
+
+/// Seconds since the epoch, the way evidence records instants.
+fn unix_seconds(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl airlock::host::approval::Host for RunState {

@@ -70,7 +70,13 @@ async fn bare_run(
     request: &RunRequest,
 ) {
     let dirs = RunDirs::create(home, "bare", profile).expect("dirs");
-    let grants = sandbox::grants(profile, &dirs, &request.tool_name, request);
+    let grants = sandbox::grants(
+        profile,
+        &dirs,
+        &request.tool_name,
+        request,
+        Default::default(),
+    );
     let state = RunState::new(grants, Arc::new(Discard)).expect("state");
     let mut store = sandbox::store(runtime.engine(), state, profile).expect("store");
     if let Some(pre) = tool.as_tool() {
@@ -131,7 +137,7 @@ fn main() {
     let runner = Runner {
         runtime: Runtime::new(&home.cache_dir()).expect("engine"),
         store: Store::open(home.root()).expect("store"),
-        key: RunnerKey::load_or_init(home.root()).expect("key").0,
+        key: Arc::new(RunnerKey::load_or_init(home.root()).expect("key").0),
         home: home.clone(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()

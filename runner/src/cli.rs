@@ -49,6 +49,21 @@ enum Command {
     /// Manage the runner's signing key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check run tokens issued by this runner.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokensCommand {
+    /// Verify a run token: signature, issuer, audience and expiry.
+    Verify {
+        /// The token (a JWT).
+        token: String,
+        /// The audience the token must be for.
+        #[arg(long)]
+        audience: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -151,6 +166,8 @@ enum KeysCommand {
     Init,
     /// Show the runner's key id and public key.
     Show,
+    /// Print the trusted public keys as a JWK Set (for services verifying run tokens).
+    Jwks,
 }
 
 /// A failure with its exit code and message.
@@ -228,6 +245,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Profiles(cmd) => profiles(cmd),
         Command::Runs(cmd) => runs(home()?, cmd),
         Command::Keys(cmd) => keys(home()?, cmd),
+        Command::Tokens(cmd) => tokens(home()?, cmd),
     }
 }
 
@@ -291,7 +309,7 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     let runner = Runner {
         runtime,
         store,
-        key,
+        key: std::sync::Arc::new(key),
         home,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -541,9 +559,42 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
     let key = match cmd {
         KeysCommand::Init => RunnerKey::init(home.root())?,
         KeysCommand::Show => RunnerKey::load(home.root())?,
+        KeysCommand::Jwks => {
+            let keys = TrustedKeys::load(home.root())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::tokens::jwks(&keys)).unwrap_or_default()
+            );
+            return Ok(0);
+        }
     };
     println!("key id      {}", key.key_id());
     println!("public key  {}", key.public_key_hex());
     println!("algorithm   Ed25519");
     Ok(0)
+}
+
+fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
+    let TokensCommand::Verify { token, audience } = cmd;
+    let keys = TrustedKeys::load(home.root())?;
+    let now = std::time::SystemTime::now();
+    match crate::tokens::verify(
+        &keys,
+        token.trim(),
+        &audience,
+        now,
+        crate::tokens::DEFAULT_LEEWAY,
+    ) {
+        Ok(claims) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&claims).unwrap_or_default()
+            );
+            Ok(0)
+        }
+        Err(e) => Err(Failure {
+            code: EXIT_TAMPERED,
+            message: format!("token refused: {e}"),
+        }),
+    }
 }

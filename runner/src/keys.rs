@@ -157,6 +157,8 @@ pub fn key_id_of(public_key: &[u8]) -> String {
 /// The runner's Ed25519 signing key, used to seal evidence logs.
 pub struct RunnerKey {
     pair: Ed25519KeyPair,
+    /// The PKCS#8 document, for signers that take DER (run tokens).
+    pkcs8: Vec<u8>,
     key_id: String,
     public_hex: String,
 }
@@ -285,9 +287,16 @@ impl RunnerKey {
         let public_hex = hex::encode(public);
         Ok(RunnerKey {
             pair,
+            pkcs8: bytes.to_vec(),
             key_id,
             public_hex,
         })
+    }
+
+    /// The PKCS#8 v2 document of the private key, for signers that take
+    /// DER (run tokens). Crate-private: the private key never leaves the runner.
+    pub(crate) fn pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8
     }
 
     /// `ed25519:` and the first 16 hex characters of SHA-256(public key).
@@ -315,6 +324,11 @@ pub struct TrustedKeys {
 }
 
 impl TrustedKeys {
+    /// The raw 32-byte Ed25519 public key trusted under `key_id`, if any.
+    pub fn public_key(&self, key_id: &str) -> Option<&[u8]> {
+        self.keys.get(key_id).map(Vec::as_slice)
+    }
+
     /// Reads every `*.pub` file in `home/keys/`. A missing directory gives an
     /// empty set (every seal then fails as signed by an unknown key). A file
     /// whose name does not match the key inside, or that group/others may

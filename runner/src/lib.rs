@@ -2,6 +2,7 @@
 //! evidence store and the CLI. The binary (`airlock`) is a thin layer over
 //! this library; tests and `airlock serve` use the same API.
 
+pub mod admission;
 pub mod cli;
 pub mod engine;
 pub mod evidence;
@@ -11,3 +12,4 @@ pub mod profile;
 pub mod recorder;
 pub mod run;
 pub mod sandbox;
+pub mod tokens;

@@ -8,6 +8,8 @@
 
 use airlock_host_api::evidence::Capture;
 use airlock_host_api::fs::{MountMode, SCRATCH_GUEST_PATH};
+use airlock_host_api::net::NetGrants;
+use airlock_host_api::net::policy::{AllowEntry, EgressRule, TcpRule};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -86,6 +88,87 @@ pub struct Mount {
     pub mode: MountMode,
 }
 
+/// Where an upstream secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `env:NAME`: the runner's own environment variable.
+    Env(String),
+    /// `file:PATH`: a file (relative to the profile file), trailing newline trimmed.
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// Reads the secret; the error says which source is missing, never a value.
+    pub fn load(&self) -> Result<String, String> {
+        match self {
+            SecretSource::Env(name) => std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    format!("environment variable {name} is not set in the runner's environment")
+                }),
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|v| v.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| format!("secret file {} cannot be read ({e})", path.display()))
+                .and_then(|v| {
+                    if v.is_empty() {
+                        Err(format!("secret file {} is empty", path.display()))
+                    } else {
+                        Ok(v)
+                    }
+                }),
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(name) => write!(f, "env:{name}"),
+            SecretSource::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+/// What a `[credentials.NAME]` grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// An upstream secret injected into requests for one host.
+    Inject {
+        /// Where the secret is read from at admission.
+        source: SecretSource,
+        /// The request host that gets it.
+        host: String,
+        /// The header set.
+        header: String,
+        /// The header value, with `{secret}` where the secret goes.
+        template: String,
+    },
+    /// A run token for an audience.
+    Token {
+        /// The audience.
+        audience: String,
+        /// Scopes carried in the token.
+        scopes: Vec<String>,
+    },
+}
+
+/// One `[credentials.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The name.
+    pub name: String,
+    /// What it grants.
+    pub kind: CredentialKind,
+    /// Lifetime of what is issued under it.
+    pub ttl: Labeled<Duration>,
+}
+
+/// Default `ttl` of a credential.
+pub const DEFAULT_CREDENTIAL_TTL: Duration = Duration::from_secs(60);
+/// Placeholder for the secret in `inject.value`.
+pub const SECRET_PLACEHOLDER: &str = "{secret}";
+
 /// A validated profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -107,6 +190,10 @@ pub struct Profile {
     pub scratch: Option<Labeled<u64>>,
     /// `[evidence]`: how much of each payload the log keeps.
     pub capture: Capture,
+    /// `[net]`: what the run may reach.
+    pub net: NetGrants,
+    /// `[credentials.NAME]`, in name order.
+    pub credentials: Vec<Credential>,
     /// The file it was loaded from.
     pub source: PathBuf,
 }
@@ -124,6 +211,40 @@ struct RawProfile {
     fs: RawFs,
     #[serde(default)]
     evidence: RawEvidence,
+    #[serde(default)]
+    net: RawNet,
+    #[serde(default)]
+    credentials: std::collections::BTreeMap<String, RawCredential>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNet {
+    #[serde(default)]
+    allow: Vec<AllowEntry>,
+    #[serde(default)]
+    tcp: Vec<String>,
+    timeout: Option<String>,
+    request_body: Option<String>,
+    response_body: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    source: Option<String>,
+    inject: Option<RawInject>,
+    audience: Option<String>,
+    scopes: Option<Vec<String>>,
+    ttl: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInject {
+    host: String,
+    header: String,
+    value: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -267,6 +388,8 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
     };
     let mounts = validate_mounts(&raw.fs.mount, base, scratch.is_some())?;
     let capture = validate_capture(&raw.evidence)?;
+    let net = validate_net(&raw.net)?;
+    let credentials = validate_credentials(&raw.credentials, base)?;
     Ok(Profile {
         name: raw.name,
         category: raw.category,
@@ -277,8 +400,157 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
         mounts,
         scratch,
         capture,
+        net,
+        credentials,
         source: path.to_owned(),
     })
+}
+
+fn validate_net(raw: &RawNet) -> Result<NetGrants, Invalid> {
+    let allow = raw
+        .allow
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            EgressRule::from_entry(entry).map_err(|e| (format!("net.allow[{i}]"), e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tcp = raw
+        .tcp
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            TcpRule::parse(entry).map_err(|e| (format!("net.tcp[{i}]"), e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut grants = NetGrants {
+        allow,
+        tcp,
+        ..NetGrants::default()
+    };
+    if let Some(text) = &raw.timeout {
+        grants.timeout = duration("net.timeout", text)?.value;
+    }
+    if let Some(text) = &raw.request_body {
+        grants.request_body = size("net.request_body", text, MAX_OUTPUT)?.value;
+    }
+    if let Some(text) = &raw.response_body {
+        grants.response_body = size("net.response_body", text, MAX_OUTPUT)?.value;
+    }
+    Ok(grants)
+}
+
+fn validate_credentials(
+    raw: &std::collections::BTreeMap<String, RawCredential>,
+    base: &Path,
+) -> Result<Vec<Credential>, Invalid> {
+    let mut credentials = Vec::with_capacity(raw.len());
+    for (name, c) in raw {
+        let key = |field: &str| format!("credentials.{name}.{field}");
+        if !is_plain_name(name) {
+            return Err((
+                format!("credentials.{name}"),
+                "use letters, digits, '-' and '_' in credential names".into(),
+            ));
+        }
+        let ttl = match &c.ttl {
+            Some(text) => duration(&key("ttl"), text)?,
+            None => Labeled {
+                value: DEFAULT_CREDENTIAL_TTL,
+                label: "60s".into(),
+            },
+        };
+        let kind = match (&c.source, &c.inject, &c.audience) {
+            (Some(source), Some(inject), None) => {
+                if c.scopes.is_some() {
+                    return Err((
+                        key("scopes"),
+                        "scopes belong to run tokens (audience = ...), not injected secrets".into(),
+                    ));
+                }
+                let source = match source.split_once(':') {
+                    Some(("env", var)) if !var.is_empty() => SecretSource::Env(var.to_owned()),
+                    Some(("file", path)) if !path.is_empty() => SecretSource::File(base.join(path)),
+                    _ => {
+                        return Err((
+                            key("source"),
+                            format!(
+                                "{source:?} is not a secret source (use \"env:NAME\" or \"file:PATH\")"
+                            ),
+                        ));
+                    }
+                };
+                if inject.value.matches(SECRET_PLACEHOLDER).count() != 1 {
+                    return Err((
+                        key("inject.value"),
+                        format!(
+                            "must contain {SECRET_PLACEHOLDER} exactly once, e.g. \"Bearer {SECRET_PLACEHOLDER}\""
+                        ),
+                    ));
+                }
+                if http_header_name_invalid(&inject.header) {
+                    return Err((
+                        key("inject.header"),
+                        format!("{:?} is not an HTTP header name", inject.header),
+                    ));
+                }
+                let host = inject
+                    .host
+                    .trim()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                if host.is_empty() || host.contains(['/', ':', '*', '@']) {
+                    return Err((
+                        key("inject.host"),
+                        format!(
+                            "{:?} is not a host name (use e.g. \"api.weather.example\")",
+                            inject.host
+                        ),
+                    ));
+                }
+                CredentialKind::Inject {
+                    source,
+                    host,
+                    header: inject.header.clone(),
+                    template: inject.value.clone(),
+                }
+            }
+            (None, None, Some(audience)) => {
+                if audience.is_empty()
+                    || audience.len() > 256
+                    || audience.chars().any(char::is_control)
+                {
+                    return Err((
+                        key("audience"),
+                        "must be 1 to 256 printable characters".into(),
+                    ));
+                }
+                CredentialKind::Token {
+                    audience: audience.clone(),
+                    scopes: c.scopes.clone().unwrap_or_default(),
+                }
+            }
+            _ => {
+                return Err((
+                    format!("credentials.{name}"),
+                    "give either source + inject (an upstream secret the host injects) or audience (+ scopes) (a run token)".into(),
+                ));
+            }
+        };
+        credentials.push(Credential {
+            name: name.clone(),
+            kind,
+            ttl,
+        });
+    }
+    Ok(credentials)
+}
+
+fn http_header_name_invalid(name: &str) -> bool {
+    name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn validate_capture(raw: &RawEvidence) -> Result<Capture, Invalid> {

@@ -5,20 +5,23 @@
 //! evidence is committed and its seal is synced; the run's ephemeral
 //! directories are removed whether the tool succeeded, failed or trapped.
 
+use crate::admission;
 use crate::engine::{LoadedTool, Runtime, World};
 use crate::evidence::{RunLog, RunMeta, RunOutcome, Store, StoreError};
 use crate::home::Home;
 use crate::keys::RunnerKey;
-use crate::profile::Profile;
+use crate::profile::{CredentialKind, Profile};
 use crate::recorder::Recorder;
 use crate::sandbox;
+use crate::tokens::RunTokens;
 use airlock_host_api::RunState;
+use airlock_host_api::credentials::{CredentialGrants, TokenGrant, TokenIssuer};
 use airlock_host_api::evidence::{
     Decision, EventDraft, EvidenceSink, EvidenceUnavailable, sha256_hex,
 };
 use airlock_host_api::limits::{Limit, LimitExceeded};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use wasmtime::{Store as WasmStore, Trap};
 use wasmtime_wasi::I32Exit;
 
@@ -49,6 +52,8 @@ pub enum RunStatus {
     Ok,
     /// The tool returned an error, exited non-zero or trapped.
     Failed,
+    /// An admission check failed; nothing ran.
+    Denied,
     /// A limit ended the run.
     Limit,
     /// Evidence could not be made durable; the run was aborted.
@@ -61,6 +66,7 @@ impl RunStatus {
         match self {
             RunStatus::Ok => "ok",
             RunStatus::Failed => "failed",
+            RunStatus::Denied => "denied",
             RunStatus::Limit => "limit",
             RunStatus::Aborted => "aborted",
         }
@@ -71,6 +77,7 @@ impl RunStatus {
         match self {
             RunStatus::Ok => 0,
             RunStatus::Failed => 1,
+            RunStatus::Denied => 3,
             RunStatus::Limit => 4,
             RunStatus::Aborted => 6,
         }
@@ -173,6 +180,7 @@ pub enum RunError {
 
 /// How the guest's execution ended, before it is recorded.
 enum Ending {
+    Denied(String),
     Returned(String),
     ToolError(String),
     Exited(i32),
@@ -188,7 +196,7 @@ pub struct Runner {
     /// The evidence store.
     pub store: Store,
     /// The runner's signing key.
-    pub key: RunnerKey,
+    pub key: Arc<RunnerKey>,
     /// The state directory.
     pub home: Home,
 }
@@ -225,6 +233,12 @@ impl Runner {
                 Vec::new(),
                 Usage::default(),
             ),
+            Err(Prepared::Denied(why)) => (
+                Ending::Denied(why),
+                Vec::new(),
+                Vec::new(),
+                Usage::default(),
+            ),
             Err(Prepared::Sandbox(reason)) => {
                 // No guest ran. Seal what was recorded so the attempt is on file.
                 let report_error = RunError::Sandbox {
@@ -250,6 +264,13 @@ impl Runner {
         usage.memory_limit = profile.limits.memory.value;
 
         let (status, output, error, limit, guest_exit_code) = match ending {
+            Ending::Denied(why) => (
+                RunStatus::Denied,
+                None,
+                Some(format!("denied at admission: {why}")),
+                None,
+                None,
+            ),
             Ending::Returned(json) => (RunStatus::Ok, Some(json), None, None, None),
             Ending::ToolError(msg) => (
                 RunStatus::Failed,
@@ -367,6 +388,44 @@ impl Runner {
         })
     }
 
+    /// The credentials a run holds: the secrets admission loaded, and the
+    /// run tokens its profile grants, signed by this runner.
+    fn credential_grants(
+        &self,
+        run_id: &str,
+        tool: &LoadedTool,
+        profile: &Profile,
+        secrets: Vec<airlock_host_api::credentials::InjectedSecret>,
+    ) -> CredentialGrants {
+        let mut tokens = Vec::new();
+        let mut ttls = std::collections::BTreeMap::new();
+        for credential in &profile.credentials {
+            if let CredentialKind::Token { audience, scopes } = &credential.kind {
+                tokens.push(TokenGrant {
+                    name: credential.name.clone(),
+                    audience: audience.clone(),
+                    scopes: scopes.clone(),
+                });
+                ttls.insert(credential.name.clone(), credential.ttl.value);
+            }
+        }
+        let issuer: Option<Arc<dyn TokenIssuer>> = (!tokens.is_empty()).then(|| {
+            Arc::new(RunTokens {
+                key: Arc::clone(&self.key),
+                run_id: run_id.to_owned(),
+                tool_digest: tool.digest.clone(),
+                profile: profile.name.clone(),
+                deadline: SystemTime::now() + profile.limits.timeout.value,
+                ttls,
+            }) as Arc<dyn TokenIssuer>
+        });
+        CredentialGrants {
+            secrets,
+            tokens,
+            issuer,
+        }
+    }
+
     fn seal(
         &self,
         log: RunLog,
@@ -396,9 +455,27 @@ impl Runner {
     ) -> Result<(Ending, Vec<u8>, Vec<u8>, Usage), Prepared> {
         let sink: Arc<dyn EvidenceSink> = Arc::clone(recorder) as Arc<dyn EvidenceSink>;
         record_request(sink.as_ref(), tool, profile, request, input)?;
+        let admission = admission::admit(profile, tool);
+        for check in &admission.checks {
+            sink.append(
+                EventDraft::new("admission.check")
+                    .decision(if check.passed {
+                        Decision::Allowed
+                    } else {
+                        Decision::Denied
+                    })
+                    .target(check.name)
+                    .field("rule", check.rule.clone())
+                    .field("detail", check.detail.clone()),
+            )?;
+        }
+        if !admission.admitted() {
+            return Err(Prepared::Denied(admission.failures()));
+        }
+        let credentials = self.credential_grants(run_id, tool, profile, admission.secrets);
         let dirs = sandbox::RunDirs::create(&self.home, run_id, profile)
             .map_err(|e| Prepared::Sandbox(e.to_string()))?;
-        let grants = sandbox::grants(profile, &dirs, &request.tool_name, request);
+        let grants = sandbox::grants(profile, &dirs, &request.tool_name, request, credentials);
         let state = RunState::new(grants, Arc::clone(&sink))
             .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
         sink.append(
@@ -460,6 +537,7 @@ impl Runner {
 /// Setup failures before the guest runs.
 enum Prepared {
     Evidence(EvidenceUnavailable),
+    Denied(String),
     Sandbox(String),
 }
 
@@ -500,38 +578,7 @@ fn record_request(
             event = event.field(name, v.clone());
         }
     }
-    sink.append(profile.capture.attach(event, input.as_bytes()))?;
-    let checks = [
-        (
-            "profile",
-            format!("profile {} is valid", profile.source.display()),
-        ),
-        (
-            "tool",
-            format!(
-                "{} implements {}",
-                tool.digest,
-                match tool.world {
-                    World::Tool => "airlock:host/tool",
-                    World::Command => "wasi:cli/command",
-                }
-            ),
-        ),
-        (
-            "mounts",
-            format!("{} mount(s) present", profile.mounts.len()),
-        ),
-    ];
-    for (check, detail) in checks {
-        sink.append(
-            EventDraft::new("admission.check")
-                .decision(Decision::Allowed)
-                .target(check)
-                .field("rule", format!("profile {}", profile.name))
-                .field("detail", detail),
-        )?;
-    }
-    Ok(())
+    sink.append(profile.capture.attach(event, input.as_bytes()))
 }
 
 async fn execute(

@@ -9,6 +9,7 @@
 use crate::home::Home;
 use crate::profile::Profile;
 use crate::run::RunRequest;
+use airlock_host_api::credentials::CredentialGrants;
 use airlock_host_api::fs::{FsGrants, MountGrant, ScratchGrant};
 use airlock_host_api::{RunGrants, RunState};
 use std::path::{Path, PathBuf};
@@ -61,7 +62,13 @@ impl Drop for RunDirs {
 }
 
 /// Everything the run may do, from its profile and request.
-pub fn grants(profile: &Profile, dirs: &RunDirs, program: &str, request: &RunRequest) -> RunGrants {
+pub fn grants(
+    profile: &Profile,
+    dirs: &RunDirs,
+    program: &str,
+    request: &RunRequest,
+    credentials: CredentialGrants,
+) -> RunGrants {
     let mut args = Vec::with_capacity(request.args.len() + 1);
     args.push(program.to_owned());
     args.extend(request.args.iter().cloned());
@@ -92,6 +99,8 @@ pub fn grants(profile: &Profile, dirs: &RunDirs, program: &str, request: &RunReq
         memory_cap: usize::try_from(profile.limits.memory.value).unwrap_or(usize::MAX),
         memory_label: profile.limits.memory.label.clone(),
         capture: profile.capture,
+        net: profile.net.clone(),
+        credentials,
     }
 }
 

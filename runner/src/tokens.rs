@@ -200,13 +200,14 @@ pub enum TokenError {
     },
     /// Issue: signing with the runner key failed.
     #[error(
-        "could not sign a run token with runner key {kid}: {reason} (check the key with `airlock keys show`)"
+        "could not sign a run token with runner key {kid}: {source} (check the key with `airlock keys show`)"
     )]
     Sign {
         /// The runner key's id.
         kid: String,
         /// What the JWT library reported.
-        reason: String,
+        #[source]
+        source: jsonwebtoken::errors::Error,
     },
     /// Verify: not a JWT (wrong shape, bad base64url, bad JSON, wrong `typ`,
     /// unsupported `crit`, oversized).
@@ -314,8 +315,8 @@ pub fn issue(
 ///
 /// In order: size and shape, header (`alg` is `EdDSA`, `typ` is `JWT` if
 /// present, no `crit`, `kid` present), `kid` trusted, signature, claims
-/// present, `iss` names the signing key, `aud` equals `audience`, `exp` and
-/// `nbf`. The first failure is returned.
+/// present, `iss` names the signing key, `sub` equals `run_id`, `aud`
+/// equals `audience`, `exp`, `nbf`. The first failure is returned.
 pub fn verify(
     keys: &TrustedKeys,
     token: &str,
@@ -345,7 +346,9 @@ pub fn verify(
             "it marks header extensions as critical (`crit`), which run tokens never use".into(),
         ));
     }
-    let kid = header.kid.ok_or(TokenError::MissingClaim { claim: "kid" })?;
+    let kid = header
+        .kid
+        .ok_or(TokenError::MissingClaim { claim: "kid" })?;
     let public = keys
         .public_key(&kid)
         .ok_or_else(|| TokenError::UnknownKey { kid: kid.clone() })?;
@@ -357,18 +360,15 @@ pub fn verify(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    let decoded = jsonwebtoken::decode::<RawClaims>(
-        token,
-        &DecodingKey::from_ed_der(public),
-        &validation,
-    )
-    .map_err(|e| match e.kind() {
-        JwtErrorKind::InvalidSignature => TokenError::BadSignature { kid: kid.clone() },
-        JwtErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm {
-            alg: header.alg.clone(),
-        },
-        _ => malformed(e.to_string()),
-    })?;
+    let decoded =
+        jsonwebtoken::decode::<RawClaims>(token, &DecodingKey::from_ed_der(public), &validation)
+            .map_err(|e| match e.kind() {
+                JwtErrorKind::InvalidSignature => TokenError::BadSignature { kid: kid.clone() },
+                JwtErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm {
+                    alg: header.alg.clone(),
+                },
+                _ => malformed(e.to_string()),
+            })?;
     let claims = decoded.claims.require()?;
 
     let expected_issuer = issuer(&kid);
@@ -468,9 +468,9 @@ fn sign(pkcs8: &[u8], kid: &str, claims: &Claims) -> Result<String, TokenError> 
     header.typ = Some(TOKEN_TYPE.to_owned());
     header.kid = Some(kid.to_owned());
     let token = jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(pkcs8)).map_err(
-        |e| TokenError::Sign {
+        |source| TokenError::Sign {
             kid: kid.to_owned(),
-            reason: e.to_string(),
+            source,
         },
     )?;
     if token.len() > MAX_TOKEN_BYTES {
@@ -498,7 +498,9 @@ fn check_audience(audience: &str) -> Result<(), TokenError> {
 /// The header parameters checked before any key is used. Parsed from the
 /// first segment only to name the algorithm and key in errors (the
 /// library's own header type cannot represent `alg: none`); `jsonwebtoken`
-/// parses and checks the header again when it verifies the signature.
+/// parses and checks the header again when it verifies the signature, and
+/// refuses duplicate parameters, so the two parses cannot disagree into
+/// acceptance.
 #[derive(Deserialize)]
 struct PeekHeader {
     alg: String,
@@ -522,8 +524,12 @@ fn peek_header(token: &str) -> Result<PeekHeader, TokenError> {
     let json = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|e| malformed(format!("its header is not base64url: {e}")))?;
-    serde_json::from_slice(&json)
-        .map_err(|e| malformed(format!("its header is not a JWT header: {e}")))
+    // Through a map first: a struct would also accept a JSON array.
+    let not_a_header =
+        |e: serde_json::Error| malformed(format!("its header is not a JWT header: {e}"));
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&json).map_err(not_a_header)?;
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(not_a_header)
 }
 
 /// [`Claims`] as found in a token, so an absent claim is reported by name.
@@ -570,6 +576,51 @@ fn malformed(reason: String) -> TokenError {
 /// Time since the Unix epoch; a clock before 1970 counts as the epoch.
 fn since_epoch(t: SystemTime) -> Duration {
     t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
+}
+
+/// The token signer of one run: issues tokens for the run's granted
+/// audiences, each with its credential's ttl, never past the run's deadline.
+pub struct RunTokens {
+    /// The runner key.
+    pub key: std::sync::Arc<RunnerKey>,
+    /// The run.
+    pub run_id: String,
+    /// The tool's digest.
+    pub tool_digest: String,
+    /// The profile's name.
+    pub profile: String,
+    /// When the run's time limit ends.
+    pub deadline: SystemTime,
+    /// Each token credential's ttl, by credential name.
+    pub ttls: std::collections::BTreeMap<String, Duration>,
+}
+
+impl airlock_host_api::credentials::TokenIssuer for RunTokens {
+    fn issue(
+        &self,
+        grant: &airlock_host_api::credentials::TokenGrant,
+    ) -> Result<airlock_host_api::credentials::IssuedToken, String> {
+        let ttl = self
+            .ttls
+            .get(&grant.name)
+            .copied()
+            .ok_or_else(|| format!("credentials.{}: no ttl", grant.name))?;
+        let request = TokenRequest {
+            run_id: self.run_id.clone(),
+            tool_digest: self.tool_digest.clone(),
+            profile: self.profile.clone(),
+            audience: grant.audience.clone(),
+            scopes: grant.scopes.clone(),
+            ttl,
+            run_deadline: self.deadline,
+        };
+        let issued = issue(&self.key, &request, SystemTime::now()).map_err(|e| e.to_string())?;
+        Ok(airlock_host_api::credentials::IssuedToken {
+            id: issued.claims.jti.clone(),
+            expires: std::time::UNIX_EPOCH + Duration::from_secs(issued.claims.exp),
+            token: issued.token,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -700,12 +751,15 @@ mod tests {
         Ok(())
     }
 
+    /// Whether an error is the one a table row expects.
+    type IsExpected = fn(&TokenError) -> bool;
+
     #[test]
     fn issue_refuses_bad_requests() -> TestResult {
         let home = tempfile::tempdir()?;
         let key = RunnerKey::init(home.path())?;
         let long = "a".repeat(MAX_AUDIENCE_BYTES + 1);
-        let rows: Vec<(&str, TokenRequest, fn(&TokenError) -> bool)> = vec![
+        let rows: Vec<(&str, TokenRequest, IsExpected)> = vec![
             (
                 "zero ttl",
                 TokenRequest {
@@ -806,7 +860,9 @@ mod tests {
         // Within the leeway: still accepted (clock skew).
         check(&trusted, &token, exp)?;
         check(&trusted, &token, exp + leeway - 1)?;
-        let err = check(&trusted, &token, exp + leeway).err().ok_or("accepted")?;
+        let err = check(&trusted, &token, exp + leeway)
+            .err()
+            .ok_or("accepted")?;
         assert_eq!(
             err,
             TokenError::Expired {
@@ -874,7 +930,8 @@ mod tests {
         let (key, trusted) = runner(home.path())?;
         let token = issue(&key, &request(), at(T0))?.token;
         let [header, payload, signature] = segments(&token)?;
-        let original: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
+        let original: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
 
         let edits: [(&str, serde_json::Value); 4] = [
             ("scopes", serde_json::json!(["weather:read", "admin"])),
@@ -919,7 +976,13 @@ mod tests {
             .map_err(|_| "no randomness")?;
         let mut flipped = URL_SAFE_NO_PAD.decode(signature)?;
         flipped[10] ^= 0x01;
-        for sig in [random.to_vec(), flipped, vec![0; 64], Vec::new(), vec![0; 32]] {
+        for sig in [
+            random.to_vec(),
+            flipped,
+            vec![0; 64],
+            Vec::new(),
+            vec![0; 32],
+        ] {
             let forged = format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(&sig));
             let err = check(&trusted, &forged, T0).err().ok_or("accepted")?;
             assert!(matches!(err, TokenError::BadSignature { .. }), "{err}");
@@ -954,8 +1017,8 @@ mod tests {
     fn another_key_claiming_the_trusted_kid_is_a_bad_signature() -> TestResult {
         let home = tempfile::tempdir()?;
         let (key, trusted) = runner(home.path())?;
-        let impostor = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-            .map_err(|_| "no randomness")?;
+        let impostor =
+            Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| "no randomness")?;
         let claims = claims_for(key.key_id(), &request(), at(T0))?;
         let token = sign(impostor.as_ref(), key.key_id(), &claims)?;
         let err = check(&trusted, &token, T0).err().ok_or("accepted")?;
@@ -1001,11 +1064,8 @@ mod tests {
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
             let mut header = Header::new(alg);
             header.kid = Some(kid.to_owned());
-            let forged = jsonwebtoken::encode(
-                &header,
-                &issued.claims,
-                &EncodingKey::from_secret(&public),
-            )?;
+            let forged =
+                jsonwebtoken::encode(&header, &issued.claims, &EncodingKey::from_secret(&public))?;
             let err = check(&trusted, &forged, T0).err().ok_or("accepted HMAC")?;
             assert!(matches!(err, TokenError::WrongAlgorithm { .. }), "{err}");
         }
@@ -1035,23 +1095,61 @@ mod tests {
             ("one part", "abc".to_owned()),
             ("two parts", format!("{header}.{payload}")),
             ("four parts", format!("{token}.{signature}")),
-            ("header not base64url", format!("{header}*.{payload}.{signature}")),
+            (
+                "header not base64url",
+                format!("{header}*.{payload}.{signature}"),
+            ),
             ("padded header", format!("{header}=.{payload}.{signature}")),
-            ("header not JSON", format!("{}.{payload}.{signature}", URL_SAFE_NO_PAD.encode("alg"))),
-            ("header not an object", with_header(serde_json::json!(["EdDSA"]))?),
-            ("other typ", with_header(serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid}))?),
-            ("crit", with_header(serde_json::json!({"alg": "EdDSA", "kid": kid, "crit": ["b64"]}))?),
+            (
+                "header not JSON",
+                format!("{}.{payload}.{signature}", URL_SAFE_NO_PAD.encode("alg")),
+            ),
+            (
+                "header not an object",
+                with_header(serde_json::json!(["EdDSA"]))?,
+            ),
+            (
+                "other typ",
+                with_header(serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid}))?,
+            ),
+            (
+                "crit",
+                with_header(serde_json::json!({"alg": "EdDSA", "kid": kid, "crit": ["b64"]}))?,
+            ),
             ("signature not base64url", format!("{header}.{payload}.!!")),
-            ("oversized", format!("{header}.{}.{signature}", "A".repeat(MAX_TOKEN_BYTES))),
+            (
+                "oversized",
+                format!("{header}.{}.{signature}", "A".repeat(MAX_TOKEN_BYTES)),
+            ),
         ];
         for (name, bad) in rows {
             let err = check(&trusted, &bad, T0).err().ok_or(name)?;
             assert!(matches!(err, TokenError::Malformed { .. }), "{name}: {err}");
         }
 
-        let err = check(&trusted, &with_header(serde_json::json!({"alg": "EdDSA"}))?, T0)
-            .err()
-            .ok_or("no kid")?;
+        // Duplicate header parameters, properly signed: the two header
+        // parses must not disagree into acceptance.
+        for raw in [
+            format!(r#"{{"alg":"EdDSA","kid":"ed25519:0000000000000000","kid":"{kid}"}}"#),
+            format!(r#"{{"alg":"none","alg":"EdDSA","kid":"{kid}"}}"#),
+            format!(r#"{{"alg":"EdDSA","typ":"JWT","typ":"JWT","kid":"{kid}"}}"#),
+        ] {
+            let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(&raw));
+            let signed = format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()))
+            );
+            let err = check(&trusted, &signed, T0).err().ok_or(raw.clone())?;
+            assert!(matches!(err, TokenError::Malformed { .. }), "{raw}: {err}");
+        }
+
+        let err = check(
+            &trusted,
+            &with_header(serde_json::json!({"alg": "EdDSA"}))?,
+            T0,
+        )
+        .err()
+        .ok_or("no kid")?;
         assert_eq!(err, TokenError::MissingClaim { claim: "kid" });
         Ok(())
     }
@@ -1064,7 +1162,17 @@ mod tests {
         let claims = serde_json::to_value(claims_for(kid, &request(), at(T0))?)?;
 
         for claim in [
-            "iss", "sub", "aud", "iat", "nbf", "exp", "jti", "run_id", "tool_digest", "profile", "scopes",
+            "iss",
+            "sub",
+            "aud",
+            "iat",
+            "nbf",
+            "exp",
+            "jti",
+            "run_id",
+            "tool_digest",
+            "profile",
+            "scopes",
         ] {
             let mut payload = claims.clone();
             payload.as_object_mut().ok_or("object")?.remove(claim);
@@ -1097,7 +1205,10 @@ mod tests {
             payload[claim] = value;
             let token = sign_json(key.pkcs8_der(), kid, &payload)?;
             let err = check(&trusted, &token, T0).err().ok_or(claim)?;
-            assert!(matches!(err, TokenError::Malformed { .. }), "{claim}: {err}");
+            assert!(
+                matches!(err, TokenError::Malformed { .. }),
+                "{claim}: {err}"
+            );
         }
 
         // Unknown claims are ignored (RFC 7519 §4).
@@ -1131,14 +1242,14 @@ mod tests {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&[AUD]);
         let token = issue(&key, &request_now(), SystemTime::now())?.token;
-        let data = jsonwebtoken::decode::<Claims>(
-            &token,
-            &DecodingKey::from_jwk(found)?,
-            &validation,
-        )?;
+        let data =
+            jsonwebtoken::decode::<Claims>(&token, &DecodingKey::from_jwk(found)?, &validation)?;
         assert_eq!(data.claims.aud, AUD);
 
-        assert_eq!(jwks(&TrustedKeys::default()), serde_json::json!({"keys": []}));
+        assert_eq!(
+            jwks(&TrustedKeys::default()),
+            serde_json::json!({"keys": []})
+        );
         Ok(())
     }
 

@@ -494,8 +494,8 @@ pub(crate) fn run_status(conn: &Connection, run_id: &str) -> Result<Option<Strin
             stmt.query_row(params![run_id], |row| row.get::<_, Option<String>>(0))
                 .optional()
         })
-    .map(Option::flatten)
-    .map_err(StoreError::sqlite("reading the run's status"))
+        .map(Option::flatten)
+        .map_err(StoreError::sqlite("reading the run's status"))
 }
 
 /// Inserts one built event.

@@ -1,0 +1,312 @@
+//! Sending one outbound HTTP request for a guest: decide, record, inject,
+//! resolve, check the address, connect to exactly that address, buffer and
+//! record the response.
+
+use super::NetGrants;
+use super::policy::{self, Target};
+use crate::credentials::{self, InjectedSecret};
+use crate::evidence::{Decision, EventDraft, EvidenceSink, sha256_hex};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+use url::Host;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, WasiBody};
+
+/// What every request of a run shares.
+pub(super) struct Context {
+    pub(super) grants: Arc<NetGrants>,
+    pub(super) secrets: Vec<InjectedSecret>,
+    pub(super) evidence: Arc<dyn EvidenceSink>,
+}
+
+impl Context {
+    fn record(&self, event: EventDraft) -> Result<(), Error> {
+        // The guest must not see a response whose request is not on record.
+        self.evidence
+            .append(event)
+            .map_err(|_| Error::InternalError(Some("the run's evidence log is unavailable".into())))
+    }
+}
+
+/// Decides, records and (when allowed) performs `request`.
+pub(super) async fn send(
+    ctx: &Context,
+    request: http::Request<WasiBody>,
+) -> Result<http::Response<WasiBody>, Error> {
+    let started = Instant::now();
+    let grants = &ctx.grants;
+    let method = request.method().as_str().to_owned();
+    let url = request.uri().to_string();
+    let shown_url = super::redact_url(request.uri());
+    let header_names = |headers: &http::HeaderMap| -> Vec<String> {
+        headers.keys().map(|k| k.as_str().to_owned()).collect()
+    };
+    let base = |decision: Decision, rule: &str| {
+        EventDraft::new("net.request")
+            .decision(decision)
+            .target(shown_url.clone())
+            .field("method", method.clone())
+            .field("headers", header_names(request.headers()))
+            .field("rule", rule.to_owned())
+    };
+
+    let verdict = policy::decide_request(&grants.allow, &method, &url);
+    let target = match (&verdict.target, verdict.allowed) {
+        (Some(target), true) => target.clone(),
+        _ => {
+            let reason = verdict.reason.clone().unwrap_or_default();
+            ctx.record(base(Decision::Denied, &verdict.rule).field("reason", reason))?;
+            return Err(Error::HttpRequestDenied);
+        }
+    };
+
+    let deadline = grants.timeout;
+    let (mut parts, body) = request.into_parts();
+    let body = match tokio::time::timeout(
+        deadline,
+        Limited::new(body, cap(grants.request_body)).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) | Err(_) => {
+            let rule = format!("net.request_body = {} bytes", grants.request_body);
+            ctx.record(
+                EventDraft::new("net.request")
+                    .decision(Decision::Denied)
+                    .target(shown_url.clone())
+                    .field("method", method.clone())
+                    .field("headers", header_names(&parts.headers))
+                    .field("rule", rule)
+                    .field(
+                        "reason",
+                        "the request body is larger than allowed, or was not sent in time",
+                    ),
+            )?;
+            return Err(Error::HttpRequestBodySize(Some(grants.request_body)));
+        }
+    };
+
+    let address = match choose_address(ctx, &target, &shown_url).await {
+        Ok(address) => address,
+        Err(err) => return Err(err),
+    };
+
+    let host = host_text(&target.host);
+    let injected: Vec<&InjectedSecret> = credentials::secrets_for(&ctx.secrets, &host).collect();
+    for secret in &injected {
+        let (Ok(name), Ok(mut value)) = (
+            http::HeaderName::from_bytes(secret.header.as_bytes()),
+            http::HeaderValue::from_str(&secret.value),
+        ) else {
+            continue;
+        };
+        value.set_sensitive(true);
+        parts.headers.insert(name, value);
+        ctx.record(
+            EventDraft::new("credential.use")
+                .decision(Decision::Allowed)
+                .target(secret.name.clone())
+                .field("host", host.clone())
+                .field("header", secret.header.clone()),
+        )?;
+    }
+
+    ctx.record(
+        EventDraft::new("net.request")
+            .decision(Decision::Allowed)
+            .target(shown_url.clone())
+            .field("method", method.clone())
+            .field("headers", header_names(&parts.headers))
+            .field("rule", verdict.rule.clone())
+            .field("address", address.to_string())
+            .field("body_bytes", body.len() as u64)
+            .field("body_sha256", sha256_hex(&body)),
+    )?;
+
+    let exchange = exchange(&target, address, parts, body, grants.response_body);
+    let result = match tokio::time::timeout(deadline, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::ConnectionTimeout),
+    };
+    let (head, body) = match result {
+        Ok(response) => response,
+        Err(err) => {
+            ctx.record(
+                EventDraft::new("net.response")
+                    .target(shown_url)
+                    .field("error", err.to_string())
+                    .field("duration_ms", started.elapsed().as_millis() as u64),
+            )?;
+            return Err(err);
+        }
+    };
+    let body = match credentials::scrub(&body, &injected) {
+        Some(scrubbed) => Bytes::from(scrubbed),
+        None => body,
+    };
+    let mut head = head;
+    for value in head.headers.values_mut() {
+        if let Some(scrubbed) = credentials::scrub(value.as_bytes(), &injected)
+            && let Ok(clean) = http::HeaderValue::from_bytes(&scrubbed)
+        {
+            *value = clean;
+        }
+    }
+    ctx.record(
+        EventDraft::new("net.response")
+            .target(shown_url)
+            .field("status", head.status.as_u16())
+            .field("bytes", body.len() as u64)
+            .field("sha256", sha256_hex(&body))
+            .field("duration_ms", started.elapsed().as_millis() as u64),
+    )?;
+    let body: WasiBody = Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    Ok(http::Response::from_parts(head, body))
+}
+
+fn cap(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
+}
+
+fn host_text(host: &Host<String>) -> String {
+    match host {
+        Host::Domain(name) => name.clone(),
+        Host::Ipv4(ip) => ip.to_string(),
+        Host::Ipv6(ip) => ip.to_string(),
+    }
+}
+
+/// Resolves the target (once) and returns the first address the policy
+/// allows; records the refusal when none is.
+async fn choose_address(
+    ctx: &Context,
+    target: &Target,
+    shown_url: &str,
+) -> Result<SocketAddr, Error> {
+    let candidates: Vec<SocketAddr> = match &target.host {
+        Host::Ipv4(ip) => vec![SocketAddr::new(IpAddr::V4(*ip), target.port)],
+        Host::Ipv6(ip) => vec![SocketAddr::new(IpAddr::V6(*ip), target.port)],
+        Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), target.port)).await {
+            Ok(addrs) => addrs.collect(),
+            Err(e) => {
+                ctx.record(
+                    EventDraft::new("net.connect")
+                        .decision(Decision::Denied)
+                        .target(target.to_string())
+                        .field("rule", "net: the name must resolve")
+                        .field("reason", format!("lookup failed: {e}")),
+                )?;
+                return Err(Error::DnsError {
+                    rcode: None,
+                    info_code: None,
+                });
+            }
+        },
+    };
+    let mut refusals = Vec::new();
+    for addr in candidates {
+        let verdict = policy::decide_address(&ctx.grants.allow, addr);
+        if verdict.allowed {
+            return Ok(addr);
+        }
+        refusals.push((addr, verdict));
+    }
+    let (rule, reason) = refusals
+        .first()
+        .map(|(_, v)| (v.rule.clone(), v.reason.clone().unwrap_or_default()))
+        .unwrap_or_else(|| ("net: the name must resolve".into(), "no addresses".into()));
+    let addresses: Vec<String> = refusals
+        .iter()
+        .map(|(a, v)| format!("{a} ({})", v.class))
+        .collect();
+    ctx.record(
+        EventDraft::new("net.connect")
+            .decision(Decision::Denied)
+            .target(target.to_string())
+            .field("url", shown_url.to_owned())
+            .field("addresses", addresses)
+            .field("rule", rule)
+            .field("reason", reason),
+    )?;
+    Err(Error::DestinationIpProhibited)
+}
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// Connects to `address`, speaks HTTP/1.1 (over TLS for https) and returns
+/// the response head and its whole body (at most `max_body` bytes).
+async fn exchange(
+    target: &Target,
+    address: SocketAddr,
+    mut parts: http::request::Parts,
+    body: Bytes,
+    max_body: u64,
+) -> Result<(http::response::Parts, Bytes), Error> {
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(Error::Connect)?;
+    let stream: Box<dyn Stream> = if parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        let name = match &target.host {
+            Host::Domain(name) => rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| Error::TlsCertificateError)?,
+            Host::Ipv4(ip) => rustls::pki_types::ServerName::IpAddress(IpAddr::V4(*ip).into()),
+            Host::Ipv6(ip) => rustls::pki_types::ServerName::IpAddress(IpAddr::V6(*ip).into()),
+        };
+        let tls = tokio_rustls::TlsConnector::from(tls_config()?)
+            .connect(name, tcp)
+            .await
+            .map_err(Error::Tls)?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(Error::from)?;
+    let driver = tokio::spawn(connection);
+    // Origin-form request target; the Host header carries the authority.
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .parse()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let request = http::Request::from_parts(parts, Full::new(body));
+    let response = sender.send_request(request).await.map_err(Error::from)?;
+    let (head, incoming) = response.into_parts();
+    let body = Limited::new(incoming, cap(max_body))
+        .collect()
+        .await
+        .map_err(|_| Error::HttpResponseBodySize(Some(max_body)))?
+        .to_bytes();
+    driver.abort();
+    Ok((head, body))
+}
+
+/// TLS client settings: the Mozilla root set, no client certificates.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, Error> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    if let Some(config) = CONFIG.get() {
+        return Ok(Arc::clone(config));
+    }
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(std::io::Error::other(e)))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::clone(CONFIG.get_or_init(|| Arc::new(config))))
+}
