@@ -5,7 +5,8 @@
 //! One module per capability, each with the grant it reads, a pure
 //! `decide` function and the host implementation that calls it:
 //! [`fs`] (mounts and scratch), [`output`] (stdout/stderr), [`net`]
-//! (HTTP and sockets), [`tool`] (`airlock:host` interfaces). [`evidence`]
+//! (HTTP and sockets), [`credentials`] (injected secrets, run tokens),
+//! [`tool`] (`airlock:host` interfaces). [`evidence`]
 //! is the seam to the runner's log, [`limits`] the limits that end a run,
 //! and [`state`] builds a run's store data from its grants.
 

@@ -17,6 +17,7 @@
 //! the metadata service or the host's own ports through a name that
 //! resolves there.
 
+pub mod lookup;
 pub mod policy;
 mod send;
 
@@ -64,13 +65,24 @@ pub const DEFAULT_REQUEST_BODY: u64 = 1 << 20;
 /// Default response body cap (bodies are buffered before the guest sees them).
 pub const DEFAULT_RESPONSE_BODY: u64 = 8 << 20;
 
-/// The URL as recorded: query values are dropped (they often carry tokens),
-/// query names are kept.
+/// The URL as recorded: user info is replaced by `[userinfo]` and query
+/// values are dropped (both often carry credentials); query names are kept.
 pub fn redact_url(uri: &http::Uri) -> String {
+    let authority = uri.authority().map_or(String::new(), |a| {
+        let host_port = a
+            .as_str()
+            .rsplit_once('@')
+            .map_or(a.as_str(), |(_, rest)| rest);
+        if a.as_str().contains('@') {
+            format!("[userinfo]@{host_port}")
+        } else {
+            host_port.to_owned()
+        }
+    });
     let mut shown = format!(
         "{}://{}{}",
         uri.scheme_str().unwrap_or("https"),
-        uri.authority().map_or("", |a| a.as_str()),
+        authority,
         uri.path()
     );
     if let Some(query) = uri.query() {
@@ -86,19 +98,29 @@ pub fn redact_url(uri: &http::Uri) -> String {
 
 /// A socket address check for `WasiCtxBuilder::socket_addr_check`: a TCP
 /// connect is allowed only to a peer `[net] tcp` names (by literal address,
-/// or by a name whose lookup resolved to this address); binds, listens and
-/// UDP are refused. Every use is recorded.
+/// or by a name whose permitted lookup resolved to this address, see
+/// [`lookup`]); binds, listens and UDP are refused. Every use is recorded.
 pub fn socket_check(
     grants: Arc<NetGrants>,
+    resolved: lookup::Resolved,
     evidence: Arc<dyn EvidenceSink>,
 ) -> impl Fn(SocketAddr, SocketAddrUse) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + Sync>>
 + Send
 + Sync
 + 'static {
     move |addr, use_| {
+        // A connect first binds the socket to an ephemeral local port (the
+        // unspecified address, port 0): that grants nothing by itself.
+        if matches!(use_, SocketAddrUse::TcpBind) && addr.ip().is_unspecified() && addr.port() == 0
+        {
+            return Box::pin(async { true });
+        }
         let (allowed, rule, reason) = match use_ {
             SocketAddrUse::TcpConnect => {
-                let verdict = policy::decide_tcp_addr(&grants.tcp, addr);
+                let verdict = match resolved.name_of(addr.ip()) {
+                    Some(name) => policy::decide_tcp_resolved(&grants.tcp, &name, addr),
+                    None => policy::decide_tcp_addr(&grants.tcp, addr),
+                };
                 (verdict.allowed, verdict.rule, verdict.reason)
             }
             _ => (
@@ -190,5 +212,7 @@ mod tests {
             .parse()
             .expect("uri");
         assert_eq!(redact_url(&uri), "https://api.example/v1/x?key&q");
+        let uri: http::Uri = "http://user:pw@127.0.0.1:80/x".parse().expect("uri");
+        assert_eq!(redact_url(&uri), "http://[userinfo]@127.0.0.1:80/x");
     }
 }

@@ -11,6 +11,7 @@ use crate::evidence::{Capture, EventDraft, EvidenceSink, EvidenceUnavailable};
 use crate::fs::host::{FsState, FsView, RecordingFs};
 use crate::fs::{Area, FsGrants};
 use crate::limits::MemoryLimiter;
+use crate::net::lookup::{LimitedLookup, LookupState, LookupView};
 use crate::net::{self, HttpHooks, NetGrants};
 use crate::output::CappedOutput;
 use std::sync::Arc;
@@ -58,6 +59,9 @@ pub struct RunState {
     stderr: CappedOutput,
     capture: Capture,
     tokens: CredentialGrants,
+    net: Arc<NetGrants>,
+    resolved: net::lookup::Resolved,
+    lookups: LookupState,
 }
 
 impl RunState {
@@ -67,18 +71,29 @@ impl RunState {
         let stdout = CappedOutput::new("stdout", grants.output_cap, grants.output_label.clone());
         let stderr = CappedOutput::new("stderr", grants.output_cap, grants.output_label.clone());
         let net = Arc::new(grants.net);
+        let resolved = net::lookup::Resolved::default();
         let mut builder = WasiCtxBuilder::new();
         builder
             .args(&grants.args)
             .stdin(MemoryInputPipe::new(grants.stdin))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .allow_ip_name_lookup(false)
+            // Lookups go through `net::lookup`, which refuses every name
+            // `[net] tcp` does not list.
+            .allow_ip_name_lookup(!net.tcp.is_empty())
+            // Socket calls reach `net::socket_check`, which decides and
+            // records each use; with these off they would fail unrecorded.
+            .allow_tcp(true)
+            .allow_udp(true)
             // Small file operations run inline instead of being handed to a
             // blocking thread and awaited: a run is one guest on one task,
             // and the hand-off costs more than the operation.
             .allow_blocking_current_thread(true)
-            .socket_addr_check(net::socket_check(Arc::clone(&net), Arc::clone(&evidence)));
+            .socket_addr_check(net::socket_check(
+                Arc::clone(&net),
+                resolved.clone(),
+                Arc::clone(&evidence),
+            ));
         builder.preopened_dir(&grants.fs.root, "/", FsPerms::ReadOnly)?;
         for mount in &grants.fs.mounts {
             builder.preopened_dir(&mount.host, &mount.guest, perms(mount.mode))?;
@@ -92,10 +107,13 @@ impl RunState {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             http_hooks: HttpHooks::new(
-                net,
+                Arc::clone(&net),
                 grants.credentials.secrets.clone(),
                 Arc::clone(&evidence),
             ),
+            net,
+            resolved,
+            lookups: LookupState::default(),
             tokens: grants.credentials,
             fs: FsState::new(grants.fs, grants.capture),
             capture: grants.capture,
@@ -149,6 +167,19 @@ impl RunState {
         self.evidence.append(self.stderr.event(self.capture))
     }
 
+    fn lookup_view(&mut self) -> LookupView<'_> {
+        LookupView {
+            wasi: wasmtime_wasi::sockets::WasiSocketsCtxView {
+                ctx: self.wasi.sockets(),
+                table: &mut self.table,
+            },
+            grants: &self.net,
+            resolved: &self.resolved,
+            state: &mut self.lookups,
+            evidence: &self.evidence,
+        }
+    }
+
     fn fs_view(&mut self) -> FsView<'_> {
         FsView {
             wasi: WasiFilesystemCtxView {
@@ -198,6 +229,10 @@ pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
         use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
         types::add_to_linker::<RunState, RecordingFs>(linker, RunState::fs_view)?;
         preopens::add_to_linker::<RunState, RecordingFs>(linker, RunState::fs_view)?;
+        wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<
+            RunState,
+            LimitedLookup,
+        >(linker, RunState::lookup_view)?;
     }
     linker.allow_shadowing(false);
     crate::tool::Tool::add_to_linker::<RunState, HasSelf<RunState>>(linker, |s| s)?;

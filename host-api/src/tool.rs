@@ -1,10 +1,13 @@
 //! The `airlock:host` interfaces a tool imports, and the bindings for
 //! calling the `tool` world's exports.
 //!
-//! `evidence.note` records the tool's annotation. `credentials.token` and
-//! `approval.request` are refused and recorded: this version of airlock has
-//! no `[credentials]` or `[[approval]]` profile sections, so nothing can be
-//! granted (deny by default), and a tool that asks is visible in evidence.
+//! `evidence.note` records the tool's annotation. `credentials.token` issues
+//! a run token for an audience the profile grants (`[credentials.NAME]
+//! audience = …`), recording its id and expiry, never the token; any other
+//! audience is refused and recorded. `approval.request` is refused and
+//! recorded: this version of airlock has no `[[approval]]` profile section,
+//! so nothing can be approved (deny by default), and a tool that asks is
+//! visible in evidence.
 
 use crate::evidence::{Decision, EventDraft};
 use crate::state::RunState;

@@ -594,7 +594,7 @@ fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
         }
         Err(e) => Err(Failure {
             code: EXIT_TAMPERED,
-            message: format!("token refused: {e}"),
+            message: format!("token {e}"),
         }),
     }
 }

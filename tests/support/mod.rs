@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod guests;
+pub mod server;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,201 @@
+//! Test servers on 127.0.0.1, started and stopped by the test that uses
+//! them: an HTTP API (axum) that records every request it receives, and a
+//! raw TCP echo. Nothing here listens on any other address.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// One request the HTTP server received.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// The HTTP test server. Routes:
+/// - `GET /v1/current?city=C`: weather JSON, echoing the Authorization header in `echo`
+/// - `GET /v1/redirect`: 302 to `/private`
+/// - `* /v1/*` and `/private`: 200 with a short text body
+/// - anything else: 404
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let recorded = Arc::clone(&hits);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = axum::Router::new().fallback(
+                    move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                        let recorded = Arc::clone(&recorded);
+                        async move { handle(&recorded, addr, method, uri, headers, body) }
+                    },
+                );
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("serve");
+            });
+        });
+        HttpServer {
+            addr,
+            hits,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().expect("hits").clone()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn handle(
+    hits: &Mutex<Vec<Hit>>,
+    addr: SocketAddr,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let authorization = text(header::AUTHORIZATION);
+    hits.lock().expect("hits").push(Hit {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        authorization: authorization.clone(),
+        idempotency_key: headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: body.to_vec(),
+    });
+    match uri.path() {
+        "/v1/current" => {
+            let city = uri
+                .query()
+                .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("city=")))
+                .unwrap_or("nowhere");
+            let body = serde_json::json!({
+                "city": city,
+                "temp_c": 3.5,
+                "conditions": "snow",
+                "echo": authorization,
+            });
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        "/v1/redirect" => (
+            StatusCode::FOUND,
+            [(header::LOCATION, format!("http://{addr}/private"))],
+            "moved",
+        )
+            .into_response(),
+        path if path.starts_with("/v1/") || path == "/private" => format!(
+            "hello from {path}; you sent {}",
+            authorization.unwrap_or_default()
+        )
+        .into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// A raw TCP server on 127.0.0.1 that answers each connection's first
+/// line with `pong`, and counts connections.
+pub struct TcpEcho {
+    pub addr: SocketAddr,
+    connections: Arc<Mutex<usize>>,
+    thread: Option<JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TcpEcho {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let connections: Arc<Mutex<usize>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (count, flag) = (Arc::clone(&connections), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        *count.lock().expect("count") += 1;
+                        let _ = stream.set_nonblocking(false);
+                        let mut buf = [0u8; 64];
+                        let _ = stream.read(&mut buf);
+                        let _ = stream.write_all(b"pong\n");
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        TcpEcho {
+            addr,
+            connections,
+            thread: Some(thread),
+            stop,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        *self.connections.lock().expect("count")
+    }
+}
+
+impl Drop for TcpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
