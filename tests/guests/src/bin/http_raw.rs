@@ -12,7 +12,10 @@ use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, method, scheme, authority, path] = args.as_slice() else {
-        println!("{}", json!({"ok": false, "error": "usage: http_raw METHOD SCHEME AUTHORITY PATH"}));
+        println!(
+            "{}",
+            json!({"ok": false, "error": "usage: http_raw METHOD SCHEME AUTHORITY PATH"})
+        );
         return;
     };
     let line = match send(method, scheme, authority, path) {
@@ -29,9 +32,17 @@ fn send(method: &str, scheme: &str, authority: &str, path: &str) -> Result<u16, 
         "POST" => Method::Post,
         other => Method::Other(other.to_owned()),
     };
-    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
-    request.set_method(&method).map_err(|()| "method refused".to_owned())?;
-    request.set_scheme(Some(&scheme)).map_err(|()| "scheme refused".to_owned())?;
+    let scheme = if scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    request
+        .set_method(&method)
+        .map_err(|()| "method refused".to_owned())?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| "scheme refused".to_owned())?;
     request
         .set_authority(Some(authority))
         .map_err(|()| "authority refused by wasi:http".to_owned())?;
