@@ -11,6 +11,8 @@
 //! and [`state`] builds a run's store data from its grants.
 
 pub mod credentials;
+pub mod data;
+pub mod detect;
 pub mod evidence;
 pub mod fs;
 pub mod limits;

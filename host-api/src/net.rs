@@ -19,6 +19,7 @@
 
 pub mod lookup;
 pub mod policy;
+pub mod providers;
 mod send;
 
 use crate::credentials::InjectedSecret;
@@ -37,6 +38,10 @@ pub struct NetGrants {
     pub allow: Vec<EgressRule>,
     /// `[net] tcp`: exact raw TCP peers.
     pub tcp: Vec<TcpRule>,
+    /// `[[providers]]`: LLM provider hosts and the models they may be asked for.
+    pub providers: Vec<providers::ProviderRule>,
+    /// Detectors applied to every outbound request body.
+    pub data: crate::data::DataPolicy,
     /// Limit on one HTTP request: connect, send and receive the response.
     pub timeout: Duration,
     /// Largest request body the guest may send.
@@ -51,6 +56,8 @@ impl Default for NetGrants {
         NetGrants {
             allow: Vec::new(),
             tcp: Vec::new(),
+            providers: Vec::new(),
+            data: crate::data::DataPolicy::default(),
             timeout: DEFAULT_TIMEOUT,
             request_body: DEFAULT_REQUEST_BODY,
             response_body: DEFAULT_RESPONSE_BODY,

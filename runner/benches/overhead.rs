@@ -16,26 +16,17 @@
 mod guests;
 
 use airlock_host_api::RunState;
-use airlock_host_api::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
 use airlock_runner::engine::{LoadedTool, Runtime};
 use airlock_runner::evidence::Store;
 use airlock_runner::home::Home;
 use airlock_runner::keys::RunnerKey;
 use airlock_runner::profile::{self, Profile};
+use airlock_runner::recorder::Discard;
 use airlock_runner::run::{RunRequest, RunStatus, Runner};
 use airlock_runner::sandbox::{self, RunDirs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Evidence that goes nowhere: the host without recording.
-struct Discard;
-
-impl EvidenceSink for Discard {
-    fn append(&self, _event: EventDraft) -> Result<(), EvidenceUnavailable> {
-        Ok(())
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -1,15 +1,26 @@
 //! Admission: every check a run must pass before its first instruction,
-//! in a fixed order, each recorded as an `admission.check` event.
+//! in a fixed order, each recorded as an `admission.check` event:
+//! profile valid; tool allowed (`[admission] tools`, by digest or verified
+//! signer); required intent and actor present; input classification within
+//! `max_classification`; detectors over the input; credentials' sources
+//! present; mounts present; idempotency key present when `[retry]
+//! idempotency = "required"`.
 //!
-//! Defends against a run starting with a configuration that cannot be
-//! honoured: a missing secret (the tool would run with less than its
-//! profile promises, or fail half-way after side effects), a mount that
-//! disappeared since the profile was loaded. Any failed check stops the run
-//! with exit 3 before anything is instantiated.
+//! Defends against a run starting when it should not: an unapproved or
+//! tampered tool, an anonymous or unexplained run where the category needs
+//! accountability, data more sensitive than the category is cleared for,
+//! personal data or secrets in the input, a missing secret (the tool would
+//! fail half-way after side effects), a mount that disappeared, a retry
+//! that could not be recognised. Any failed check stops the run with exit 3
+//! before anything is instantiated; every check is evaluated, so the
+//! refusal lists all of them.
 
 use crate::engine::{LoadedTool, World};
 use crate::profile::{CredentialKind, Profile, SECRET_PLACEHOLDER};
+use crate::run::RunRequest;
 use airlock_host_api::credentials::InjectedSecret;
+use airlock_host_api::data::OnDetect;
+use airlock_host_api::detect;
 
 /// One admission check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +35,15 @@ pub struct Check {
     pub detail: String,
 }
 
-/// The outcome of admission: the checks, and the secrets loaded for the run
-/// when every check passed.
+/// The outcome of admission: the checks, and what the run gets when every
+/// check passed.
 pub struct Admission {
     /// Every check, in order.
     pub checks: Vec<Check>,
     /// Secrets to inject (empty unless admitted).
     pub secrets: Vec<InjectedSecret>,
+    /// The input the guest sees (redacted when the detectors say so).
+    pub input: String,
 }
 
 impl Admission {
@@ -50,29 +63,102 @@ impl Admission {
     }
 }
 
-/// Runs every check for `tool` under `profile`.
-pub fn admit(profile: &Profile, tool: &LoadedTool) -> Admission {
-    let mut checks = vec![
-        Check {
-            name: "profile",
-            rule: format!("profile {}", profile.name),
-            passed: true,
-            detail: format!("{} is valid", profile.source.display()),
+/// Runs every check for `tool` under `profile` on `request` with `input`.
+pub fn admit(profile: &Profile, tool: &LoadedTool, request: &RunRequest, input: &str) -> Admission {
+    let policy = &profile.admission;
+    let mut checks = vec![Check {
+        name: "profile",
+        rule: format!("profile {}", profile.name),
+        passed: true,
+        detail: format!("{} is valid", profile.source.display()),
+    }];
+    let world = match tool.world {
+        World::Tool => "airlock:host/tool",
+        World::Command => "wasi:cli/command",
+    };
+    checks.push(
+        match crate::registry::tool_allowed(&policy.tools, &tool.digest, request.signer.as_deref())
+        {
+            Ok(entry) => Check {
+                name: "tool",
+                rule: entry,
+                passed: true,
+                detail: format!("{} implements {world}", tool.digest),
+            },
+            Err(reason) => Check {
+                name: "tool",
+                rule: "admission.tools".into(),
+                passed: false,
+                detail: reason,
+            },
         },
-        Check {
-            name: "tool",
-            rule: "a component of a supported world".into(),
-            passed: true,
-            detail: format!(
-                "{} implements {}",
-                tool.digest,
-                match tool.world {
-                    World::Tool => "airlock:host/tool",
-                    World::Command => "wasi:cli/command",
-                }
+    );
+    let mut missing = Vec::new();
+    if policy.require_intent
+        && request
+            .intent
+            .as_deref()
+            .is_none_or(|v| v.trim().is_empty())
+    {
+        missing.push("intent (--intent)");
+    }
+    if policy.require_actor && request.actor.as_deref().is_none_or(|v| v.trim().is_empty()) {
+        missing.push("actor (--actor)");
+    }
+    checks.push(Check {
+        name: "intent",
+        rule: "admission.require".into(),
+        passed: missing.is_empty(),
+        detail: if missing.is_empty() {
+            "required context present".into()
+        } else {
+            format!("the profile requires {}", missing.join(" and "))
+        },
+    });
+    if let Some(max) = policy.max_classification {
+        let (passed, detail) = match request.classification {
+            Some(c) if c <= max => (true, format!("input is {c}, at most {max}")),
+            Some(c) => (false, format!("input is {c}, above the profile's {max}")),
+            None => (
+                false,
+                format!(
+                    "the run declares no classification; pass --classification (at most {max})"
+                ),
             ),
-        },
-    ];
+        };
+        checks.push(Check {
+            name: "classification",
+            rule: format!("admission.max_classification = \"{max}\""),
+            passed,
+            detail,
+        });
+    }
+    let mut guest_input = input.to_owned();
+    if !policy.detectors.is_empty() {
+        let findings = detect::scan(&policy.detectors, input);
+        let counts = detect::summary(&findings);
+        let found = counts
+            .iter()
+            .map(|(d, n)| format!("{d}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rule = format!("admission.on_detect = \"{}\"", policy.on_detect.as_str());
+        let (passed, detail) = match (findings.is_empty(), policy.on_detect) {
+            (true, _) => (true, "nothing found".to_owned()),
+            (false, OnDetect::Deny) => (false, format!("the input contains {found}")),
+            (false, OnDetect::Redact) => {
+                guest_input = detect::redact(input, &findings);
+                (true, format!("redacted {found}"))
+            }
+            (false, OnDetect::Record) => (true, format!("recorded {found}")),
+        };
+        checks.push(Check {
+            name: "detectors",
+            rule,
+            passed,
+            detail,
+        });
+    }
     let mut secrets = Vec::new();
     for credential in &profile.credentials {
         let CredentialKind::Inject {
@@ -125,9 +211,26 @@ pub fn admit(profile: &Profile, tool: &LoadedTool) -> Admission {
             format!("missing: {}", missing.join(", "))
         },
     });
+    if profile.idempotency_required {
+        let present = request
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|k| !k.trim().is_empty());
+        checks.push(Check {
+            name: "idempotency",
+            rule: "retry.idempotency = \"required\"".into(),
+            passed: present,
+            detail: if present {
+                "idempotency key present".into()
+            } else {
+                "side-effecting runs of this profile must carry --idempotency-key".into()
+            },
+        });
+    }
     let admitted = checks.iter().all(|c| c.passed);
     Admission {
         checks,
         secrets: if admitted { secrets } else { Vec::new() },
+        input: guest_input,
     }
 }

@@ -7,6 +7,7 @@ use crate::evidence::{Store, Verification, verify_all, verify_run};
 use crate::home::Home;
 use crate::keys::{RunnerKey, TrustedKeys};
 use crate::profile::{self, ProfileError};
+use crate::registry::Registry;
 use crate::run::{RunError, RunReport, RunRequest, RunStatus, Runner};
 use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Read, Write};
@@ -52,6 +53,54 @@ enum Command {
     /// Check run tokens issued by this runner.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Submit and manage tools: validate, compile, cache, digest, verify signatures.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+    /// Sign a tool component with a publisher key (for `admission.tools = ["signer:…"]`).
+    Sign {
+        /// The component.
+        wasm: PathBuf,
+        /// The publisher's Ed25519 key (PKCS#8; `airlock keys generate` makes one).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the signature (default: TOOL.wasm.sig).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ToolsCommand {
+    /// Validate, compile and register a component.
+    Add {
+        /// The component (`.wasm`).
+        wasm: PathBuf,
+        /// Name to register it under (default: the file name without `.wasm`).
+        #[arg(long)]
+        name: Option<String>,
+        /// A detached signature (`airlock sign`) to verify and keep.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// Replace a tool of the same name with a different digest.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List registered tools.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tool: digest, world, signer, description and input schema.
+    Show {
+        /// Tool name.
+        name: String,
+    },
+    /// Remove a tool from the registry.
+    Remove {
+        /// Tool name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,10 +141,16 @@ struct RunArgs {
     /// Key identifying retries of the same action (recorded in evidence).
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// The workflow the run belongs to (recorded in evidence).
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Classification of the input: public, internal, confidential or restricted.
+    #[arg(long)]
+    classification: Option<crate::classification::Classification>,
     /// Print a machine-readable result instead of the tool's output.
     #[arg(long)]
     json: bool,
-    /// The tool component (`.wasm`).
+    /// The tool: a component file (`.wasm`) or a registered tool's name.
     tool: PathBuf,
     /// Arguments for a command tool.
     #[arg(last = true)]
@@ -168,6 +223,11 @@ enum KeysCommand {
     Show,
     /// Print the trusted public keys as a JWK Set (for services verifying run tokens).
     Jwks,
+    /// Create a publisher signing key for `airlock sign` (mode 0600).
+    Generate {
+        /// Where to write the key (PKCS#8).
+        path: PathBuf,
+    },
 }
 
 /// A failure with its exit code and message.
@@ -246,6 +306,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Runs(cmd) => runs(home()?, cmd),
         Command::Keys(cmd) => keys(home()?, cmd),
         Command::Tokens(cmd) => tokens(home()?, cmd),
+        Command::Tools(cmd) => tools(home()?, cmd),
+        Command::Sign { wasm, key, out } => sign(&wasm, &key, out),
     }
 }
 
@@ -265,12 +327,6 @@ fn open_store(home: &Home) -> Result<Store, Failure> {
 
 fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     let profile = profile::load(&args.dir.profiles, &args.profile)?;
-    if !args.tool.is_file() {
-        return Err(Failure::usage(format!(
-            "tool {}: not found (give the path of a .wasm component)",
-            args.tool.display()
-        )));
-    }
     let input = match &args.input {
         Some(text) => Some(read_input(text)?),
         None => None,
@@ -286,7 +342,7 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     let store = open_store(&home)?;
     let runtime =
         Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let tool = runtime.load(&args.tool)?;
+    let (tool, tool_name, signer) = resolve_tool(&store, &runtime, &args.tool)?;
     let stdin = if tool.world == crate::engine::World::Command && !std::io::stdin().is_terminal() {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -298,13 +354,16 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
         Vec::new()
     };
     let request = RunRequest {
-        tool_name: tool_name(&args.tool),
+        tool_name,
+        signer,
         input,
         args: args.args.clone(),
         stdin,
         intent: args.intent.clone(),
         actor: args.actor.clone(),
         idempotency_key: args.idempotency_key.clone(),
+        workflow: args.workflow.clone(),
+        classification: args.classification,
     };
     let runner = Runner {
         runtime,
@@ -333,6 +392,34 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     };
     print_report(&report, args.json);
     Ok(report.exit_code)
+}
+
+/// A path to an existing file runs that file; anything else is a
+/// registered tool's name.
+fn resolve_tool(
+    store: &Store,
+    runtime: &Runtime,
+    tool: &Path,
+) -> Result<
+    (
+        std::sync::Arc<crate::engine::LoadedTool>,
+        String,
+        Option<String>,
+    ),
+    Failure,
+> {
+    if tool.is_file() {
+        return Ok((runtime.load(tool)?, tool_name(tool), None));
+    }
+    let name = tool.to_string_lossy();
+    let registry = Registry::new(store);
+    let (record, bytes) = registry.load(&name).map_err(|e| {
+        Failure::usage(format!(
+            "tool {name}: no such file, and {e} (give the path of a .wasm component or a registered name)"
+        ))
+    })?;
+    let loaded = runtime.load_bytes(&registry.wasm_path(&record), &bytes)?;
+    Ok((loaded, record.name.clone(), record.signer.clone()))
 }
 
 fn read_input(text: &str) -> Result<String, Failure> {
@@ -559,6 +646,13 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
     let key = match cmd {
         KeysCommand::Init => RunnerKey::init(home.root())?,
         KeysCommand::Show => RunnerKey::load(home.root())?,
+        KeysCommand::Generate { path } => {
+            let key_id =
+                crate::signing::generate_key(&path).map_err(|e| Failure::usage(e.to_string()))?;
+            println!("key id      {key_id}");
+            println!("key file    {}", path.display());
+            return Ok(0);
+        }
         KeysCommand::Jwks => {
             let keys = TrustedKeys::load(home.root())?;
             println!(
@@ -572,6 +666,179 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
     println!("public key  {}", key.public_key_hex());
     println!("algorithm   Ed25519");
     Ok(0)
+}
+
+fn sign(wasm: &Path, key: &Path, out: Option<PathBuf>) -> Result<i32, Failure> {
+    let bytes =
+        std::fs::read(wasm).map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
+    let signature = crate::signing::sign(key, &bytes).map_err(|e| Failure::usage(e.to_string()))?;
+    let out = out.unwrap_or_else(|| crate::signing::default_signature_path(wasm));
+    signature
+        .write_file(&out)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    println!(
+        "signed {} ({}) as {}",
+        wasm.display(),
+        signature.digest,
+        signature.signer
+    );
+    println!("signature {}", out.display());
+    Ok(0)
+}
+
+fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
+    let store = open_store(&home)?;
+    let registry = Registry::new(&store);
+    let registry_error = |e: crate::registry::RegistryError| Failure::usage(e.to_string());
+    match cmd {
+        ToolsCommand::Add {
+            wasm,
+            name,
+            signature,
+            replace,
+        } => {
+            let bytes = std::fs::read(&wasm)
+                .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
+            let signature = match &signature {
+                Some(path) => {
+                    let signature = crate::signing::ToolSignature::read_file(path)
+                        .map_err(|e| Failure::usage(e.to_string()))?;
+                    // Refuse a tampered tool before compiling any of it.
+                    crate::signing::verify(&signature, &bytes)
+                        .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
+                    Some(signature)
+                }
+                None => None,
+            };
+            let runtime = Runtime::new(&home.cache_dir())
+                .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
+            let loaded = compile_with_progress(&runtime, &wasm, &bytes)?;
+            let runner = Runner {
+                runtime,
+                key: std::sync::Arc::new(RunnerKey::load_or_init(home.root())?.0),
+                store,
+                home,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
+            let info = rt
+                .block_on(runner.describe(&loaded))
+                .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
+            let world = match loaded.world {
+                crate::engine::World::Tool => "tool",
+                crate::engine::World::Command => "command",
+            };
+            let registry = Registry::new(&runner.store);
+            let record = registry
+                .add(
+                    crate::registry::NewTool {
+                        name: name.unwrap_or_else(|| tool_name(&wasm)),
+                        digest: loaded.digest.clone(),
+                        world: world.to_owned(),
+                        description: info.as_ref().map(|i| i.description.clone()),
+                        input_schema: info.as_ref().map(|i| i.input_schema.clone()),
+                        signature,
+                        replace,
+                    },
+                    &bytes,
+                )
+                .map_err(registry_error)?;
+            println!(
+                "added {} {} ({world}{})",
+                record.name,
+                record.digest,
+                record
+                    .signer
+                    .as_deref()
+                    .map(|s| format!(", signed by {s}"))
+                    .unwrap_or_default()
+            );
+            Ok(0)
+        }
+        ToolsCommand::List { json } => {
+            let records = registry.list().map_err(registry_error)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&records).unwrap_or_default()
+                );
+                return Ok(0);
+            }
+            println!(
+                "{:<24} {:<8} {:<24} {:<73} DESCRIPTION",
+                "NAME", "WORLD", "SIGNER", "DIGEST"
+            );
+            for r in records {
+                println!(
+                    "{:<24} {:<8} {:<24} {:<73} {}",
+                    r.name,
+                    r.world,
+                    r.signer.as_deref().unwrap_or("-"),
+                    r.digest,
+                    r.description.as_deref().unwrap_or("")
+                );
+            }
+            Ok(0)
+        }
+        ToolsCommand::Show { name } => {
+            let record = registry.get(&name).map_err(registry_error)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&record).unwrap_or_default()
+            );
+            Ok(0)
+        }
+        ToolsCommand::Remove { name } => {
+            let digest = registry.remove(&name).map_err(registry_error)?;
+            println!("removed {name} ({digest})");
+            Ok(0)
+        }
+    }
+}
+
+/// Compiles (or fetches from the cache) with a progress line on stderr.
+fn compile_with_progress(
+    runtime: &Runtime,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<std::sync::Arc<crate::engine::LoadedTool>, Failure> {
+    let started = std::time::Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let done = std::sync::Arc::clone(&done);
+        let label = path.display().to_string();
+        std::thread::spawn(move || {
+            let frames = ['|', '/', '-', '\\'];
+            let mut i = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                eprint!("\rairlock: compiling {label} {}", frames[i % frames.len()]);
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(120));
+            }
+            eprint!("\r");
+        })
+    });
+    if spinner.is_none() {
+        eprintln!(
+            "airlock: compiling {} ({} KiB)",
+            path.display(),
+            bytes.len() / 1024
+        );
+    }
+    let loaded = runtime.load_bytes(path, bytes);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(spinner) = spinner {
+        let _ = spinner.join();
+    }
+    let loaded = loaded?;
+    eprintln!(
+        "airlock: compiled {} in {} ms",
+        path.display(),
+        started.elapsed().as_millis()
+    );
+    Ok(loaded)
 }
 
 fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {

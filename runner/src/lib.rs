@@ -3,6 +3,7 @@
 //! this library; tests and `airlock serve` use the same API.
 
 pub mod admission;
+pub mod classification;
 pub mod cli;
 pub mod engine;
 pub mod evidence;
@@ -10,6 +11,8 @@ pub mod home;
 pub mod keys;
 pub mod profile;
 pub mod recorder;
+pub mod registry;
 pub mod run;
 pub mod sandbox;
+pub mod signing;
 pub mod tokens;

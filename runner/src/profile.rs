@@ -6,10 +6,14 @@
 //! the accepted form. A profile is validated completely before any run uses
 //! it, so a typo can never silently widen or drop a restriction.
 
+use crate::classification::Classification;
+use airlock_host_api::data::OnDetect;
+use airlock_host_api::detect::Detector;
 use airlock_host_api::evidence::Capture;
 use airlock_host_api::fs::{MountMode, SCRATCH_GUEST_PATH};
 use airlock_host_api::net::NetGrants;
 use airlock_host_api::net::policy::{AllowEntry, EgressRule, TcpRule};
+use airlock_host_api::net::providers::ProviderRule;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -169,6 +173,23 @@ pub const DEFAULT_CREDENTIAL_TTL: Duration = Duration::from_secs(60);
 /// Placeholder for the secret in `inject.value`.
 pub const SECRET_PLACEHOLDER: &str = "{secret}";
 
+/// `[admission]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AdmissionPolicy {
+    /// Tools admitted, by `sha256:<hex>` or `signer:<key id>`; empty admits any.
+    pub tools: Vec<String>,
+    /// Highest classification of input the profile accepts.
+    pub max_classification: Option<Classification>,
+    /// Detectors applied to the input and to outbound request bodies.
+    pub detectors: Vec<Detector>,
+    /// What a finding does.
+    pub on_detect: OnDetect,
+    /// Runs must say why they run (`--intent`).
+    pub require_intent: bool,
+    /// Runs must say who asked (`--actor`).
+    pub require_actor: bool,
+}
+
 /// A validated profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -194,6 +215,11 @@ pub struct Profile {
     pub net: NetGrants,
     /// `[credentials.NAME]`, in name order.
     pub credentials: Vec<Credential>,
+    /// `[admission]`: what a run must satisfy before it starts.
+    pub admission: AdmissionPolicy,
+    /// `[retry] idempotency = "required"`: side-effecting runs must carry
+    /// an idempotency key.
+    pub idempotency_required: bool,
     /// The file it was loaded from.
     pub source: PathBuf,
 }
@@ -215,6 +241,38 @@ struct RawProfile {
     net: RawNet,
     #[serde(default)]
     credentials: std::collections::BTreeMap<String, RawCredential>,
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    admission: RawAdmission,
+    #[serde(default)]
+    retry: RawRetry,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmission {
+    #[serde(default)]
+    tools: Vec<String>,
+    max_classification: Option<String>,
+    #[serde(default)]
+    detectors: Vec<String>,
+    on_detect: Option<String>,
+    #[serde(default)]
+    require: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    idempotency: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    host: String,
+    models: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -388,8 +446,31 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
     };
     let mounts = validate_mounts(&raw.fs.mount, base, scratch.is_some())?;
     let capture = validate_capture(&raw.evidence)?;
-    let net = validate_net(&raw.net)?;
+    let mut net = validate_net(&raw.net)?;
+    net.providers = raw
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            ProviderRule::parse(&p.host, &p.models).map_err(|e| (format!("providers[{i}]"), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let credentials = validate_credentials(&raw.credentials, base)?;
+    let admission = validate_admission(&raw.admission)?;
+    net.data = airlock_host_api::data::DataPolicy {
+        detectors: admission.detectors.clone(),
+        on_detect: admission.on_detect,
+    };
+    let idempotency_required = match raw.retry.idempotency.as_deref() {
+        None | Some("optional") => false,
+        Some("required") => true,
+        Some(other) => {
+            return Err((
+                "retry.idempotency".into(),
+                format!("{other:?} is not an idempotency mode (use \"required\" or \"optional\")"),
+            ));
+        }
+    };
     Ok(Profile {
         name: raw.name,
         category: raw.category,
@@ -402,8 +483,66 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
         capture,
         net,
         credentials,
+        admission,
+        idempotency_required,
         source: path.to_owned(),
     })
+}
+
+fn validate_admission(raw: &RawAdmission) -> Result<AdmissionPolicy, Invalid> {
+    for (i, entry) in raw.tools.iter().enumerate() {
+        crate::registry::parse_allow_entry(entry)
+            .map_err(|e| (format!("admission.tools[{i}]"), e))?;
+    }
+    let max_classification = match &raw.max_classification {
+        Some(text) => Some(
+            text.parse::<Classification>()
+                .map_err(|e| ("admission.max_classification".to_owned(), e))?,
+        ),
+        None => None,
+    };
+    let detectors = raw
+        .detectors
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            Detector::parse(name).ok_or_else(|| {
+                (
+                    format!("admission.detectors[{i}]"),
+                    format!("{name:?} is not a detector (use \"email\", \"credit-card\", \"private-key\" or \"api-key\")"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let on_detect = match raw.on_detect.as_deref() {
+        None => OnDetect::Deny,
+        Some(text) => OnDetect::parse(text).ok_or_else(|| {
+            (
+                "admission.on_detect".to_owned(),
+                format!("{text:?} is not an action (use \"deny\", \"redact\" or \"record\")"),
+            )
+        })?,
+    };
+    let mut policy = AdmissionPolicy {
+        tools: raw.tools.clone(),
+        max_classification,
+        detectors,
+        on_detect,
+        ..AdmissionPolicy::default()
+    };
+    for (i, field) in raw.require.iter().enumerate() {
+        match field.as_str() {
+            "intent" => policy.require_intent = true,
+            "actor" => policy.require_actor = true,
+            other => {
+                return Err((
+                    format!("admission.require[{i}]"),
+                    format!("{other:?} cannot be required (use \"intent\" and/or \"actor\")"),
+                ));
+            }
+        }
+    }
+    Ok(policy)
 }
 
 fn validate_net(raw: &RawNet) -> Result<NetGrants, Invalid> {
@@ -720,6 +859,41 @@ impl fmt::Display for Risk {
 }
 
 impl Profile {
+    /// The profile a tool's `describe()` runs under at registration: no
+    /// mounts, no network, no credentials, small limits.
+    pub fn describe_only() -> Profile {
+        Profile {
+            name: "describe".into(),
+            category: "registration".into(),
+            risk: Risk::Low,
+            owner: "airlock".into(),
+            runbook: None,
+            limits: Limits {
+                fuel: 500_000_000,
+                memory: Labeled {
+                    value: 64 << 20,
+                    label: "64MiB".into(),
+                },
+                timeout: Labeled {
+                    value: Duration::from_secs(5),
+                    label: "5s".into(),
+                },
+                output: Labeled {
+                    value: 1 << 20,
+                    label: "1MiB".into(),
+                },
+            },
+            mounts: Vec::new(),
+            scratch: None,
+            capture: Capture::Metadata,
+            net: NetGrants::default(),
+            credentials: Vec::new(),
+            admission: AdmissionPolicy::default(),
+            idempotency_required: false,
+            source: PathBuf::from("(built in)"),
+        }
+    }
+
     /// The profile as JSON, for `profiles show --json` and run results.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

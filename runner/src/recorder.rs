@@ -7,13 +7,16 @@
 //! (a refused socket check, for instance).
 
 use crate::evidence::RunLog;
+use airlock_host_api::data::DataPolicy;
+use airlock_host_api::detect;
 use airlock_host_api::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// A run log that counts and latches failures.
+/// A run log that counts, latches failures and keeps detected data out.
 pub struct Recorder {
     log: RunLog,
+    data: DataPolicy,
     state: Mutex<Tally>,
 }
 
@@ -24,11 +27,29 @@ struct Tally {
 }
 
 impl Recorder {
-    /// Wraps `log`.
-    pub fn new(log: RunLog) -> Self {
+    /// Wraps `log`. Every string an event carries is scanned with `data`'s
+    /// detectors and findings are redacted before the event is stored, so
+    /// no matched value reaches the log whatever `on_detect` says (a note,
+    /// an error message or a captured payload may quote the tool's data).
+    pub fn new(log: RunLog, data: DataPolicy) -> Self {
         Recorder {
             log,
+            data,
             state: Mutex::default(),
+        }
+    }
+
+    /// Redacts what the detectors find in `event` (for events appended to
+    /// the log directly, after the recorder is unwrapped).
+    pub fn scrub(&self, event: &mut EventDraft) {
+        if self.data.detectors.is_empty() {
+            return;
+        }
+        if let Some(target) = &mut event.target {
+            scrub_text(&self.data, target);
+        }
+        for value in event.fields.values_mut() {
+            scrub_value(&self.data, value);
         }
     }
 
@@ -60,6 +81,8 @@ impl EvidenceSink for Recorder {
             return Err(failed.clone());
         }
         let kind = event.kind;
+        let mut event = event;
+        self.scrub(&mut event);
         match self.log.append(event) {
             Ok(()) => {
                 *tally.counts.entry(kind).or_default() += 1;
@@ -70,5 +93,31 @@ impl EvidenceSink for Recorder {
                 Err(err)
             }
         }
+    }
+}
+
+fn scrub_text(data: &DataPolicy, text: &mut String) {
+    let findings = detect::scan(&data.detectors, text);
+    if !findings.is_empty() {
+        *text = detect::redact(text, &findings);
+    }
+}
+
+fn scrub_value(data: &DataPolicy, value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => scrub_text(data, text),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(data, v)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| scrub_value(data, v)),
+        _ => {}
+    }
+}
+
+/// Evidence that goes nowhere: for calls that are not runs (a tool's
+/// `describe()` at registration) and for measuring the unrecorded host.
+pub struct Discard;
+
+impl EvidenceSink for Discard {
+    fn append(&self, _event: EventDraft) -> Result<(), EvidenceUnavailable> {
+        Ok(())
     }
 }

@@ -42,6 +42,12 @@ pub struct RunRequest {
     pub actor: Option<String>,
     /// Key identifying retries of the same logical action.
     pub idempotency_key: Option<String>,
+    /// The workflow the run belongs to.
+    pub workflow: Option<String>,
+    /// The tool's verified signer, when it was registered with a signature.
+    pub signer: Option<String>,
+    /// Classification of the data the run carries.
+    pub classification: Option<crate::classification::Classification>,
 }
 
 /// How a run ended.
@@ -217,7 +223,7 @@ impl Runner {
             tool_digest: tool.digest.clone(),
             profile: profile.name.clone(),
         })?;
-        let recorder = Arc::new(Recorder::new(log));
+        let recorder = Arc::new(Recorder::new(log, profile.net.data.clone()));
         let run_id = run_id.to_string();
         let input = request.input.clone().unwrap_or_else(|| "{}".to_owned());
 
@@ -347,6 +353,7 @@ impl Runner {
         }
         // The guest is gone: record the end on the log itself, so a store
         // that recovered from a failure still gets a complete chain.
+        recorder.scrub(&mut end);
         let log = Arc::into_inner(recorder)
             .ok_or(RunError::LogStillShared)?
             .into_log();
@@ -386,6 +393,45 @@ impl Runner {
             events,
             runbook: profile.runbook.clone(),
         })
+    }
+
+    /// Calls a `tool` world component's `describe()` in a sandbox with no
+    /// grants and small limits (evidence discarded: nothing it may do has an
+    /// effect). `None` for command components.
+    pub async fn describe(
+        &self,
+        tool: &LoadedTool,
+    ) -> Result<Option<airlock_host_api::tool::ToolInfo>, String> {
+        let Some(pre) = tool.as_tool() else {
+            return Ok(None);
+        };
+        let profile = Profile::describe_only();
+        let dirs =
+            sandbox::RunDirs::create(&self.home, &uuid::Uuid::now_v7().to_string(), &profile)
+                .map_err(|e| format!("sandbox for describe(): {e}"))?;
+        let grants = sandbox::grants(
+            &profile,
+            &dirs,
+            "describe",
+            &RunRequest::default(),
+            CredentialGrants::default(),
+        );
+        let state = RunState::new(grants, Arc::new(crate::recorder::Discard))
+            .map_err(|e| format!("{e:#}"))?;
+        let mut store =
+            sandbox::store(self.runtime.engine(), state, &profile).map_err(|e| format!("{e:#}"))?;
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_describe(&mut store).await
+        };
+        match tokio::time::timeout(profile.limits.timeout.value, call).await {
+            Ok(Ok(info)) => Ok(Some(info)),
+            Ok(Err(e)) => Err(format!("describe() failed: {e:#}")),
+            Err(_) => Err(format!(
+                "describe() did not return within {}",
+                profile.limits.timeout.label
+            )),
+        }
     }
 
     /// The credentials a run holds: the secrets admission loaded, and the
@@ -454,8 +500,17 @@ impl Runner {
         recorder: &Arc<Recorder>,
     ) -> Result<(Ending, Vec<u8>, Vec<u8>, Usage), Prepared> {
         let sink: Arc<dyn EvidenceSink> = Arc::clone(recorder) as Arc<dyn EvidenceSink>;
-        record_request(sink.as_ref(), tool, profile, request, input)?;
-        let admission = admission::admit(profile, tool);
+        let admission = admission::admit(profile, tool, request, input);
+        // Evidence keeps input payloads (capture = "full") only after the
+        // detectors have had their say: a matched value is never stored.
+        let detectors = &profile.admission.detectors;
+        let findings = airlock_host_api::detect::scan(detectors, input);
+        let captured = if findings.is_empty() {
+            input.to_owned()
+        } else {
+            airlock_host_api::detect::redact(input, &findings)
+        };
+        record_request(sink.as_ref(), tool, profile, request, input, &captured)?;
         for check in &admission.checks {
             sink.append(
                 EventDraft::new("admission.check")
@@ -473,6 +528,8 @@ impl Runner {
             return Err(Prepared::Denied(admission.failures()));
         }
         let credentials = self.credential_grants(run_id, tool, profile, admission.secrets);
+        // The input as the guest sees it (redacted when a detector asked).
+        let input = admission.input.as_str();
         let dirs = sandbox::RunDirs::create(&self.home, run_id, profile)
             .map_err(|e| Prepared::Sandbox(e.to_string()))?;
         let grants = sandbox::grants(profile, &dirs, &request.tool_name, request, credentials);
@@ -557,6 +614,7 @@ fn record_request(
     profile: &Profile,
     request: &RunRequest,
     input: &str,
+    captured: &str,
 ) -> Result<(), EvidenceUnavailable> {
     let args_json = serde_json::to_string(&request.args).unwrap_or_default();
     let mut event = EventDraft::new("run.request")
@@ -573,12 +631,16 @@ fn record_request(
         ("intent", &request.intent),
         ("actor", &request.actor),
         ("idempotency_key", &request.idempotency_key),
+        ("workflow", &request.workflow),
     ] {
         if let Some(v) = value {
             event = event.field(name, v.clone());
         }
     }
-    sink.append(profile.capture.attach(event, input.as_bytes()))
+    if let Some(classification) = request.classification {
+        event = event.field("classification", classification.to_string());
+    }
+    sink.append(profile.capture.attach(event, captured.as_bytes()))
 }
 
 async fn execute(

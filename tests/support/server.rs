@@ -22,6 +22,7 @@ pub struct Hit {
 
 /// The HTTP test server. Routes:
 /// - `GET /v1/current?city=C`: weather JSON, echoing the Authorization header in `echo`
+/// - `POST /v1/chat/completions`: an OpenAI-style completion naming the model
 /// - `GET /v1/redirect`: 302 to `/private`
 /// - `* /v1/*` and `/private`: 200 with a short text body
 /// - anything else: 404
@@ -125,6 +126,19 @@ fn handle(
                 "temp_c": 3.5,
                 "conditions": "snow",
                 "echo": authorization,
+            });
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        "/v1/chat/completions" => {
+            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let prompt = request["messages"][1]["content"].as_str().unwrap_or("");
+            let body = serde_json::json!({
+                "model": request["model"],
+                "choices": [{ "message": { "role": "assistant", "content": format!("A summary of {} characters.", prompt.chars().count()) } }],
             });
             (
                 [(header::CONTENT_TYPE, "application/json")],

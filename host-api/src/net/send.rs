@@ -4,6 +4,7 @@
 
 use super::NetGrants;
 use super::policy::{self, Target};
+use super::providers::{self, ProviderVerdict};
 use crate::credentials::{self, InjectedSecret};
 use crate::evidence::{Decision, EventDraft, EvidenceSink, sha256_hex};
 use bytes::Bytes;
@@ -91,12 +92,66 @@ pub(super) async fn send(
         }
     };
 
+    let scan = grants.data.scan(&body);
+    if !scan.counts.is_empty() {
+        let mut event = EventDraft::new("net.request")
+            .decision(if scan.allowed {
+                Decision::Allowed
+            } else {
+                Decision::Denied
+            })
+            .target(shown_url.clone())
+            .field("method", method.clone())
+            .field("op", "scan-body")
+            .field("rule", grants.data.rule())
+            .field("found", crate::data::counts_json(&scan.counts))
+            .field("redacted", scan.redacted.is_some());
+        if !scan.allowed {
+            event = event.field(
+                "reason",
+                "the request body contains data the profile's detectors refuse",
+            );
+        }
+        ctx.record(event)?;
+        if !scan.allowed {
+            return Err(Error::HttpRequestDenied);
+        }
+    }
+    let body = match scan.redacted {
+        Some(redacted) => Bytes::from(redacted),
+        None => body,
+    };
+    let host = host_text(&target.host);
+    let model = match providers::decide(&grants.providers, &host, &body) {
+        ProviderVerdict::NotProvider => None,
+        ProviderVerdict::Allowed { model, .. } => Some(model),
+        ProviderVerdict::Denied {
+            rule,
+            reason,
+            model,
+        } => {
+            let mut event = EventDraft::new("net.request")
+                .decision(Decision::Denied)
+                .target(shown_url.clone())
+                .field("method", method.clone())
+                .field("headers", header_names(&parts.headers))
+                .field("rule", rule)
+                .field("reason", reason)
+                .field("body_bytes", body.len() as u64)
+                .field("body_sha256", sha256_hex(&body));
+            if let Some(model) = model {
+                event = event.field("model", model);
+            }
+            ctx.record(event)?;
+            return Err(Error::HttpRequestDenied);
+        }
+    };
+
     let address = match choose_address(ctx, &target, &shown_url).await {
         Ok(address) => address,
         Err(err) => return Err(err),
     };
 
-    let host = host_text(&target.host);
     let injected: Vec<&InjectedSecret> = credentials::secrets_for(&ctx.secrets, &host).collect();
     for secret in &injected {
         let (Ok(name), Ok(mut value)) = (
@@ -116,17 +171,19 @@ pub(super) async fn send(
         )?;
     }
 
-    ctx.record(
-        EventDraft::new("net.request")
-            .decision(Decision::Allowed)
-            .target(shown_url.clone())
-            .field("method", method.clone())
-            .field("headers", header_names(&parts.headers))
-            .field("rule", verdict.rule.clone())
-            .field("address", address.to_string())
-            .field("body_bytes", body.len() as u64)
-            .field("body_sha256", sha256_hex(&body)),
-    )?;
+    let mut allowed = EventDraft::new("net.request")
+        .decision(Decision::Allowed)
+        .target(shown_url.clone())
+        .field("method", method.clone())
+        .field("headers", header_names(&parts.headers))
+        .field("rule", verdict.rule.clone())
+        .field("address", address.to_string())
+        .field("body_bytes", body.len() as u64)
+        .field("body_sha256", sha256_hex(&body));
+    if let Some(model) = model {
+        allowed = allowed.field("model", model);
+    }
+    ctx.record(allowed)?;
 
     let exchange = exchange(&target, address, parts, body, grants.response_body);
     let result = match tokio::time::timeout(deadline, exchange).await {

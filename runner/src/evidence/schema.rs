@@ -81,6 +81,23 @@ pub const MIGRATIONS: &[&str] = &[
         added_at   TEXT NOT NULL
     );
     "#,
+    // 2: the tool registry (`airlock tools add`). Component bytes live in
+    // `home/tools/<digest hex>.wasm`, not here; `signature` is the
+    // signature file's JSON, re-verified whenever a tool is read.
+    r#"
+    CREATE TABLE tools (
+        name         TEXT PRIMARY KEY NOT NULL,
+        digest       TEXT NOT NULL,
+        world        TEXT NOT NULL,
+        description  TEXT,
+        input_schema TEXT,
+        signer       TEXT,
+        signature    TEXT,
+        size         INTEGER NOT NULL,
+        added_at     TEXT NOT NULL
+    );
+    CREATE INDEX tools_by_digest ON tools(digest);
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` with the settings every
