@@ -28,28 +28,14 @@ fn credential(host: &str) -> String {
     )
 }
 
-/// Runs `http_probe` with one `METHOD URL` argument per request; returns the
-/// printed lines and the run id.
+/// Runs `http_probe` with one `METHOD URL` argument per request.
 fn probe(env: &Env, profile: &str, requests: &[String]) -> (Vec<Value>, String) {
-    let out = env
-        .airlock()
-        .env("WEATHER_API_KEY", SECRET)
-        .args(["run", "--json", "--profile", profile, "--profiles"])
-        .arg(env.profiles())
-        .arg(guests::guest("http_probe"))
-        .arg("--")
-        .args(requests)
-        .output()
-        .expect("spawn");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let result = report(&out);
-    let lines = result["stdout"]
-        .as_str()
-        .expect("stdout")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("probe line"))
-        .collect();
-    (lines, result["run_id"].as_str().expect("id").to_owned())
+    env.run_lines(
+        profile,
+        &guests::guest("http_probe"),
+        &[("WEATHER_API_KEY", SECRET)],
+        requests,
+    )
 }
 
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {

@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{Env, LIMITS, guests, of_kind, profile_body, report, text};
+use support::{Env, LIMITS, guests, of_kind, profile_body, text};
 
 fn token_run(env: &Env, audiences: &[&str]) -> (Vec<Value>, String) {
     env.profile(
@@ -19,24 +19,8 @@ fn token_run(env: &Env, audiences: &[&str]) -> (Vec<Value>, String) {
             "[credentials.payments]\naudience = \"payments-api\"\nscopes = [\"invoices:write\"]\nttl = \"60s\"\n",
         ),
     );
-    let out = env
-        .airlock()
-        .args(["run", "--json", "--profile", "payments", "--profiles"])
-        .arg(env.profiles())
-        .arg(guests::guest("token_probe"))
-        .arg("--")
-        .args(audiences)
-        .output()
-        .expect("spawn");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let result = report(&out);
-    let lines = result["stdout"]
-        .as_str()
-        .expect("stdout")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("line"))
-        .collect();
-    (lines, result["run_id"].as_str().expect("id").to_owned())
+    let audiences: Vec<String> = audiences.iter().map(|a| (*a).to_owned()).collect();
+    env.run_lines("payments", &guests::guest("token_probe"), &[], &audiences)
 }
 
 fn verify(env: &Env, token: &str, audience: &str) -> (bool, String) {

@@ -10,6 +10,7 @@
 //! is the seam to the runner's log, [`limits`] the limits that end a run,
 //! and [`state`] builds a run's store data from its grants.
 
+pub mod approval;
 pub mod credentials;
 pub mod data;
 pub mod detect;

@@ -164,16 +164,19 @@ pub struct HttpHooks {
 }
 
 impl HttpHooks {
-    /// Hooks for a run with these grants and secrets, recording into `evidence`.
+    /// Hooks for a run with these grants and secrets, waiting on
+    /// `approvals` where a rule says so, recording into `evidence`.
     pub fn new(
         grants: Arc<NetGrants>,
         secrets: Vec<InjectedSecret>,
+        approvals: Arc<dyn crate::approval::ApprovalGate>,
         evidence: Arc<dyn EvidenceSink>,
     ) -> Self {
         HttpHooks {
             context: Arc::new(send::Context {
                 grants,
                 secrets,
+                approvals,
                 evidence,
             }),
         }

@@ -47,11 +47,6 @@ impl CappedOutput {
         self.lock().data.clone().freeze()
     }
 
-    /// Whether the guest tried to write past the cap.
-    pub fn truncated(&self) -> bool {
-        self.lock().truncated
-    }
-
     /// The `output` event describing this stream, keeping its content as
     /// `capture` says.
     pub fn event(&self, capture: Capture) -> EventDraft {

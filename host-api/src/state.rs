@@ -6,6 +6,7 @@
 //! stdio, no network, no preopens other than the grants. Each capability's
 //! host code sees only its own slice through its view.
 
+use crate::approval::ApprovalGate;
 use crate::credentials::CredentialGrants;
 use crate::evidence::{Capture, EventDraft, EvidenceSink, EvidenceUnavailable};
 use crate::fs::host::{FsState, FsView, RecordingFs};
@@ -22,7 +23,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Everything a run is granted, already validated against its profile.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunGrants {
     /// Program name and arguments (`argv`), for command tools.
     pub args: Vec<String>,
@@ -44,6 +45,8 @@ pub struct RunGrants {
     pub net: NetGrants,
     /// Secrets to inject and run tokens the tool may ask for.
     pub credentials: CredentialGrants,
+    /// Where high-risk actions wait for a human decision.
+    pub approvals: Arc<dyn ApprovalGate>,
 }
 
 /// The run's store data (`Store<RunState>`).
@@ -60,6 +63,7 @@ pub struct RunState {
     capture: Capture,
     tokens: CredentialGrants,
     net: Arc<NetGrants>,
+    approvals: Arc<dyn ApprovalGate>,
     resolved: net::lookup::Resolved,
     lookups: LookupState,
 }
@@ -109,8 +113,10 @@ impl RunState {
             http_hooks: HttpHooks::new(
                 Arc::clone(&net),
                 grants.credentials.secrets.clone(),
+                Arc::clone(&grants.approvals),
                 Arc::clone(&evidence),
             ),
+            approvals: grants.approvals,
             net,
             resolved,
             lookups: LookupState::default(),
@@ -129,14 +135,14 @@ impl RunState {
         self.evidence.append(event)
     }
 
+    /// The run's approval gate (for `approval.request`).
+    pub fn approvals(&self) -> Arc<dyn ApprovalGate> {
+        Arc::clone(&self.approvals)
+    }
+
     /// The run's credential grants (for `credentials.token`).
     pub fn credentials(&self) -> &CredentialGrants {
         &self.tokens
-    }
-
-    /// The run's evidence log.
-    pub fn evidence(&self) -> &Arc<dyn EvidenceSink> {
-        &self.evidence
     }
 
     /// The memory limiter (for `Store::limiter`).
@@ -188,6 +194,7 @@ impl RunState {
             },
             state: &mut self.fs,
             evidence: &self.evidence,
+            approvals: &self.approvals,
         }
     }
 }

@@ -4,11 +4,11 @@
 //! `evidence.note` records the tool's annotation. `credentials.token` issues
 //! a run token for an audience the profile grants (`[credentials.NAME]
 //! audience = …`), recording its id and expiry, never the token; any other
-//! audience is refused and recorded. `approval.request` is refused and
-//! recorded: this version of airlock has no `[[approval]]` profile section,
-//! so nothing can be approved (deny by default), and a tool that asks is
-//! visible in evidence.
+//! audience is refused and recorded. `approval.request` waits for a human
+//! decision when the profile has a `tool-request` approval rule, and is
+//! refused and recorded otherwise (deny by default).
 
+use crate::approval::{GateAction, GateOutcome};
 use crate::evidence::{Decision, EventDraft};
 use crate::state::RunState;
 
@@ -18,7 +18,10 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "tool",
-        imports: { default: trappable },
+        imports: {
+            "airlock:host/approval.request": async | trappable,
+            default: trappable,
+        },
         exports: { default: async },
     });
 }
@@ -95,20 +98,30 @@ fn unix_seconds(at: std::time::SystemTime) -> u64 {
 }
 
 impl airlock::host::approval::Host for RunState {
-    fn request(
+    async fn request(
         &mut self,
         action: String,
         detail: String,
     ) -> wasmtime::Result<Result<ApprovalDecision, String>> {
-        let rule = "approval: the profile has no rule for tool requests (deny by default)";
-        self.record(
-            EventDraft::new("approval.request")
-                .decision(Decision::Denied)
-                .target(action.clone())
-                .field("detail_bytes", detail.len() as u64)
-                .field("rule", rule),
-        )?;
-        Ok(Err(format!("approval for {action:?} refused by {rule}")))
+        let gate = self.approvals();
+        let asked = GateAction::ToolRequest {
+            action: action.clone(),
+            detail,
+        };
+        if !gate.covers(&asked) {
+            let rule = "approval: the profile has no rule for tool requests (deny by default)";
+            self.record(
+                EventDraft::new("approval.request")
+                    .decision(Decision::Denied)
+                    .target(action.clone())
+                    .field("rule", rule),
+            )?;
+            return Ok(Err(format!("approval for {action:?} refused by {rule}")));
+        }
+        Ok(Ok(match gate.request(asked).await? {
+            GateOutcome::Approved { .. } | GateOutcome::NotRequired => ApprovalDecision::Approved,
+            GateOutcome::Denied { .. } => ApprovalDecision::Denied,
+        }))
     }
 }
 

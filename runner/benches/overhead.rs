@@ -67,6 +67,7 @@ async fn bare_run(
         &request.tool_name,
         request,
         Default::default(),
+        Arc::new(airlock_host_api::approval::NoApprovals),
     );
     let state = RunState::new(grants, Arc::new(Discard)).expect("state");
     let mut store = sandbox::store(runtime.engine(), state, profile).expect("store");

@@ -273,7 +273,15 @@ impl From<crate::keys::KeyError> for Failure {
 }
 
 /// Runs the CLI with the process's arguments; returns the exit code.
+/// Diagnostics go to stderr at the level `AIRLOCK_LOG` sets (default
+/// `warn`); they never carry secrets or tool data.
 pub fn main() -> i32 {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod classification;
 pub mod cli;
+pub mod clock;
 pub mod engine;
 pub mod evidence;
 pub mod home;

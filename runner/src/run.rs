@@ -6,6 +6,7 @@
 //! directories are removed whether the tool succeeded, failed or trapped.
 
 use crate::admission;
+use crate::clock::RunClock;
 use crate::engine::{LoadedTool, Runtime, World};
 use crate::evidence::{RunLog, RunMeta, RunOutcome, Store, StoreError};
 use crate::home::Home;
@@ -195,6 +196,67 @@ enum Ending {
     Trapped(String),
 }
 
+/// How a run ended, in the terms its report and `run.end` use.
+struct Settled {
+    status: RunStatus,
+    output: Option<String>,
+    error: Option<String>,
+    limit: Option<LimitExceeded>,
+    guest_exit_code: Option<i32>,
+}
+
+impl Ending {
+    fn settle(self) -> Settled {
+        let (status, output, error, limit, guest_exit_code) = match self {
+            Ending::Denied(why) => (
+                RunStatus::Denied,
+                None,
+                Some(format!("denied at admission: {why}")),
+                None,
+                None,
+            ),
+            Ending::Returned(json) => (RunStatus::Ok, Some(json), None, None, None),
+            Ending::ToolError(msg) => (
+                RunStatus::Failed,
+                None,
+                Some(format!("the tool returned an error: {msg}")),
+                None,
+                None,
+            ),
+            Ending::Exited(0) => (RunStatus::Ok, None, None, None, Some(0)),
+            Ending::Exited(code) => (
+                RunStatus::Failed,
+                None,
+                Some(format!("the tool exited with code {code}")),
+                None,
+                Some(code),
+            ),
+            Ending::Limit(l) => (
+                RunStatus::Limit,
+                None,
+                Some(format!("run stopped: {l}")),
+                Some(l),
+                None,
+            ),
+            Ending::Evidence(e) => (RunStatus::Aborted, None, Some(e.to_string()), None, None),
+            Ending::Trapped(msg) => (
+                RunStatus::Failed,
+                None,
+                Some(format!("the tool trapped: {msg}")),
+                None,
+                None,
+            ),
+        };
+        Settled {
+            status,
+            output,
+            error,
+            limit,
+            guest_exit_code,
+        }
+    }
+}
+
 /// Everything a run needs from its process: engine, store, key, home.
 pub struct Runner {
     /// The engine and caches.
@@ -269,48 +331,13 @@ impl Runner {
         usage.fuel_limit = profile.limits.fuel;
         usage.memory_limit = profile.limits.memory.value;
 
-        let (status, output, error, limit, guest_exit_code) = match ending {
-            Ending::Denied(why) => (
-                RunStatus::Denied,
-                None,
-                Some(format!("denied at admission: {why}")),
-                None,
-                None,
-            ),
-            Ending::Returned(json) => (RunStatus::Ok, Some(json), None, None, None),
-            Ending::ToolError(msg) => (
-                RunStatus::Failed,
-                None,
-                Some(format!("the tool returned an error: {msg}")),
-                None,
-                None,
-            ),
-            Ending::Exited(0) => (RunStatus::Ok, None, None, None, Some(0)),
-            Ending::Exited(code) => (
-                RunStatus::Failed,
-                None,
-                Some(format!("the tool exited with code {code}")),
-                None,
-                Some(code),
-            ),
-            Ending::Limit(l) => (
-                RunStatus::Limit,
-                None,
-                Some(format!("run stopped: {l}")),
-                Some(l),
-                None,
-            ),
-            Ending::Evidence(e) => (RunStatus::Aborted, None, Some(e.to_string()), None, None),
-            Ending::Trapped(msg) => (
-                RunStatus::Failed,
-                None,
-                Some(format!("the tool trapped: {msg}")),
-                None,
-                None,
-            ),
-        };
-        let mut status = status;
-        let mut error = error;
+        let Settled {
+            mut status,
+            output,
+            mut error,
+            limit,
+            guest_exit_code,
+        } = ending.settle();
         if let Some(l) = &limit {
             let _ = recorder.append(
                 EventDraft::new("limit.exceeded")
@@ -415,6 +442,7 @@ impl Runner {
             "describe",
             &RunRequest::default(),
             CredentialGrants::default(),
+            Arc::new(airlock_host_api::approval::NoApprovals),
         );
         let state = RunState::new(grants, Arc::new(crate::recorder::Discard))
             .map_err(|e| format!("{e:#}"))?;
@@ -500,6 +528,7 @@ impl Runner {
         recorder: &Arc<Recorder>,
     ) -> Result<(Ending, Vec<u8>, Vec<u8>, Usage), Prepared> {
         let sink: Arc<dyn EvidenceSink> = Arc::clone(recorder) as Arc<dyn EvidenceSink>;
+        let clock = RunClock::default();
         let admission = admission::admit(profile, tool, request, input);
         // Evidence keeps input payloads (capture = "full") only after the
         // detectors have had their say: a matched value is never stored.
@@ -532,7 +561,14 @@ impl Runner {
         let input = admission.input.as_str();
         let dirs = sandbox::RunDirs::create(&self.home, run_id, profile)
             .map_err(|e| Prepared::Sandbox(e.to_string()))?;
-        let grants = sandbox::grants(profile, &dirs, &request.tool_name, request, credentials);
+        let grants = sandbox::grants(
+            profile,
+            &dirs,
+            &request.tool_name,
+            request,
+            credentials,
+            Arc::new(airlock_host_api::approval::NoApprovals),
+        );
         let state = RunState::new(grants, Arc::clone(&sink))
             .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
         sink.append(
@@ -551,11 +587,13 @@ impl Runner {
             .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
 
         let timeout = profile.limits.timeout.value;
-        let outcome = tokio::time::timeout(timeout, execute(&mut store, tool, input)).await;
+        let outcome = clock
+            .deadline(Instant::now(), timeout, execute(&mut store, tool, input))
+            .await;
         let mut ending = match outcome {
-            Ok(Ok(ending)) => ending,
-            Ok(Err(err)) => classify(err, &store, &profile.limits.fuel.to_string()),
-            Err(_elapsed) => Ending::Limit(LimitExceeded {
+            Some(Ok(ending)) => ending,
+            Some(Err(err)) => classify(err, &store, &profile.limits.fuel.to_string()),
+            None => Ending::Limit(LimitExceeded {
                 limit: Limit::Timeout,
                 value: profile.limits.timeout.label.clone(),
                 detail: format!(

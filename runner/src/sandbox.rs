@@ -9,10 +9,12 @@
 use crate::home::Home;
 use crate::profile::Profile;
 use crate::run::RunRequest;
+use airlock_host_api::approval::ApprovalGate;
 use airlock_host_api::credentials::CredentialGrants;
 use airlock_host_api::fs::{FsGrants, MountGrant, ScratchGrant};
 use airlock_host_api::{RunGrants, RunState};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 /// A run's ephemeral directories, removed on drop.
@@ -46,11 +48,6 @@ impl RunDirs {
         }
         Ok(dirs)
     }
-
-    /// The synthetic `/`.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
 }
 
 impl Drop for RunDirs {
@@ -68,6 +65,7 @@ pub fn grants(
     program: &str,
     request: &RunRequest,
     credentials: CredentialGrants,
+    approvals: Arc<dyn ApprovalGate>,
 ) -> RunGrants {
     let mut args = Vec::with_capacity(request.args.len() + 1);
     args.push(program.to_owned());
@@ -101,6 +99,7 @@ pub fn grants(
         capture: profile.capture,
         net: profile.net.clone(),
         credentials,
+        approvals,
     }
 }
 

@@ -150,7 +150,7 @@ pub enum SigningError {
     },
     /// A key file does not hold an Ed25519 private key.
     #[error(
-        "{}: {reason} (expected an unencrypted PKCS#8 Ed25519 private key, DER or PEM, e.g. from `airlock keys init --out` or `openssl genpkey -algorithm ed25519`)",
+        "{}: {reason} (expected an unencrypted PKCS#8 Ed25519 private key, DER or PEM, e.g. from `airlock keys generate PATH` or `openssl genpkey -algorithm ed25519`)",
         path.display()
     )]
     BadKey {
@@ -480,34 +480,20 @@ fn load_key(path: &Path) -> Result<Ed25519KeyPair, SigningError> {
     })
 }
 
-/// DER as is; a `-----BEGIN PRIVATE KEY-----` PEM block decoded to DER.
+/// DER as is; a `PRIVATE KEY` PEM document (RFC 7468) decoded to DER.
 fn pem_to_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
-    const END: &str = "-----END PRIVATE KEY-----";
-    let Ok(text) = std::str::from_utf8(bytes) else {
+    let is_pem = bytes.trim_ascii_start().starts_with(b"-----BEGIN");
+    if !is_pem {
         return Ok(bytes.to_vec()); // binary: DER
-    };
-    let Some(start) = text.find(BEGIN) else {
-        if text.contains("-----BEGIN") {
-            return Err(
-                "a PEM file without a `BEGIN PRIVATE KEY` block (encrypted or not PKCS#8)"
-                    .to_owned(),
-            );
-        }
-        return Ok(bytes.to_vec());
-    };
-    let body = &text[start + BEGIN.len()..];
-    let Some(end) = body.find(END) else {
-        return Err(format!("a PEM block without its `{END}` line"));
-    };
-    let b64: String = body[..end]
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("the PEM block is not base64 ({e})"))
+    }
+    let document = pem::parse(bytes).map_err(|e| format!("not a readable PEM file ({e})"))?;
+    if document.tag() != "PRIVATE KEY" {
+        return Err(format!(
+            "a PEM {:?} block, not `PRIVATE KEY` (encrypted or not PKCS#8)",
+            document.tag()
+        ));
+    }
+    Ok(document.into_contents())
 }
 
 /// `Some(hex)` if `digest` is `sha256:` and 64 lowercase hex digits.

@@ -68,6 +68,41 @@ impl Env {
             .expect("spawn airlock")
     }
 
+    /// Runs a command guest that prints one JSON line per result: `airlock
+    /// run --json --profile P TOOL -- ARGS` with `vars` added to airlock's
+    /// environment. Asserts exit 0; returns the lines and the run id.
+    pub fn run_lines(
+        &self,
+        profile: &str,
+        tool: &Path,
+        vars: &[(&str, &str)],
+        args: &[String],
+    ) -> (Vec<Value>, String) {
+        let mut cmd = self.airlock();
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        let out = cmd
+            .args(["run", "--json", "--profile", profile, "--profiles"])
+            .arg(self.profiles())
+            .arg(tool)
+            .arg("--")
+            .args(args)
+            .output()
+            .expect("spawn airlock");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let result = report(&out);
+        let lines = result["stdout"]
+            .as_str()
+            .expect("stdout")
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
+            })
+            .collect();
+        (lines, result["run_id"].as_str().expect("run id").to_owned())
+    }
+
     /// `airlock ARGS…`.
     pub fn cmd(&self, args: &[&str]) -> Output {
         self.airlock().args(args).output().expect("spawn airlock")

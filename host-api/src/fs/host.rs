@@ -45,11 +45,6 @@ impl FsState {
         }
     }
 
-    /// The grants this state enforces.
-    pub fn grants(&self) -> &FsGrants {
-        &self.grants
-    }
-
     /// Records the reads of files still open at the end of the run.
     pub fn finish(
         &mut self,
@@ -83,6 +78,24 @@ fn record_reads(
     )
 }
 
+/// Waits for approval when an `[[approval]] when = "fs write …"` rule covers
+/// `path`; `Some((approval id, reason))` when it was denied or expired.
+/// Takes the gate by value so no host state is held across the wait.
+async fn approval_denial(
+    gate: Arc<dyn crate::approval::ApprovalGate>,
+    path: String,
+) -> Result<Option<(String, String)>, crate::evidence::EvidenceUnavailable> {
+    use crate::approval::{GateAction, GateOutcome};
+    let action = GateAction::FsWrite { path };
+    if !gate.covers(&action) {
+        return Ok(None);
+    }
+    Ok(match gate.request(action).await? {
+        GateOutcome::Denied { id, reason } => Some((id, reason)),
+        _ => None,
+    })
+}
+
 /// Marker for linking the recording filesystem host.
 pub struct RecordingFs;
 
@@ -99,6 +112,8 @@ pub struct FsView<'a> {
     pub state: &'a mut FsState,
     /// This run's evidence log.
     pub evidence: &'a Arc<dyn EvidenceSink>,
+    /// Where writes to approval-gated paths wait for a human.
+    pub approvals: &'a Arc<dyn crate::approval::ApprovalGate>,
 }
 
 /// A path operation after resolution, ready to be decided and recorded.
@@ -465,6 +480,25 @@ impl HostDescriptor for FsView<'_> {
         let exclusive = creates && oflags.contains(types::OpenFlags::EXCLUSIVE);
         let kind = if exclusive { "fs.create" } else { "fs.open" };
         let (attempt, resolved) = self.attempt(&fd, &path, &access, kind, "open")?;
+        if writes && attempt.verdict.allowed {
+            let gate = Arc::clone(self.approvals);
+            if let Some((id, reason)) = approval_denial(gate, attempt.target.clone())
+                .await
+                .map_err(FsError::trap)?
+            {
+                let denied = Attempt {
+                    kind: attempt.kind,
+                    target: attempt.target.clone(),
+                    mount: attempt.mount.clone(),
+                    op: attempt.op,
+                    verdict: Verdict {
+                        allowed: false,
+                        rule: format!("approval {id}: {reason}"),
+                    },
+                };
+                self.gate(&denied, &[], None)?;
+            }
+        }
         let mode = if writes { "write" } else { "read" };
         self.gate(
             &attempt,

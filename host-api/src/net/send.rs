@@ -5,6 +5,7 @@
 use super::NetGrants;
 use super::policy::{self, Target};
 use super::providers::{self, ProviderVerdict};
+use crate::approval::{ApprovalGate, GateAction, GateOutcome};
 use crate::credentials::{self, InjectedSecret};
 use crate::evidence::{Decision, EventDraft, EvidenceSink, sha256_hex};
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use wasmtime_wasi_http::{Error, WasiBody};
 pub(super) struct Context {
     pub(super) grants: Arc<NetGrants>,
     pub(super) secrets: Vec<InjectedSecret>,
+    pub(super) approvals: Arc<dyn ApprovalGate>,
     pub(super) evidence: Arc<dyn EvidenceSink>,
 }
 
@@ -152,7 +154,39 @@ pub(super) async fn send(
         Err(err) => return Err(err),
     };
 
+    let gated_url = shown_url.split('?').next().unwrap_or(&shown_url).to_owned();
+    let net_action = GateAction::Net {
+        method: method.clone(),
+        url: gated_url,
+    };
+    if let Err(reason) = approve(ctx, net_action).await? {
+        ctx.record(
+            EventDraft::new("net.request")
+                .decision(Decision::Denied)
+                .target(shown_url.clone())
+                .field("method", method.clone())
+                .field("rule", "approval")
+                .field("reason", reason),
+        )?;
+        return Err(Error::HttpRequestDenied);
+    }
     let injected: Vec<&InjectedSecret> = credentials::secrets_for(&ctx.secrets, &host).collect();
+    for secret in &injected {
+        let action = GateAction::Credential {
+            name: secret.name.clone(),
+        };
+        if let Err(reason) = approve(ctx, action).await? {
+            ctx.record(
+                EventDraft::new("credential.use")
+                    .decision(Decision::Denied)
+                    .target(secret.name.clone())
+                    .field("host", host.clone())
+                    .field("rule", "approval")
+                    .field("reason", reason),
+            )?;
+            return Err(Error::HttpRequestDenied);
+        }
+    }
     for secret in &injected {
         let (Ok(name), Ok(mut value)) = (
             http::HeaderName::from_bytes(secret.header.as_bytes()),
@@ -226,6 +260,21 @@ pub(super) async fn send(
         .map_err(|never| match never {})
         .boxed_unsync();
     Ok(http::Response::from_parts(head, body))
+}
+
+/// Waits for approval when a rule covers `action`: `Ok(Ok(()))` to go
+/// ahead, `Ok(Err(reason))` when denied or expired.
+async fn approve(ctx: &Context, action: GateAction) -> Result<Result<(), String>, Error> {
+    if !ctx.approvals.covers(&action) {
+        return Ok(Ok(()));
+    }
+    match ctx.approvals.request(action).await {
+        Ok(GateOutcome::Denied { id, reason }) => Ok(Err(format!("approval {id}: {reason}"))),
+        Ok(_) => Ok(Ok(())),
+        Err(_) => Err(Error::InternalError(Some(
+            "the run's evidence log is unavailable".into(),
+        ))),
+    }
 }
 
 fn cap(bytes: u64) -> usize {
