@@ -165,11 +165,14 @@ pub struct HttpHooks {
 
 impl HttpHooks {
     /// Hooks for a run with these grants and secrets, waiting on
-    /// `approvals` where a rule says so, recording into `evidence`.
+    /// `approvals` where a rule says so, deriving each non-GET request's
+    /// `Idempotency-Key` from the run's `idempotency_key`, recording into
+    /// `evidence`.
     pub fn new(
         grants: Arc<NetGrants>,
         secrets: Vec<InjectedSecret>,
         approvals: Arc<dyn crate::approval::ApprovalGate>,
+        idempotency_key: Option<String>,
         evidence: Arc<dyn EvidenceSink>,
     ) -> Self {
         HttpHooks {
@@ -177,6 +180,8 @@ impl HttpHooks {
                 grants,
                 secrets,
                 approvals,
+                idempotency_key,
+                sequence: std::sync::atomic::AtomicU64::new(0),
                 evidence,
             }),
         }

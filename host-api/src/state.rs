@@ -47,6 +47,8 @@ pub struct RunGrants {
     pub credentials: CredentialGrants,
     /// Where high-risk actions wait for a human decision.
     pub approvals: Arc<dyn ApprovalGate>,
+    /// The run's idempotency key, if it has one.
+    pub idempotency_key: Option<String>,
 }
 
 /// The run's store data (`Store<RunState>`).
@@ -114,6 +116,7 @@ impl RunState {
                 Arc::clone(&net),
                 grants.credentials.secrets.clone(),
                 Arc::clone(&grants.approvals),
+                grants.idempotency_key.clone(),
                 Arc::clone(&evidence),
             ),
             approvals: grants.approvals,

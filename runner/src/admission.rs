@@ -16,6 +16,7 @@
 //! refusal lists all of them.
 
 use crate::engine::{LoadedTool, World};
+use crate::idempotency::Prior;
 use crate::profile::{CredentialKind, Profile, SECRET_PLACEHOLDER};
 use crate::run::RunRequest;
 use airlock_host_api::credentials::InjectedSecret;
@@ -64,7 +65,13 @@ impl Admission {
 }
 
 /// Runs every check for `tool` under `profile` on `request` with `input`.
-pub fn admit(profile: &Profile, tool: &LoadedTool, request: &RunRequest, input: &str) -> Admission {
+pub fn admit(
+    profile: &Profile,
+    tool: &LoadedTool,
+    request: &RunRequest,
+    input: &str,
+    prior: &Prior,
+) -> Admission {
     let policy = &profile.admission;
     let mut checks = vec![Check {
         name: "profile",
@@ -211,20 +218,39 @@ pub fn admit(profile: &Profile, tool: &LoadedTool, request: &RunRequest, input: 
             format!("missing: {}", missing.join(", "))
         },
     });
-    if profile.idempotency_required {
-        let present = request
-            .idempotency_key
-            .as_deref()
-            .is_some_and(|k| !k.trim().is_empty());
+    let key = request
+        .idempotency_key
+        .as_deref()
+        .filter(|k| !k.trim().is_empty());
+    if profile.idempotency_required || key.is_some() {
+        let rule = if profile.idempotency_required {
+            "retry.idempotency = \"required\""
+        } else {
+            "retry: an idempotency key names one action"
+        };
+        let (passed, detail) = match (key, prior) {
+            (None, _) => (
+                false,
+                "side-effecting runs of this profile must carry --idempotency-key".to_owned(),
+            ),
+            (Some(key), Prior::Conflict { run_id, differs }) => (
+                false,
+                format!(
+                    "idempotency key {key:?} was used by run {run_id} with a different {} (use a new key for a new action)",
+                    differs.join(", ")
+                ),
+            ),
+            (Some(_), Prior::Replay { run_id, .. }) => (
+                true,
+                format!("retry of run {run_id}, which succeeded: replaying its result"),
+            ),
+            (Some(_), Prior::Execute) => (true, "idempotency key present".to_owned()),
+        };
         checks.push(Check {
             name: "idempotency",
-            rule: "retry.idempotency = \"required\"".into(),
-            passed: present,
-            detail: if present {
-                "idempotency key present".into()
-            } else {
-                "side-effecting runs of this profile must carry --idempotency-key".into()
-            },
+            rule: rule.into(),
+            passed,
+            detail,
         });
     }
     let admitted = checks.iter().all(|c| c.passed);

@@ -56,6 +56,9 @@ enum Command {
     /// Submit and manage tools: validate, compile, cache, digest, verify signatures.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// List pending approvals and decide them.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Sign a tool component with a publisher key (for `admission.tools = ["signer:…"]`).
     Sign {
         /// The component.
@@ -67,6 +70,35 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ApprovalsCommand {
+    /// List approval requests, newest first.
+    List {
+        /// Only those still waiting for a decision.
+        #[arg(long)]
+        pending: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request: the waiting action proceeds.
+    Approve(Decide),
+    /// Deny a request: the waiting action fails for the tool.
+    Deny(Decide),
+}
+
+#[derive(Args, Debug)]
+struct Decide {
+    /// Approval id (or a unique prefix of at least 8 characters).
+    id: String,
+    /// Who decides (must be a listed approver, or the escalation owner once escalated).
+    #[arg(long = "as")]
+    who: String,
+    /// Why (recorded with the decision).
+    #[arg(long)]
+    reason: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +347,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Keys(cmd) => keys(home()?, cmd),
         Command::Tokens(cmd) => tokens(home()?, cmd),
         Command::Tools(cmd) => tools(home()?, cmd),
+        Command::Approvals(cmd) => approvals(home()?, cmd),
         Command::Sign { wasm, key, out } => sign(&wasm, &key, out),
     }
 }
@@ -673,6 +706,63 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
     println!("key id      {}", key.key_id());
     println!("public key  {}", key.public_key_hex());
     println!("algorithm   Ed25519");
+    Ok(0)
+}
+
+fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
+    let store = open_store(&home)?;
+    let approvals = crate::approvals::Approvals::new(&store);
+    let refused = |e: crate::approvals::ApprovalError| Failure::usage(e.to_string());
+    let (decide, approve) = match cmd {
+        ApprovalsCommand::List { pending, json } => {
+            let records = approvals.list(pending).map_err(refused)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&records).unwrap_or_default()
+                );
+                return Ok(0);
+            }
+            for r in &records {
+                println!("{}  {}  {}", r.id, r.status, r.action);
+                println!(
+                    "    run {} · tool {} · profile {} (risk {}, owner {})",
+                    r.run_id, r.tool, r.profile, r.risk, r.owner
+                );
+                println!(
+                    "    intent: {} · actor: {}",
+                    r.intent.as_deref().unwrap_or("-"),
+                    r.actor.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "    approvers: {} · escalates to {} at {} · expires {}",
+                    r.approvers.join(", "),
+                    r.escalate_to,
+                    r.deadline,
+                    r.expires_at
+                );
+                if let Some(runbook) = &r.runbook {
+                    println!("    runbook: {runbook}");
+                }
+                if let Some(by) = &r.decided_by {
+                    println!("    decided by {by}: {}", r.reason.as_deref().unwrap_or(""));
+                }
+            }
+            return Ok(0);
+        }
+        ApprovalsCommand::Approve(decide) => (decide, true),
+        ApprovalsCommand::Deny(decide) => (decide, false),
+    };
+    let record = approvals
+        .decide(
+            &decide.id,
+            &decide.who,
+            approve,
+            &decide.reason,
+            std::time::SystemTime::now(),
+        )
+        .map_err(refused)?;
+    println!("{} {} by {}", record.id, record.status, decide.who);
     Ok(0)
 }
 

@@ -3,12 +3,15 @@
 //! this library; tests and `airlock serve` use the same API.
 
 pub mod admission;
+pub mod approvals;
 pub mod classification;
 pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod evidence;
+pub mod gate;
 pub mod home;
+pub mod idempotency;
 pub mod keys;
 pub mod profile;
 pub mod recorder;

@@ -6,6 +6,7 @@
 //! the accepted form. A profile is validated completely before any run uses
 //! it, so a typo can never silently widen or drop a restriction.
 
+use crate::approvals::ApprovalRule;
 use crate::classification::Classification;
 use airlock_host_api::data::OnDetect;
 use airlock_host_api::detect::Detector;
@@ -220,6 +221,8 @@ pub struct Profile {
     /// `[retry] idempotency = "required"`: side-effecting runs must carry
     /// an idempotency key.
     pub idempotency_required: bool,
+    /// `[[approval]]`: actions that wait for a human decision.
+    pub approvals: Vec<ApprovalRule>,
     /// The file it was loaded from.
     pub source: PathBuf,
 }
@@ -247,6 +250,19 @@ struct RawProfile {
     admission: RawAdmission,
     #[serde(default)]
     retry: RawRetry,
+    #[serde(default)]
+    approval: Vec<RawApproval>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    when: String,
+    approvers: Vec<String>,
+    timeout: String,
+    escalate_to: String,
+    escalation_timeout: String,
+    runbook: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -457,6 +473,26 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
         .collect::<Result<Vec<_>, _>>()?;
     let credentials = validate_credentials(&raw.credentials, base)?;
     let admission = validate_admission(&raw.admission)?;
+    let approvals = raw
+        .approval
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let key = format!("approval[{i}]");
+            let timeout = duration(&format!("{key}.timeout"), &a.timeout)?.value;
+            let escalation =
+                duration(&format!("{key}.escalation_timeout"), &a.escalation_timeout)?.value;
+            ApprovalRule::parse(
+                &a.when,
+                a.approvers.clone(),
+                timeout,
+                a.escalate_to.clone(),
+                escalation,
+                a.runbook.clone(),
+            )
+            .map_err(|e| (key, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     net.data = airlock_host_api::data::DataPolicy {
         detectors: admission.detectors.clone(),
         on_detect: admission.on_detect,
@@ -485,6 +521,7 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
         credentials,
         admission,
         idempotency_required,
+        approvals,
         source: path.to_owned(),
     })
 }
@@ -890,6 +927,7 @@ impl Profile {
             credentials: Vec::new(),
             admission: AdmissionPolicy::default(),
             idempotency_required: false,
+            approvals: Vec::new(),
             source: PathBuf::from("(built in)"),
         }
     }

@@ -6,16 +6,20 @@
 //! directories are removed whether the tool succeeded, failed or trapped.
 
 use crate::admission;
+use crate::approvals::RunContext;
 use crate::clock::RunClock;
 use crate::engine::{LoadedTool, Runtime, World};
 use crate::evidence::{RunLog, RunMeta, RunOutcome, Store, StoreError};
+use crate::gate::StoreGate;
 use crate::home::Home;
+use crate::idempotency::{self, Prior};
 use crate::keys::RunnerKey;
 use crate::profile::{CredentialKind, Profile};
 use crate::recorder::Recorder;
 use crate::sandbox;
 use crate::tokens::RunTokens;
 use airlock_host_api::RunState;
+use airlock_host_api::approval::{ApprovalGate, NoApprovals};
 use airlock_host_api::credentials::{CredentialGrants, TokenGrant, TokenIssuer};
 use airlock_host_api::evidence::{
     Decision, EventDraft, EvidenceSink, EvidenceUnavailable, sha256_hex,
@@ -63,6 +67,8 @@ pub enum RunStatus {
     Denied,
     /// A limit ended the run.
     Limit,
+    /// An approval was denied or expired, and the tool did not recover.
+    Approval,
     /// Evidence could not be made durable; the run was aborted.
     Aborted,
 }
@@ -75,6 +81,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Denied => "denied",
             RunStatus::Limit => "limit",
+            RunStatus::Approval => "approval",
             RunStatus::Aborted => "aborted",
         }
     }
@@ -86,6 +93,7 @@ impl RunStatus {
             RunStatus::Failed => 1,
             RunStatus::Denied => 3,
             RunStatus::Limit => 4,
+            RunStatus::Approval => 5,
             RunStatus::Aborted => 6,
         }
     }
@@ -143,6 +151,8 @@ pub struct RunReport {
     pub events: u64,
     /// The profile's runbook.
     pub runbook: Option<String>,
+    /// The run this one replayed (same idempotency key and request).
+    pub replay_of: Option<String>,
 }
 
 /// A limit hit, for reports.
@@ -188,6 +198,11 @@ pub enum RunError {
 /// How the guest's execution ended, before it is recorded.
 enum Ending {
     Denied(String),
+    ApprovalDenied,
+    Replayed {
+        original: String,
+        output: Option<String>,
+    },
     Returned(String),
     ToolError(String),
     Exited(i32),
@@ -216,6 +231,14 @@ impl Ending {
                 None,
             ),
             Ending::Returned(json) => (RunStatus::Ok, Some(json), None, None, None),
+            Ending::ApprovalDenied => (
+                RunStatus::Approval,
+                None,
+                Some("an approval the run needed was denied or expired (see the approval.decision events)".into()),
+                None,
+                None,
+            ),
+            Ending::Replayed { output, .. } => (RunStatus::Ok, output, None, None, None),
             Ending::ToolError(msg) => (
                 RunStatus::Failed,
                 None,
@@ -331,6 +354,10 @@ impl Runner {
         usage.fuel_limit = profile.limits.fuel;
         usage.memory_limit = profile.limits.memory.value;
 
+        let replay_of = match &ending {
+            Ending::Replayed { original, .. } => Some(original.clone()),
+            _ => None,
+        };
         let Settled {
             mut status,
             output,
@@ -369,6 +396,9 @@ impl Runner {
         if let Some(code) = guest_exit_code {
             end = end.field("guest_exit_code", code);
         }
+        if let Some(original) = &replay_of {
+            end = end.field("replay_of", original.clone());
+        }
         if let Some(json) = &output {
             end = end
                 .field("result_bytes", json.len() as u64)
@@ -388,11 +418,20 @@ impl Runner {
             status = RunStatus::Aborted;
             error = Some(failure.to_string());
         }
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "error": error,
             "guest_exit_code": guest_exit_code,
             "result_bytes": output.as_ref().map(|o| o.len()),
         });
+        // A keyed run keeps its result so a retry can be answered without
+        // executing again (the store, not the evidence chain, holds it).
+        if request.idempotency_key.is_some() && status == RunStatus::Ok {
+            summary["output"] = output.clone().into();
+            summary["stdout"] = String::from_utf8_lossy(&stdout).into_owned().into();
+        }
+        if let Some(original) = &replay_of {
+            summary["replay_of"] = original.clone().into();
+        }
         let events = self.seal(log, status, summary)?;
         Ok(RunReport {
             run_id,
@@ -419,6 +458,7 @@ impl Runner {
             usage,
             events,
             runbook: profile.runbook.clone(),
+            replay_of,
         })
     }
 
@@ -460,6 +500,38 @@ impl Runner {
                 profile.limits.timeout.label
             )),
         }
+    }
+
+    /// The run's approval gate, when its profile has `[[approval]]` rules.
+    fn approval_gate(
+        &self,
+        run_id: &str,
+        profile: &Profile,
+        request: &RunRequest,
+        sink: &Arc<dyn EvidenceSink>,
+        clock: &RunClock,
+    ) -> Result<Option<Arc<StoreGate>>, crate::evidence::StoreError> {
+        if profile.approvals.is_empty() {
+            return Ok(None);
+        }
+        let run = RunContext {
+            run_id: run_id.to_owned(),
+            tool: request.tool_name.clone(),
+            profile: profile.name.clone(),
+            intent: request.intent.clone(),
+            actor: request.actor.clone(),
+            risk: profile.risk.to_string(),
+            owner: profile.owner.clone(),
+            runbook: profile.runbook.clone(),
+        };
+        let gate = StoreGate::new(
+            self.home.root(),
+            profile.approvals.clone(),
+            run,
+            Arc::clone(sink),
+            clock.clone(),
+        )?;
+        Ok(Some(Arc::new(gate)))
     }
 
     /// The credentials a run holds: the secrets admission loaded, and the
@@ -529,7 +601,18 @@ impl Runner {
     ) -> Result<(Ending, Vec<u8>, Vec<u8>, Usage), Prepared> {
         let sink: Arc<dyn EvidenceSink> = Arc::clone(recorder) as Arc<dyn EvidenceSink>;
         let clock = RunClock::default();
-        let admission = admission::admit(profile, tool, request, input);
+        let prior = match &request.idempotency_key {
+            Some(key) => {
+                idempotency::check(&self.store, key, &identity(tool, profile, request, input))
+                    .map_err(|e| {
+                        Prepared::Evidence(EvidenceUnavailable {
+                            reason: e.to_string(),
+                        })
+                    })?
+            }
+            None => Prior::Execute,
+        };
+        let admission = admission::admit(profile, tool, request, input, &prior);
         // Evidence keeps input payloads (capture = "full") only after the
         // detectors have had their say: a matched value is never stored.
         let detectors = &profile.admission.detectors;
@@ -556,7 +639,47 @@ impl Runner {
         if !admission.admitted() {
             return Err(Prepared::Denied(admission.failures()));
         }
+        if let Prior::Replay {
+            run_id: original,
+            result,
+        } = prior
+        {
+            sink.append(
+                EventDraft::new("run.replay")
+                    .decision(Decision::Allowed)
+                    .target(original.clone())
+                    .field("rule", "retry: same idempotency key, tool, profile and input as a run that succeeded")
+                    .field("detail", "the recorded result is returned; nothing was executed"),
+            )?;
+            let stdout = result
+                .get("stdout")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .as_bytes()
+                .to_vec();
+            let output = result
+                .get("output")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            return Ok((
+                Ending::Replayed { original, output },
+                stdout,
+                Vec::new(),
+                Usage::default(),
+            ));
+        }
         let credentials = self.credential_grants(run_id, tool, profile, admission.secrets);
+        let gate = self
+            .approval_gate(run_id, profile, request, &sink, &clock)
+            .map_err(|e| {
+                Prepared::Evidence(EvidenceUnavailable {
+                    reason: e.to_string(),
+                })
+            })?;
+        let gate_handle: Arc<dyn ApprovalGate> = match &gate {
+            Some(gate) => Arc::clone(gate) as Arc<dyn ApprovalGate>,
+            None => Arc::new(NoApprovals),
+        };
         // The input as the guest sees it (redacted when a detector asked).
         let input = admission.input.as_str();
         let dirs = sandbox::RunDirs::create(&self.home, run_id, profile)
@@ -567,7 +690,7 @@ impl Runner {
             &request.tool_name,
             request,
             credentials,
-            Arc::new(airlock_host_api::approval::NoApprovals),
+            gate_handle,
         );
         let state = RunState::new(grants, Arc::clone(&sink))
             .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
@@ -611,6 +734,17 @@ impl Runner {
                 detail: format!("result of {} bytes", json.len()),
             });
         }
+        // A tool that failed after an approval was denied or expired ends
+        // as an approval refusal (exit 5), not a tool failure.
+        let refused = gate.as_ref().is_some_and(|g| g.any_denied());
+        if refused
+            && matches!(
+                ending,
+                Ending::ToolError(_) | Ending::Trapped(_) | Ending::Exited(1..)
+            )
+        {
+            ending = Ending::ApprovalDenied;
+        }
         let fuel_left = store.get_fuel().unwrap_or(0);
         let usage = Usage {
             fuel_consumed: profile.limits.fuel.saturating_sub(fuel_left),
@@ -646,6 +780,24 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
+/// This request's values of the fields that identify one action
+/// ([`idempotency::IDENTITY`]).
+fn identity(
+    tool: &LoadedTool,
+    profile: &Profile,
+    request: &RunRequest,
+    input: &str,
+) -> [String; 5] {
+    let args_json = serde_json::to_string(&request.args).unwrap_or_default();
+    [
+        tool.digest.clone(),
+        profile.name.clone(),
+        sha256_hex(input.as_bytes()),
+        sha256_hex(args_json.as_bytes()),
+        sha256_hex(&request.stdin),
+    ]
+}
+
 fn record_request(
     sink: &dyn EvidenceSink,
     tool: &LoadedTool,
@@ -654,17 +806,23 @@ fn record_request(
     input: &str,
     captured: &str,
 ) -> Result<(), EvidenceUnavailable> {
-    let args_json = serde_json::to_string(&request.args).unwrap_or_default();
+    let [
+        tool_digest,
+        profile_name,
+        input_sha256,
+        args_sha256,
+        stdin_sha256,
+    ] = identity(tool, profile, request, input);
     let mut event = EventDraft::new("run.request")
         .target(request.tool_name.clone())
-        .field("tool_digest", tool.digest.clone())
-        .field("profile", profile.name.clone())
+        .field("tool_digest", tool_digest)
+        .field("profile", profile_name)
         .field("input_bytes", input.len() as u64)
-        .field("input_sha256", sha256_hex(input.as_bytes()))
+        .field("input_sha256", input_sha256)
         .field("args", request.args.len() as u64)
-        .field("args_sha256", sha256_hex(args_json.as_bytes()))
+        .field("args_sha256", args_sha256)
         .field("stdin_bytes", request.stdin.len() as u64)
-        .field("stdin_sha256", sha256_hex(&request.stdin));
+        .field("stdin_sha256", stdin_sha256);
     for (name, value) in [
         ("intent", &request.intent),
         ("actor", &request.actor),

@@ -100,6 +100,7 @@ pub fn grants(
         net: profile.net.clone(),
         credentials,
         approvals,
+        idempotency_key: request.idempotency_key.clone(),
     }
 }
 

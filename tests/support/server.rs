@@ -22,6 +22,7 @@ pub struct Hit {
 
 /// The HTTP test server. Routes:
 /// - `GET /v1/current?city=C`: weather JSON, echoing the Authorization header in `echo`
+/// - `POST /v1/payments`: a payment (`pay_<n>`, n counting payments received)
 /// - `POST /v1/chat/completions`: an OpenAI-style completion naming the model
 /// - `GET /v1/redirect`: 302 to `/private`
 /// - `* /v1/*` and `/private`: 200 with a short text body
@@ -127,6 +128,20 @@ fn handle(
                 "conditions": "snow",
                 "echo": authorization,
             });
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        "/v1/payments" => {
+            let paid = hits
+                .lock()
+                .expect("hits")
+                .iter()
+                .filter(|h| h.path == "/v1/payments")
+                .count();
+            let body = serde_json::json!({ "payment_id": format!("pay_{paid}"), "status": "paid" });
             (
                 [(header::CONTENT_TYPE, "application/json")],
                 body.to_string(),

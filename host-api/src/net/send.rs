@@ -23,6 +23,11 @@ pub(super) struct Context {
     pub(super) grants: Arc<NetGrants>,
     pub(super) secrets: Vec<InjectedSecret>,
     pub(super) approvals: Arc<dyn ApprovalGate>,
+    /// The run's idempotency key, from which each non-GET request's
+    /// `Idempotency-Key` is derived.
+    pub(super) idempotency_key: Option<String>,
+    /// Non-GET requests sent so far (the derivation's sequence number).
+    pub(super) sequence: std::sync::atomic::AtomicU64,
     pub(super) evidence: Arc<dyn EvidenceSink>,
 }
 
@@ -205,6 +210,19 @@ pub(super) async fn send(
         )?;
     }
 
+    if let Some(key) = &ctx.idempotency_key
+        && !matches!(parts.method, http::Method::GET | http::Method::HEAD)
+    {
+        let seq = ctx
+            .sequence
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        // A retried run sends the same keys upstream, in the same order.
+        let derived = sha256_hex(format!("airlock-idempotency\n{key}\n{seq}").as_bytes());
+        if let Ok(value) = http::HeaderValue::from_str(&derived) {
+            parts.headers.insert("idempotency-key", value);
+        }
+    }
     let mut allowed = EventDraft::new("net.request")
         .decision(Decision::Allowed)
         .target(shown_url.clone())

@@ -98,6 +98,39 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tools_by_digest ON tools(digest);
     "#,
+    // 3: approval requests (`crate::approvals`). `approvers` is a JSON array
+    // of names; times are RFC 3339 UTC with microseconds (fixed width, so
+    // they sort as text); `deadline` is when the request escalates,
+    // `expires_at` when it expires as a denial. `status` is pending |
+    // escalated | approved | denied | expired.
+    r#"
+    CREATE TABLE approvals (
+        id           TEXT PRIMARY KEY NOT NULL,
+        run_id       TEXT NOT NULL REFERENCES runs(id),
+        tool         TEXT NOT NULL,
+        profile      TEXT NOT NULL,
+        intent       TEXT,
+        actor        TEXT,
+        action       TEXT NOT NULL,
+        detail       TEXT,
+        risk         TEXT NOT NULL,
+        owner        TEXT NOT NULL,
+        runbook      TEXT,
+        rule         TEXT NOT NULL,
+        approvers    TEXT NOT NULL,
+        escalate_to  TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        decided_by   TEXT,
+        reason       TEXT,
+        created_at   TEXT NOT NULL,
+        deadline     TEXT NOT NULL,
+        expires_at   TEXT NOT NULL,
+        escalated_at TEXT,
+        decided_at   TEXT
+    );
+    CREATE INDEX approvals_by_status ON approvals(status);
+    CREATE INDEX approvals_by_run ON approvals(run_id);
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` with the settings every

@@ -301,6 +301,30 @@ impl Store {
         }
     }
 
+    /// The ids of runs whose `run.request` carries `idempotency_key`,
+    /// oldest first (what a retry with the same key is checked against).
+    pub fn runs_with_idempotency_key(
+        &self,
+        idempotency_key: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT CAST(run_id AS TEXT) FROM events
+                 WHERE kind = 'run.request' AND json_extract(fields, '$.idempotency_key') = ?1
+                 ORDER BY ts, run_id",
+            )
+            .map_err(StoreError::sqlite("finding runs by idempotency key"))?;
+        let ids = stmt
+            .query_map(params![idempotency_key], |row| {
+                row.get::<_, Option<String>>(0)
+            })
+            .map_err(StoreError::sqlite("finding runs by idempotency key"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::sqlite("finding runs by idempotency key"))?;
+        Ok(ids.into_iter().flatten().collect())
+    }
+
     /// The events of `run_id`, ordered by `seq`. Fails with
     /// [`StoreError::Corrupt`] on a row that cannot be decoded; use
     /// [`super::verify_run`] to find out what was done to it.
