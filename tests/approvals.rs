@@ -217,3 +217,104 @@ fn after_escalation_the_escalation_owner_may_decide() {
     assert_eq!(code, 0, "{result}");
     assert_eq!(server.hits().len(), 1);
 }
+
+#[test]
+fn tool_requests_and_file_writes_wait_for_their_rules() {
+    let env = Env::new();
+    let ledger = env.path("ledger");
+    env.profile(
+        "ledger",
+        &profile_body(
+            "ledger",
+            "fuel = 2_000_000_000\nmemory = \"64MiB\"\ntimeout = \"10s\"\noutput = \"1MiB\"",
+            &format!(
+                "[[fs.mount]]\nhost = {:?}\nguest = \"/ledger\"\nmode = \"rw\"\n\n[[approval]]\nwhen = \"tool-request\"\napprovers = [\"oncall\"]\ntimeout = \"10m\"\nescalate_to = \"lead\"\nescalation_timeout = \"10m\"\n\n[[approval]]\nwhen = \"fs write /ledger/**\"\napprovers = [\"controller\"]\ntimeout = \"10m\"\nescalate_to = \"lead\"\nescalation_timeout = \"10m\"\n",
+                ledger.display().to_string()
+            ),
+        ),
+    );
+    let child = env
+        .airlock()
+        .args(["run", "--json", "--profile", "ledger", "--profiles"])
+        .arg(env.profiles())
+        .args(["--actor", ACTOR])
+        .arg(guests::guest("approval_probe"))
+        .args([
+            "--",
+            "close the books",
+            "Q3 totals attached",
+            "/ledger/q3.txt",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let asked = wait_for_request(&env);
+    assert_eq!(asked["rule"], "tool-request");
+    assert_eq!(asked["detail"], "Q3 totals attached");
+    let approved = decide(
+        &env,
+        "approve",
+        asked["id"].as_str().expect("id"),
+        "oncall",
+        "books reviewed",
+    );
+    assert!(approved.status.success(), "{}", text(&approved.stderr));
+
+    let start = Instant::now();
+    let write = loop {
+        if let Some(r) = pending(&env)
+            .into_iter()
+            .find(|r| r["rule"] == "fs write /ledger/**")
+        {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the write never asked"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !ledger.join("q3.txt").exists(),
+        "nothing is written before the decision"
+    );
+    let denied = decide(
+        &env,
+        "deny",
+        write["id"].as_str().expect("id"),
+        "controller",
+        "not before audit",
+    );
+    assert!(denied.status.success(), "{}", text(&denied.stderr));
+
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the tool handled the refusal: {}",
+        text(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).expect("result");
+    let lines: Vec<Value> = result["stdout"]
+        .as_str()
+        .expect("stdout")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
+    assert_eq!(lines[0]["approved"], true, "{lines:?}");
+    assert_eq!(lines[1]["written"], false, "{lines:?}");
+    assert!(!ledger.join("q3.txt").exists());
+    let events = env.events(result["run_id"].as_str().expect("id"));
+    let outcomes: Vec<&Value> = of_kind(&events, "approval.decision")
+        .into_iter()
+        .map(|e| &e["outcome"])
+        .collect();
+    assert_eq!(outcomes, [&Value::from("approved"), &Value::from("denied")]);
+    assert!(
+        of_kind(&events, "fs.create")
+            .into_iter()
+            .chain(of_kind(&events, "fs.open"))
+            .any(|e| e["decision"] == "denied")
+    );
+}

@@ -613,16 +613,9 @@ impl Runner {
             None => Prior::Execute,
         };
         let admission = admission::admit(profile, tool, request, input, &prior);
-        // Evidence keeps input payloads (capture = "full") only after the
-        // detectors have had their say: a matched value is never stored.
-        let detectors = &profile.admission.detectors;
-        let findings = airlock_host_api::detect::scan(detectors, input);
-        let captured = if findings.is_empty() {
-            input.to_owned()
-        } else {
-            airlock_host_api::detect::redact(input, &findings)
-        };
-        record_request(sink.as_ref(), tool, profile, request, input, &captured)?;
+        // A captured input passes the recorder's detectors like every other
+        // field: a matched value is never stored.
+        record_request(sink.as_ref(), tool, profile, request, input)?;
         for check in &admission.checks {
             sink.append(
                 EventDraft::new("admission.check")
@@ -804,7 +797,6 @@ fn record_request(
     profile: &Profile,
     request: &RunRequest,
     input: &str,
-    captured: &str,
 ) -> Result<(), EvidenceUnavailable> {
     let [
         tool_digest,
@@ -836,7 +828,7 @@ fn record_request(
     if let Some(classification) = request.classification {
         event = event.field("classification", classification.to_string());
     }
-    sink.append(profile.capture.attach(event, captured.as_bytes()))
+    sink.append(profile.capture.attach(event, input.as_bytes()))
 }
 
 async fn execute(
