@@ -9,7 +9,10 @@ use serde_json::json;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(action), Some(detail)) = (args.get(1), args.get(2)) else {
-        println!("{}", json!({"approved": false, "error": "usage: approval_probe ACTION DETAIL [FILE]"}));
+        println!(
+            "{}",
+            json!({"approved": false, "error": "usage: approval_probe ACTION DETAIL [FILE]"})
+        );
         return;
     };
     let line = match airlock_sdk::request_approval(action, detail) {
