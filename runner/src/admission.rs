@@ -116,7 +116,9 @@ pub fn admit(
         name: "intent",
         rule: "admission.require".into(),
         passed: missing.is_empty(),
-        detail: if missing.is_empty() {
+        detail: if !policy.require_intent && !policy.require_actor {
+            "the profile requires no intent or actor".into()
+        } else if missing.is_empty() {
             "required context present".into()
         } else {
             format!("the profile requires {}", missing.join(" and "))

@@ -13,6 +13,15 @@ use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// Prints a line on stdout. A reader that goes away early (`airlock runs
+/// list | head`) is not an error worth a panic: the rest is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Exit code: usage or configuration error.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: evidence could not be made durable.
@@ -493,7 +502,7 @@ fn print_report(report: &RunReport, json: bool) {
         {
             value["output"] = parsed;
         }
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
@@ -529,17 +538,17 @@ fn print_report(report: &RunReport, json: bool) {
 fn profiles(cmd: ProfilesCommand) -> Result<i32, Failure> {
     match cmd {
         ProfilesCommand::List(dir) => {
-            println!("{:<24} {:<16} {:<7} STATUS", "NAME", "CATEGORY", "RISK");
+            say!("{:<24} {:<16} {:<7} STATUS", "NAME", "CATEGORY", "RISK");
             for loaded in profile::load_dir(&dir.profiles)? {
                 match loaded {
-                    Ok(p) => println!("{:<24} {:<16} {:<7} ok", p.name, p.category, p.risk),
+                    Ok(p) => say!("{:<24} {:<16} {:<7} ok", p.name, p.category, p.risk),
                     Err(e) => {
                         let name = e
                             .file
                             .file_stem()
                             .map(|s| s.to_string_lossy().into_owned())
                             .unwrap_or_default();
-                        println!("{name:<24} {:<16} {:<7} invalid: {e}", "-", "-");
+                        say!("{name:<24} {:<16} {:<7} invalid: {e}", "-", "-");
                     }
                 }
             }
@@ -557,10 +566,10 @@ fn profiles(cmd: ProfilesCommand) -> Result<i32, Failure> {
             let mut bad = 0;
             for result in &results {
                 match result {
-                    Ok(p) => println!("ok       {}", p.source.display()),
+                    Ok(p) => say!("ok       {}", p.source.display()),
                     Err(e) => {
                         bad += 1;
-                        println!("invalid  {e}");
+                        say!("invalid  {e}");
                     }
                 }
             }
@@ -574,7 +583,7 @@ fn profiles(cmd: ProfilesCommand) -> Result<i32, Failure> {
         }
         ProfilesCommand::Show { dir, name } => {
             let p = profile::load(&dir.profiles, &name)?;
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&p.to_json()).unwrap_or_default()
             );
@@ -589,18 +598,24 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
         RunsCommand::List { limit, json } => {
             let rows = store.list_runs(limit)?;
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::to_string_pretty(&rows).unwrap_or_default()
                 );
                 return Ok(0);
             }
-            println!(
+            say!(
                 "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}",
-                "RUN", "TOOL", "PROFILE", "STATUS", "STARTED", "DURATION", "EVENTS"
+                "RUN",
+                "TOOL",
+                "PROFILE",
+                "STATUS",
+                "STARTED",
+                "DURATION",
+                "EVENTS"
             );
             for r in rows {
-                println!(
+                say!(
                     "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}",
                     r.id,
                     r.tool,
@@ -617,25 +632,25 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             let row = store.run(&id)?;
             let events = store.events(&row.id)?;
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::to_string_pretty(&events).unwrap_or_default()
                 );
                 return Ok(0);
             }
-            println!("run      {}", row.id);
-            println!("tool     {} ({})", row.tool, row.tool_digest);
-            println!("profile  {}", row.profile);
-            println!(
+            say!("run      {}", row.id);
+            say!("tool     {} ({})", row.tool, row.tool_digest);
+            say!("profile  {}", row.profile);
+            say!(
                 "status   {} (exit {})",
                 row.status,
                 row.exit_code.map_or("-".into(), |c| c.to_string())
             );
-            println!("started  {}", row.started_at);
-            println!("events   {}", events.len());
-            println!();
+            say!("started  {}", row.started_at);
+            say!("events   {}", events.len());
+            say!();
             for e in &events {
-                println!("{}", e.timeline_line());
+                say!("{}", e.timeline_line());
             }
             Ok(0)
         }
@@ -651,7 +666,7 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             let keys = TrustedKeys::load(home.root())?;
             if all {
                 let report = verify_all(&store, &keys)?;
-                println!("{report}");
+                say!("{report}");
                 return Ok(if report.is_intact() { 0 } else { EXIT_TAMPERED });
             }
             let Some(id) = id else {
@@ -660,11 +675,11 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             let row = store.run(&id)?;
             match verify_run(&store, &keys, &row.id)? {
                 v @ Verification::Intact { .. } => {
-                    println!("run {}: {v}", row.id);
+                    say!("run {}: {v}", row.id);
                     Ok(0)
                 }
                 v => {
-                    println!("run {}: {v}", row.id);
+                    say!("run {}: {v}", row.id);
                     Ok(EXIT_TAMPERED)
                 }
             }
@@ -690,22 +705,22 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
         KeysCommand::Generate { path } => {
             let key_id =
                 crate::signing::generate_key(&path).map_err(|e| Failure::usage(e.to_string()))?;
-            println!("key id      {key_id}");
-            println!("key file    {}", path.display());
+            say!("key id      {key_id}");
+            say!("key file    {}", path.display());
             return Ok(0);
         }
         KeysCommand::Jwks => {
             let keys = TrustedKeys::load(home.root())?;
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&crate::tokens::jwks(&keys)).unwrap_or_default()
             );
             return Ok(0);
         }
     };
-    println!("key id      {}", key.key_id());
-    println!("public key  {}", key.public_key_hex());
-    println!("algorithm   Ed25519");
+    say!("key id      {}", key.key_id());
+    say!("public key  {}", key.public_key_hex());
+    say!("algorithm   Ed25519");
     Ok(0)
 }
 
@@ -717,24 +732,28 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
         ApprovalsCommand::List { pending, json } => {
             let records = approvals.list(pending).map_err(refused)?;
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::to_string_pretty(&records).unwrap_or_default()
                 );
                 return Ok(0);
             }
             for r in &records {
-                println!("{}  {}  {}", r.id, r.status, r.action);
-                println!(
+                say!("{}  {}  {}", r.id, r.status, r.action);
+                say!(
                     "    run {} · tool {} · profile {} (risk {}, owner {})",
-                    r.run_id, r.tool, r.profile, r.risk, r.owner
+                    r.run_id,
+                    r.tool,
+                    r.profile,
+                    r.risk,
+                    r.owner
                 );
-                println!(
+                say!(
                     "    intent: {} · actor: {}",
                     r.intent.as_deref().unwrap_or("-"),
                     r.actor.as_deref().unwrap_or("-")
                 );
-                println!(
+                say!(
                     "    approvers: {} · escalates to {} at {} · expires {}",
                     r.approvers.join(", "),
                     r.escalate_to,
@@ -742,10 +761,10 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
                     r.expires_at
                 );
                 if let Some(runbook) = &r.runbook {
-                    println!("    runbook: {runbook}");
+                    say!("    runbook: {runbook}");
                 }
                 if let Some(by) = &r.decided_by {
-                    println!("    decided by {by}: {}", r.reason.as_deref().unwrap_or(""));
+                    say!("    decided by {by}: {}", r.reason.as_deref().unwrap_or(""));
                 }
             }
             return Ok(0);
@@ -762,7 +781,7 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
             std::time::SystemTime::now(),
         )
         .map_err(refused)?;
-    println!("{} {} by {}", record.id, record.status, decide.who);
+    say!("{} {} by {}", record.id, record.status, decide.who);
     Ok(0)
 }
 
@@ -774,13 +793,13 @@ fn sign(wasm: &Path, key: &Path, out: Option<PathBuf>) -> Result<i32, Failure> {
     signature
         .write_file(&out)
         .map_err(|e| Failure::usage(e.to_string()))?;
-    println!(
+    say!(
         "signed {} ({}) as {}",
         wasm.display(),
         signature.digest,
         signature.signer
     );
-    println!("signature {}", out.display());
+    say!("signature {}", out.display());
     Ok(0)
 }
 
@@ -843,7 +862,7 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
                     &bytes,
                 )
                 .map_err(registry_error)?;
-            println!(
+            say!(
                 "added {} {} ({world}{})",
                 record.name,
                 record.digest,
@@ -858,18 +877,21 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
         ToolsCommand::List { json } => {
             let records = registry.list().map_err(registry_error)?;
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::to_string_pretty(&records).unwrap_or_default()
                 );
                 return Ok(0);
             }
-            println!(
+            say!(
                 "{:<24} {:<8} {:<24} {:<73} DESCRIPTION",
-                "NAME", "WORLD", "SIGNER", "DIGEST"
+                "NAME",
+                "WORLD",
+                "SIGNER",
+                "DIGEST"
             );
             for r in records {
-                println!(
+                say!(
                     "{:<24} {:<8} {:<24} {:<73} {}",
                     r.name,
                     r.world,
@@ -882,7 +904,7 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
         }
         ToolsCommand::Show { name } => {
             let record = registry.get(&name).map_err(registry_error)?;
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&record).unwrap_or_default()
             );
@@ -890,7 +912,7 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
         }
         ToolsCommand::Remove { name } => {
             let digest = registry.remove(&name).map_err(registry_error)?;
-            println!("removed {name} ({digest})");
+            say!("removed {name} ({digest})");
             Ok(0)
         }
     }
@@ -951,7 +973,7 @@ fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
         crate::tokens::DEFAULT_LEEWAY,
     ) {
         Ok(claims) => {
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&claims).unwrap_or_default()
             );

@@ -887,7 +887,7 @@ fn nests(outer: &str, inner: &str) -> bool {
 
 impl fmt::Display for Risk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Risk::Low => "low",
             Risk::Medium => "medium",
             Risk::High => "high",
