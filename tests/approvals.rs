@@ -318,3 +318,34 @@ fn tool_requests_and_file_writes_wait_for_their_rules() {
             .any(|e| e["decision"] == "denied")
     );
 }
+
+#[test]
+fn a_request_whose_runner_died_is_expired_not_left_pending() {
+    let server = HttpServer::start();
+    let env = Env::new();
+    approval_profile(&env, server.port(), "10m", "10m", "10s");
+    let mut child = start_payment(&env, server.port());
+    let request = wait_for_request(&env);
+    child.kill().expect("SIGKILL the runner");
+    child.wait().expect("reap");
+    assert!(
+        pending(&env).is_empty(),
+        "the orphaned request is no longer pending"
+    );
+    let out = env.cmd(&["approvals", "list", "--json"]);
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("approvals JSON");
+    let record = all
+        .iter()
+        .find(|r| r["id"] == request["id"])
+        .expect("the request");
+    assert_eq!(record["status"], "expired");
+    let refused = decide(
+        &env,
+        "approve",
+        request["id"].as_str().expect("id"),
+        "oncall",
+        "too late",
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(server.hits().is_empty());
+}

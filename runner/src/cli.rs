@@ -365,14 +365,34 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
 fn open_store(home: &Home) -> Result<Store, Failure> {
     let store = Store::open(home.root())?;
     if let Ok(key) = RunnerKey::load(home.root()) {
-        for run_id in store.recover_interrupted(&key)? {
-            home.remove_run_tmp(&run_id);
+        let recovered = store.recover_interrupted(&key)?;
+        for run_id in &recovered {
+            home.remove_run_tmp(run_id);
             eprintln!(
                 "airlock: run {run_id} was interrupted (its runner ended); marked interrupted and sealed"
             );
         }
+        expire_orphaned_approvals(&store, &recovered);
     }
     Ok(store)
+}
+
+/// Requests whose run was interrupted can never be acted on: expire them so
+/// no approver decides something that will not happen.
+fn expire_orphaned_approvals(store: &Store, interrupted: &[String]) {
+    if interrupted.is_empty() {
+        return;
+    }
+    let approvals = crate::approvals::Approvals::new(store);
+    let Ok(open) = approvals.list(true) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for record in open.iter().filter(|r| interrupted.contains(&r.run_id)) {
+        if let Err(err) = approvals.expire(&record.id, now) {
+            tracing::warn!(approval = %record.id, %err, "could not expire the approval of an interrupted run");
+        }
+    }
 }
 
 fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
