@@ -14,6 +14,7 @@
 use crate::evidence::EvidenceUnavailable;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// An action that may need approval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,4 +91,20 @@ impl ApprovalGate for NoApprovals {
     fn request(&self, _action: GateAction) -> GateFuture<'_> {
         Box::pin(async { Ok(GateOutcome::NotRequired) })
     }
+}
+
+/// Asks `gate` about `action` when a rule covers it; `Some(reason)` (naming
+/// the approval) when the action was denied or expired, `None` to go ahead.
+/// Takes the gate by value so callers hold no host state across the wait.
+pub async fn denial(
+    gate: Arc<dyn ApprovalGate>,
+    action: GateAction,
+) -> Result<Option<String>, EvidenceUnavailable> {
+    if !gate.covers(&action) {
+        return Ok(None);
+    }
+    Ok(match gate.request(action).await? {
+        GateOutcome::Denied { id, reason } => Some(format!("approval {id}: {reason}")),
+        GateOutcome::Approved { .. } | GateOutcome::NotRequired => None,
+    })
 }

@@ -15,7 +15,7 @@
 //! before anything is instantiated; every check is evaluated, so the
 //! refusal lists all of them.
 
-use crate::engine::{LoadedTool, World};
+use crate::engine::LoadedTool;
 use crate::idempotency::Prior;
 use crate::profile::{CredentialKind, Profile, SECRET_PLACEHOLDER};
 use crate::run::RunRequest;
@@ -79,10 +79,7 @@ pub fn admit(
         passed: true,
         detail: format!("{} is valid", profile.source.display()),
     }];
-    let world = match tool.world {
-        World::Tool => "airlock:host/tool",
-        World::Command => "wasi:cli/command",
-    };
+    let world = tool.world.wit_name();
     checks.push(
         match crate::registry::tool_allowed(&policy.tools, &tool.digest, request.signer.as_deref())
         {

@@ -850,24 +850,14 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
             let runtime = Runtime::new(&home.cache_dir())
                 .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
             let loaded = compile_with_progress(&runtime, &wasm, &bytes)?;
-            let runner = Runner {
-                runtime,
-                key: std::sync::Arc::new(RunnerKey::load_or_init(home.root())?.0),
-                store,
-                home,
-            };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
             let info = rt
-                .block_on(runner.describe(&loaded))
+                .block_on(crate::run::describe(&runtime, &home, &loaded))
                 .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
-            let world = match loaded.world {
-                crate::engine::World::Tool => "tool",
-                crate::engine::World::Command => "command",
-            };
-            let registry = Registry::new(&runner.store);
+            let world = loaded.world.as_str();
             let record = registry
                 .add(
                     crate::registry::NewTool {

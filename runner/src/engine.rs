@@ -46,6 +46,24 @@ pub enum World {
     Command,
 }
 
+impl World {
+    /// The short name the registry keeps (`tool`, `command`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Tool => "tool",
+            World::Command => "command",
+        }
+    }
+
+    /// The WIT world it implements, for messages and evidence.
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            World::Tool => "airlock:host/tool",
+            World::Command => "wasi:cli/command",
+        }
+    }
+}
+
 /// A tool ready to instantiate.
 pub struct LoadedTool {
     /// SHA-256 of the component bytes, `sha256:<hex>`.

@@ -462,46 +462,6 @@ impl Runner {
         })
     }
 
-    /// Calls a `tool` world component's `describe()` in a sandbox with no
-    /// grants and small limits (evidence discarded: nothing it may do has an
-    /// effect). `None` for command components.
-    pub async fn describe(
-        &self,
-        tool: &LoadedTool,
-    ) -> Result<Option<airlock_host_api::tool::ToolInfo>, String> {
-        let Some(pre) = tool.as_tool() else {
-            return Ok(None);
-        };
-        let profile = Profile::describe_only();
-        let dirs =
-            sandbox::RunDirs::create(&self.home, &uuid::Uuid::now_v7().to_string(), &profile)
-                .map_err(|e| format!("sandbox for describe(): {e}"))?;
-        let grants = sandbox::grants(
-            &profile,
-            &dirs,
-            "describe",
-            &RunRequest::default(),
-            CredentialGrants::default(),
-            Arc::new(airlock_host_api::approval::NoApprovals),
-        );
-        let state = RunState::new(grants, Arc::new(crate::recorder::Discard))
-            .map_err(|e| format!("{e:#}"))?;
-        let mut store =
-            sandbox::store(self.runtime.engine(), state, &profile).map_err(|e| format!("{e:#}"))?;
-        let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.call_describe(&mut store).await
-        };
-        match tokio::time::timeout(profile.limits.timeout.value, call).await {
-            Ok(Ok(info)) => Ok(Some(info)),
-            Ok(Err(e)) => Err(format!("describe() failed: {e:#}")),
-            Err(_) => Err(format!(
-                "describe() did not return within {}",
-                profile.limits.timeout.label
-            )),
-        }
-    }
-
     /// The run's approval gate, when its profile has `[[approval]]` rules.
     fn approval_gate(
         &self,
@@ -753,6 +713,46 @@ impl Runner {
         drop(store);
         drop(dirs);
         Ok((ending, stdout, stderr, usage))
+    }
+}
+
+/// Calls a `tool` world component's `describe()` in a sandbox with no
+/// grants and small limits (evidence discarded: nothing it may do has an
+/// effect). `None` for command components.
+pub async fn describe(
+    runtime: &Runtime,
+    home: &Home,
+    tool: &LoadedTool,
+) -> Result<Option<airlock_host_api::tool::ToolInfo>, String> {
+    let Some(pre) = tool.as_tool() else {
+        return Ok(None);
+    };
+    let profile = Profile::describe_only();
+    let dirs = sandbox::RunDirs::create(home, &uuid::Uuid::now_v7().to_string(), &profile)
+        .map_err(|e| format!("sandbox for describe(): {e}"))?;
+    let grants = sandbox::grants(
+        &profile,
+        &dirs,
+        "describe",
+        &RunRequest::default(),
+        CredentialGrants::default(),
+        Arc::new(airlock_host_api::approval::NoApprovals),
+    );
+    let state =
+        RunState::new(grants, Arc::new(crate::recorder::Discard)).map_err(|e| format!("{e:#}"))?;
+    let mut store =
+        sandbox::store(runtime.engine(), state, &profile).map_err(|e| format!("{e:#}"))?;
+    let call = async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance.call_describe(&mut store).await
+    };
+    match tokio::time::timeout(profile.limits.timeout.value, call).await {
+        Ok(Ok(info)) => Ok(Some(info)),
+        Ok(Err(e)) => Err(format!("describe() failed: {e:#}")),
+        Err(_) => Err(format!(
+            "describe() did not return within {}",
+            profile.limits.timeout.label
+        )),
     }
 }
 

@@ -78,24 +78,6 @@ fn record_reads(
     )
 }
 
-/// Waits for approval when an `[[approval]] when = "fs write …"` rule covers
-/// `path`; `Some((approval id, reason))` when it was denied or expired.
-/// Takes the gate by value so no host state is held across the wait.
-async fn approval_denial(
-    gate: Arc<dyn crate::approval::ApprovalGate>,
-    path: String,
-) -> Result<Option<(String, String)>, crate::evidence::EvidenceUnavailable> {
-    use crate::approval::{GateAction, GateOutcome};
-    let action = GateAction::FsWrite { path };
-    if !gate.covers(&action) {
-        return Ok(None);
-    }
-    Ok(match gate.request(action).await? {
-        GateOutcome::Denied { id, reason } => Some((id, reason)),
-        _ => None,
-    })
-}
-
 /// Marker for linking the recording filesystem host.
 pub struct RecordingFs;
 
@@ -482,7 +464,10 @@ impl HostDescriptor for FsView<'_> {
         let (attempt, resolved) = self.attempt(&fd, &path, &access, kind, "open")?;
         if writes && attempt.verdict.allowed {
             let gate = Arc::clone(self.approvals);
-            if let Some((id, reason)) = approval_denial(gate, attempt.target.clone())
+            let action = crate::approval::GateAction::FsWrite {
+                path: attempt.target.clone(),
+            };
+            if let Some(reason) = crate::approval::denial(gate, action)
                 .await
                 .map_err(FsError::trap)?
             {
@@ -493,7 +478,7 @@ impl HostDescriptor for FsView<'_> {
                     op: attempt.op,
                     verdict: Verdict {
                         allowed: false,
-                        rule: format!("approval {id}: {reason}"),
+                        rule: reason,
                     },
                 };
                 self.gate(&denied, &[], None)?;

@@ -5,7 +5,7 @@
 use super::NetGrants;
 use super::policy::{self, Target};
 use super::providers::{self, ProviderVerdict};
-use crate::approval::{ApprovalGate, GateAction, GateOutcome};
+use crate::approval::{self, ApprovalGate, GateAction};
 use crate::credentials::{self, InjectedSecret};
 use crate::evidence::{Decision, EventDraft, EvidenceSink, sha256_hex};
 use bytes::Bytes;
@@ -53,13 +53,16 @@ pub(super) async fn send(
     let header_names = |headers: &http::HeaderMap| -> Vec<String> {
         headers.keys().map(|k| k.as_str().to_owned()).collect()
     };
-    let base = |decision: Decision, rule: &str| {
+    // The `net.request` event of a refusal: what was asked, which rule
+    // refused it and why.
+    let refused = |headers: &http::HeaderMap, rule: String, reason: String| {
         EventDraft::new("net.request")
-            .decision(decision)
+            .decision(Decision::Denied)
             .target(shown_url.clone())
             .field("method", method.clone())
-            .field("headers", header_names(request.headers()))
-            .field("rule", rule.to_owned())
+            .field("headers", header_names(headers))
+            .field("rule", rule)
+            .field("reason", reason)
     };
 
     let verdict = policy::decide_request(&grants.allow, &method, &url);
@@ -67,7 +70,7 @@ pub(super) async fn send(
         (Some(target), true) => target.clone(),
         _ => {
             let reason = verdict.reason.clone().unwrap_or_default();
-            ctx.record(base(Decision::Denied, &verdict.rule).field("reason", reason))?;
+            ctx.record(refused(request.headers(), verdict.rule.clone(), reason))?;
             return Err(Error::HttpRequestDenied);
         }
     };
@@ -83,18 +86,8 @@ pub(super) async fn send(
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(_)) | Err(_) => {
             let rule = format!("net.request_body = {} bytes", grants.request_body);
-            ctx.record(
-                EventDraft::new("net.request")
-                    .decision(Decision::Denied)
-                    .target(shown_url.clone())
-                    .field("method", method.clone())
-                    .field("headers", header_names(&parts.headers))
-                    .field("rule", rule)
-                    .field(
-                        "reason",
-                        "the request body is larger than allowed, or was not sent in time",
-                    ),
-            )?;
+            let reason = "the request body is larger than allowed, or was not sent in time";
+            ctx.record(refused(&parts.headers, rule, reason.to_owned()))?;
             return Err(Error::HttpRequestBodySize(Some(grants.request_body)));
         }
     };
@@ -137,13 +130,7 @@ pub(super) async fn send(
             reason,
             model,
         } => {
-            let mut event = EventDraft::new("net.request")
-                .decision(Decision::Denied)
-                .target(shown_url.clone())
-                .field("method", method.clone())
-                .field("headers", header_names(&parts.headers))
-                .field("rule", rule)
-                .field("reason", reason)
+            let mut event = refused(&parts.headers, rule, reason)
                 .field("body_bytes", body.len() as u64)
                 .field("body_sha256", sha256_hex(&body));
             if let Some(model) = model {
@@ -164,15 +151,8 @@ pub(super) async fn send(
         method: method.clone(),
         url: gated_url,
     };
-    if let Err(reason) = approve(ctx, net_action).await? {
-        ctx.record(
-            EventDraft::new("net.request")
-                .decision(Decision::Denied)
-                .target(shown_url.clone())
-                .field("method", method.clone())
-                .field("rule", "approval")
-                .field("reason", reason),
-        )?;
+    if let Some(reason) = approve(ctx, net_action).await? {
+        ctx.record(refused(&parts.headers, "approval".to_owned(), reason))?;
         return Err(Error::HttpRequestDenied);
     }
     let injected: Vec<&InjectedSecret> = credentials::secrets_for(&ctx.secrets, &host).collect();
@@ -180,7 +160,7 @@ pub(super) async fn send(
         let action = GateAction::Credential {
             name: secret.name.clone(),
         };
-        if let Err(reason) = approve(ctx, action).await? {
+        if let Some(reason) = approve(ctx, action).await? {
             ctx.record(
                 EventDraft::new("credential.use")
                     .decision(Decision::Denied)
@@ -280,19 +260,12 @@ pub(super) async fn send(
     Ok(http::Response::from_parts(head, body))
 }
 
-/// Waits for approval when a rule covers `action`: `Ok(Ok(()))` to go
-/// ahead, `Ok(Err(reason))` when denied or expired.
-async fn approve(ctx: &Context, action: GateAction) -> Result<Result<(), String>, Error> {
-    if !ctx.approvals.covers(&action) {
-        return Ok(Ok(()));
-    }
-    match ctx.approvals.request(action).await {
-        Ok(GateOutcome::Denied { id, reason }) => Ok(Err(format!("approval {id}: {reason}"))),
-        Ok(_) => Ok(Ok(())),
-        Err(_) => Err(Error::InternalError(Some(
-            "the run's evidence log is unavailable".into(),
-        ))),
-    }
+/// [`approval::denial`] for an outbound request: `Some(reason)` when an
+/// approval the request needed was denied or expired.
+async fn approve(ctx: &Context, action: GateAction) -> Result<Option<String>, Error> {
+    approval::denial(Arc::clone(&ctx.approvals), action)
+        .await
+        .map_err(|_| Error::InternalError(Some("the run's evidence log is unavailable".into())))
 }
 
 fn cap(bytes: u64) -> usize {
