@@ -1941,6 +1941,7 @@ mod tests {
                 tool: "pay".to_owned(),
                 tool_digest: format!("sha256:{}", "0".repeat(64)),
                 profile: "payments".to_owned(),
+                submitted_by: None,
             })?;
             Ok(Fixture {
                 home,

@@ -2,6 +2,7 @@
 //! evidence store and the CLI. The binary (`airlock`) is a thin layer over
 //! this library; tests and `airlock serve` use the same API.
 
+pub mod access;
 pub mod admission;
 pub mod approvals;
 pub mod classification;
@@ -16,7 +17,10 @@ pub mod keys;
 pub mod profile;
 pub mod recorder;
 pub mod registry;
+pub mod remote;
 pub mod run;
 pub mod sandbox;
+pub mod server;
 pub mod signing;
+pub mod submit;
 pub mod tokens;

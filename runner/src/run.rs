@@ -53,6 +53,12 @@ pub struct RunRequest {
     pub signer: Option<String>,
     /// Classification of the data the run carries.
     pub classification: Option<crate::classification::Classification>,
+    /// The run id to use (a UUID v7), when the caller must know it before
+    /// the run starts (`airlock serve` answers `?wait=false` with it);
+    /// `None` makes a new one.
+    pub run_id: Option<uuid::Uuid>,
+    /// The API token that asked for the run (`airlock serve`).
+    pub submitted_by: Option<String>,
 }
 
 /// How a run ended.
@@ -153,6 +159,22 @@ pub struct RunReport {
     pub runbook: Option<String>,
     /// The run this one replayed (same idempotency key and request).
     pub replay_of: Option<String>,
+}
+
+impl RunReport {
+    /// The report as JSON, with the tool's output embedded as JSON when it
+    /// is JSON (what `airlock run --json` prints and `POST /v1/runs` returns).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(parsed) = self
+            .output
+            .as_deref()
+            .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+        {
+            value["output"] = parsed;
+        }
+        value
+    }
 }
 
 /// A limit hit, for reports.
@@ -301,12 +323,13 @@ impl Runner {
         profile: &Profile,
         request: RunRequest,
     ) -> Result<RunReport, RunError> {
-        let run_id = uuid::Uuid::now_v7();
+        let run_id = request.run_id.unwrap_or_else(uuid::Uuid::now_v7);
         let log = self.store.begin_run(RunMeta {
             id: run_id,
             tool: request.tool_name.clone(),
             tool_digest: tool.digest.clone(),
             profile: profile.name.clone(),
+            submitted_by: request.submitted_by.clone(),
         })?;
         let recorder = Arc::new(Recorder::new(log, profile.net.data.clone()));
         let run_id = run_id.to_string();
@@ -716,6 +739,39 @@ impl Runner {
     }
 }
 
+/// Ends and seals the runs whose runner is gone (see
+/// [`Store::recover_interrupted`]), removes their scratch directories and
+/// expires their open approval requests, so nobody approves an action that
+/// will never happen. Returns the recovered run ids.
+pub fn recover_interrupted(
+    store: &Store,
+    home: &Home,
+    key: &RunnerKey,
+) -> Result<Vec<String>, StoreError> {
+    let recovered = store.recover_interrupted(key)?;
+    if recovered.is_empty() {
+        return Ok(recovered);
+    }
+    for run_id in &recovered {
+        home.remove_run_tmp(run_id);
+    }
+    let approvals = crate::approvals::Approvals::new(store);
+    let open = match approvals.list(true) {
+        Ok(open) => open,
+        Err(err) => {
+            tracing::warn!(%err, "could not list the approvals of interrupted runs");
+            return Ok(recovered);
+        }
+    };
+    let now = SystemTime::now();
+    for record in open.iter().filter(|r| recovered.contains(&r.run_id)) {
+        if let Err(err) = approvals.expire(&record.id, now) {
+            tracing::warn!(approval = %record.id, %err, "could not expire the approval of an interrupted run");
+        }
+    }
+    Ok(recovered)
+}
+
 /// Calls a `tool` world component's `describe()` in a sandbox with no
 /// grants and small limits (evidence discarded: nothing it may do has an
 /// effect). `None` for command components.
@@ -820,6 +876,7 @@ fn record_request(
         ("actor", &request.actor),
         ("idempotency_key", &request.idempotency_key),
         ("workflow", &request.workflow),
+        ("submitted_by", &request.submitted_by),
     ] {
         if let Some(v) = value {
             event = event.field(name, v.clone());

@@ -3,6 +3,7 @@
 //! components built from `examples/` and `tests/guests/`.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod api;
 pub mod guests;
 pub mod server;
 

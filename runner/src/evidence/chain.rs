@@ -151,6 +151,35 @@ impl Event {
         serde_jcs::to_vec(&self.to_flat_json(false))
     }
 
+    /// Reads an event back from its flat JSON form (as `airlock serve`
+    /// returns it); `None` if an envelope field is missing or mistyped.
+    pub fn from_json(value: &Value) -> Option<Event> {
+        let mut fields = value.as_object()?.clone();
+        let mut text = |name: &str| match fields.remove(name) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        let run_id = text("run_id")?;
+        let ts = text("ts")?;
+        let kind = text("kind")?;
+        let decision = text("decision");
+        let target = text("target");
+        let prev = text("prev")?;
+        let hash = text("hash")?;
+        let seq = fields.remove("seq")?.as_u64()?;
+        Some(Event {
+            run_id,
+            seq,
+            ts,
+            kind,
+            decision,
+            target,
+            fields,
+            prev,
+            hash,
+        })
+    }
+
     /// One line for a human timeline, e.g.
     /// `#3 12:00:01.123 fs.write allowed /out/report.md bytes=120`.
     pub fn timeline_line(&self) -> String {

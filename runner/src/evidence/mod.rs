@@ -52,7 +52,7 @@ pub use chain::{ENVELOPE_FIELDS, Event, GENESIS_PREV};
 pub use runlog::{RunLog, RunOutcome};
 pub use seal::Seal;
 pub use store::{
-    INTERRUPTED_EXIT_CODE, INTERRUPTED_REASON, MIN_PREFIX_LEN, RunMeta, RunRow, Store,
+    INTERRUPTED_EXIT_CODE, INTERRUPTED_REASON, MIN_PREFIX_LEN, RunFilter, RunMeta, RunRow, Store,
 };
 pub use verify::{Problem, RunVerification, Verification, VerifyReport, verify_all, verify_run};
 

@@ -131,6 +131,19 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_by_status ON approvals(status);
     CREATE INDEX approvals_by_run ON approvals(run_id);
     "#,
+    // 4: `airlock serve`: API tokens (only a SHA-256 of each token is kept;
+    // the token itself is shown once) and who submitted a run over the API.
+    r#"
+    CREATE TABLE api_tokens (
+        name       TEXT PRIMARY KEY NOT NULL,
+        role       TEXT NOT NULL,
+        hash       TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    ALTER TABLE runs ADD COLUMN submitted_by TEXT;
+    CREATE INDEX runs_by_submitter ON runs(submitted_by);
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` with the settings every

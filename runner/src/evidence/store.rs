@@ -66,6 +66,23 @@ pub struct RunMeta {
     pub tool_digest: String,
     /// The execution profile's name.
     pub profile: String,
+    /// The API token that started the run (`airlock serve`); `None` for the CLI.
+    pub submitted_by: Option<String>,
+}
+
+/// Which runs [`Store::find_runs`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// At most this many (newest first).
+    pub limit: usize,
+    /// Only runs under this profile.
+    pub profile: Option<String>,
+    /// Only runs with this status (`ok`, `denied`, `running`, …).
+    pub status: Option<String>,
+    /// Only runs started by this API token.
+    pub submitted_by: Option<String>,
+    /// Only runs with at least one denied check or action.
+    pub denied_only: bool,
 }
 
 /// One row of the `runs` table.
@@ -94,6 +111,8 @@ pub struct RunRow {
     pub result: Value,
     /// Process id of the runner that started the run.
     pub pid: u32,
+    /// The API token that started the run, for runs started over `airlock serve`.
+    pub submitted_by: Option<String>,
 }
 
 /// The evidence database of one airlock home (`home/airlock.db`).
@@ -170,15 +189,16 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::sqlite("starting the run"))?;
         let inserted = tx.execute(
-            "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, 0, ?6)",
+            "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid, submitted_by)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, 0, ?6, ?7)",
             params![
                 run_id,
                 meta.tool,
                 meta.tool_digest,
                 meta.profile,
                 super::chain::now_rfc3339(),
-                std::process::id()
+                std::process::id(),
+                meta.submitted_by
             ],
         );
         match inserted {
@@ -261,12 +281,34 @@ impl Store {
 
     /// The newest `limit` runs, newest first.
     pub fn list_runs(&self, limit: usize) -> Result<Vec<RunRow>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.find_runs(&RunFilter {
+            limit,
+            ..RunFilter::default()
+        })
+    }
+
+    /// The newest runs matching `filter`, newest first.
+    pub fn find_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         let conn = self.conn();
         query_runs(
             &conn,
-            &format!("{RUN_COLUMNS} ORDER BY started_at DESC, id DESC LIMIT ?1"),
-            params![limit],
+            &format!(
+                "{RUN_COLUMNS}
+                 WHERE (?1 IS NULL OR profile = ?1)
+                   AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR submitted_by = ?3)
+                   AND (?4 = 0 OR EXISTS (
+                        SELECT 1 FROM events e WHERE e.run_id = runs.id AND e.decision = 'denied'))
+                 ORDER BY started_at DESC, id DESC LIMIT ?5"
+            ),
+            params![
+                filter.profile,
+                filter.status,
+                filter.submitted_by,
+                filter.denied_only,
+                limit
+            ],
         )
     }
 
@@ -428,7 +470,7 @@ fn recover_in_tx(conn: &mut Connection, run_id: &str, key: &RunnerKey) -> Result
 }
 
 const RUN_COLUMNS: &str = "SELECT id, tool, tool_digest, profile, status, exit_code, started_at, \
-     ended_at, event_count, result, pid FROM runs";
+     ended_at, event_count, result, pid, submitted_by FROM runs";
 
 fn query_runs(
     conn: &Connection,
@@ -493,6 +535,7 @@ fn decode_run_row(row: &rusqlite::Row<'_>) -> Result<RunRow, StoreError> {
             run_id: id.clone(),
             reason: "the runs.pid column is out of range".to_owned(),
         })?,
+        submitted_by: row.get(11).map_err(|e| corrupt("submitted_by", e))?,
         id,
     })
 }

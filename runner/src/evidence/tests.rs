@@ -32,6 +32,7 @@ impl Fixture {
             tool: "report-writer".into(),
             tool_digest: "sha256:abc".into(),
             profile: "ro-data".into(),
+            submitted_by: None,
         })?)
     }
 
@@ -761,6 +762,7 @@ fn run_lookup_by_prefix() -> TestResult {
             tool: "t".into(),
             tool_digest: "sha256:0".into(),
             profile: "p".into(),
+            submitted_by: None,
         })?;
         drop(log);
     }
@@ -791,6 +793,7 @@ fn run_lookup_by_prefix() -> TestResult {
             tool: "t".into(),
             tool_digest: "sha256:0".into(),
             profile: "p".into(),
+            submitted_by: None,
         })
         .err()
         .ok_or("duplicate run started")?;

@@ -22,6 +22,9 @@ macro_rules! say {
     }};
 }
 
+mod remote;
+use remote::remote;
+
 /// Exit code: usage or configuration error.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: evidence could not be made durable.
@@ -42,6 +45,10 @@ struct Cli {
     /// State directory (evidence store, runner key, compile cache).
     #[arg(long, global = true, env = "AIRLOCK_HOME")]
     home: Option<PathBuf>,
+    /// Talk to an `airlock serve` at this URL instead of the local home (for
+    /// run, tools, runs and approvals), with the API token in AIRLOCK_TOKEN.
+    #[arg(long, global = true, env = "AIRLOCK_SERVER")]
+    server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +75,8 @@ enum Command {
     /// List pending approvals and decide them.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Serve the HTTP API (runs, tools, evidence, approvals) over this home.
+    Serve(ServeArgs),
     /// Sign a tool component with a publisher key (for `admission.tools = ["signer:…"]`).
     Sign {
         /// The component.
@@ -102,9 +111,10 @@ enum ApprovalsCommand {
 struct Decide {
     /// Approval id (or a unique prefix of at least 8 characters).
     id: String,
-    /// Who decides (must be a listed approver, or the escalation owner once escalated).
+    /// Who decides (must be a listed approver, or the escalation owner once
+    /// escalated). Required locally; with --server the API token's name decides.
     #[arg(long = "as")]
-    who: String,
+    who: Option<String>,
     /// Why (recorded with the decision).
     #[arg(long)]
     reason: String,
@@ -144,8 +154,46 @@ enum ToolsCommand {
     },
 }
 
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: std::net::SocketAddr,
+    #[command(flatten)]
+    dir: ProfilesDir,
+    /// Runs that may execute at once; more are answered 429 with Retry-After.
+    #[arg(long, default_value_t = 8)]
+    pool: usize,
+    /// How long SIGTERM waits for running runs before stopping them and
+    /// sealing them as interrupted.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: std::time::Duration,
+    /// Largest JSON request body.
+    #[arg(long, default_value = "1MiB")]
+    max_body: bytesize::ByteSize,
+    /// Largest tool upload.
+    #[arg(long, default_value = "64MiB")]
+    max_tool: bytesize::ByteSize,
+}
+
 #[derive(Subcommand, Debug)]
 enum TokensCommand {
+    /// Create an API token for `airlock serve` (the token is shown once).
+    Create {
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        role: crate::access::Role,
+        /// Who holds it (unique; recorded with the runs and decisions it makes).
+        #[arg(long)]
+        name: String,
+    },
+    /// List API tokens (names, roles, revocation; never the tokens).
+    List,
+    /// Revoke an API token; it stops working at once.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
     /// Verify a run token: signature, issuer, audience and expiry.
     Verify {
         /// The token (a JWT).
@@ -349,8 +397,12 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             ))
         })
     };
+    if let Some(server) = &cli.server {
+        return remote(server, cli.command);
+    }
     match cli.command {
         Command::Run(args) => run(home()?, args),
+        Command::Serve(args) => serve(home()?, args),
         Command::Profiles(cmd) => profiles(cmd),
         Command::Runs(cmd) => runs(home()?, cmd),
         Command::Keys(cmd) => keys(home()?, cmd),
@@ -365,34 +417,13 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
 fn open_store(home: &Home) -> Result<Store, Failure> {
     let store = Store::open(home.root())?;
     if let Ok(key) = RunnerKey::load(home.root()) {
-        let recovered = store.recover_interrupted(&key)?;
-        for run_id in &recovered {
-            home.remove_run_tmp(run_id);
+        for run_id in crate::run::recover_interrupted(&store, home, &key)? {
             eprintln!(
                 "airlock: run {run_id} was interrupted (its runner ended); marked interrupted and sealed"
             );
         }
-        expire_orphaned_approvals(&store, &recovered);
     }
     Ok(store)
-}
-
-/// Requests whose run was interrupted can never be acted on: expire them so
-/// no approver decides something that will not happen.
-fn expire_orphaned_approvals(store: &Store, interrupted: &[String]) {
-    if interrupted.is_empty() {
-        return;
-    }
-    let approvals = crate::approvals::Approvals::new(store);
-    let Ok(open) = approvals.list(true) else {
-        return;
-    };
-    let now = std::time::SystemTime::now();
-    for record in open.iter().filter(|r| interrupted.contains(&r.run_id)) {
-        if let Err(err) = approvals.expire(&record.id, now) {
-            tracing::warn!(approval = %record.id, %err, "could not expire the approval of an interrupted run");
-        }
-    }
 }
 
 fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
@@ -434,6 +465,8 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
         idempotency_key: args.idempotency_key.clone(),
         workflow: args.workflow.clone(),
         classification: args.classification,
+        run_id: None,
+        submitted_by: None,
     };
     let runner = Runner {
         runtime,
@@ -514,44 +547,59 @@ fn tool_name(path: &Path) -> String {
 
 fn print_report(report: &RunReport, json: bool) {
     if json {
-        let mut value = serde_json::to_value(report).unwrap_or_default();
-        if let Some(parsed) = report
-            .output
-            .as_deref()
-            .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
-        {
-            value["output"] = parsed;
-        }
         say!(
             "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
         );
         return;
     }
+    print_outcome(&Outcome {
+        run_id: &report.run_id,
+        status: report.status.as_str(),
+        events: report.events,
+        duration_ms: report.usage.duration_ms,
+        fuel: (report.usage.fuel_consumed, report.usage.fuel_limit),
+        stdout: &report.stdout,
+        stderr: &report.stderr,
+        output: report.output.as_deref(),
+        error: report.error.as_deref(),
+        runbook: report.runbook.as_deref(),
+    });
+}
+
+/// What `airlock run` shows of a finished run (local or remote).
+struct Outcome<'a> {
+    run_id: &'a str,
+    status: &'a str,
+    events: u64,
+    duration_ms: u64,
+    fuel: (u64, u64),
+    stdout: &'a [u8],
+    stderr: &'a [u8],
+    output: Option<&'a str>,
+    error: Option<&'a str>,
+    runbook: Option<&'a str>,
+}
+
+/// The tool's stdout and result on stdout; its stderr and a summary line
+/// (with the error and runbook when it did not succeed) on stderr.
+fn print_outcome(o: &Outcome<'_>) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&report.stdout);
-    if let Some(output) = &report.output {
+    let _ = out.write_all(o.stdout);
+    if let Some(output) = o.output {
         let _ = writeln!(out, "{output}");
     }
     let _ = out.flush();
-    let _ = std::io::stderr().write_all(&report.stderr);
-    let summary = format!(
-        "run {} {} · {} events sealed · {} ms · fuel {}/{}",
-        report.run_id,
-        report.status.as_str(),
-        report.events,
-        report.usage.duration_ms,
-        report.usage.fuel_consumed,
-        report.usage.fuel_limit
+    let _ = std::io::stderr().write_all(o.stderr);
+    eprintln!(
+        "airlock: run {} {} · {} events sealed · {} ms · fuel {}/{}",
+        o.run_id, o.status, o.events, o.duration_ms, o.fuel.0, o.fuel.1
     );
-    match (&report.error, report.status) {
-        (Some(error), status) if status != RunStatus::Ok => {
-            eprintln!("airlock: {summary}\nairlock: {error}");
-            if let Some(runbook) = &report.runbook {
-                eprintln!("airlock: runbook: {runbook}");
-            }
+    if let Some(error) = o.error.filter(|_| o.status != RunStatus::Ok.as_str()) {
+        eprintln!("airlock: {error}");
+        if let Some(runbook) = o.runbook {
+            eprintln!("airlock: runbook: {runbook}");
         }
-        _ => eprintln!("airlock: {summary}"),
     }
 }
 
@@ -792,17 +840,92 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
         ApprovalsCommand::Approve(decide) => (decide, true),
         ApprovalsCommand::Deny(decide) => (decide, false),
     };
+    let who = decide.who.ok_or_else(|| {
+        Failure::usage("give --as NAME: who decides (a listed approver of the request)")
+    })?;
     let record = approvals
         .decide(
             &decide.id,
-            &decide.who,
+            &who,
             approve,
             &decide.reason,
             std::time::SystemTime::now(),
         )
         .map_err(refused)?;
-    say!("{} {} by {}", record.id, record.status, decide.who);
+    say!("{} {} by {who}", record.id, record.status);
     Ok(0)
+}
+
+fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
+    let (key, created) = RunnerKey::load_or_init(home.root())?;
+    if created {
+        eprintln!(
+            "airlock: created runner key {} in {}",
+            key.key_id(),
+            home.root().display()
+        );
+    }
+    let store = Store::open(home.root())?;
+    let runtime =
+        Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
+    let runner = std::sync::Arc::new(Runner {
+        runtime,
+        store,
+        key: std::sync::Arc::new(key),
+        home,
+    });
+    let config = crate::server::ServeConfig {
+        profiles: args.dir.profiles.clone(),
+        pool: args.pool,
+        drain: args.drain_timeout,
+        max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),
+        max_tool: usize::try_from(args.max_tool.as_u64()).unwrap_or(usize::MAX),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
+    let stopped = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| Failure::usage(format!("listening on {}: {e}", args.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::usage(format!("listening on {}: {e}", args.listen)))?;
+        say!("airlock: serving http://{addr} (pool {})", config.pool);
+        let _ = std::io::stdout().flush();
+        crate::server::serve(runner, config, listener, shutdown_signal())
+            .await
+            .map_err(|e| Failure {
+                code: EXIT_EVIDENCE,
+                message: e.to_string(),
+            })
+    })?;
+    eprintln!(
+        "airlock: stopped; {} run(s) stopped at the deadline, {} sealed as interrupted",
+        stopped.stopped,
+        stopped.interrupted.len()
+    );
+    Ok(0)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(%e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 fn sign(wasm: &Path, key: &Path, out: Option<PathBuf>) -> Result<i32, Failure> {
@@ -836,17 +959,14 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
         } => {
             let bytes = std::fs::read(&wasm)
                 .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
-            let signature = match &signature {
-                Some(path) => {
-                    let signature = crate::signing::ToolSignature::read_file(path)
-                        .map_err(|e| Failure::usage(e.to_string()))?;
-                    // Refuse a tampered tool before compiling any of it.
-                    crate::signing::verify(&signature, &bytes)
-                        .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
-                    Some(signature)
-                }
-                None => None,
+            let signature = signature
+                .map(|path| crate::signing::ToolSignature::read_file(&path))
+                .transpose()
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            let refused = |e: crate::submit::SubmitError| {
+                Failure::usage(format!("tool {}: {e}", wasm.display()))
             };
+            crate::submit::check_signature(signature.as_ref(), &bytes).map_err(refused)?;
             let runtime = Runtime::new(&home.cache_dir())
                 .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
             let loaded = compile_with_progress(&runtime, &wasm, &bytes)?;
@@ -854,24 +974,17 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
                 .enable_all()
                 .build()
                 .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
-            let info = rt
-                .block_on(crate::run::describe(&runtime, &home, &loaded))
-                .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
-            let world = loaded.world.as_str();
-            let record = registry
-                .add(
-                    crate::registry::NewTool {
-                        name: name.unwrap_or_else(|| tool_name(&wasm)),
-                        digest: loaded.digest.clone(),
-                        world: world.to_owned(),
-                        description: info.as_ref().map(|i| i.description.clone()),
-                        input_schema: info.as_ref().map(|i| i.input_schema.clone()),
-                        signature,
-                        replace,
-                    },
-                    &bytes,
-                )
-                .map_err(registry_error)?;
+            let submission = crate::submit::Submission {
+                name: name.unwrap_or_else(|| tool_name(&wasm)),
+                signature,
+                replace,
+            };
+            let record = rt
+                .block_on(crate::submit::register(
+                    &runtime, &home, &store, &loaded, &bytes, submission,
+                ))
+                .map_err(refused)?;
+            let world = &record.world;
             say!(
                 "added {} {} ({world}{})",
                 record.name,
@@ -972,7 +1085,48 @@ fn compile_with_progress(
 }
 
 fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
-    let TokensCommand::Verify { token, audience } = cmd;
+    let api_tokens = || open_store(&home);
+    let refused = |e: crate::access::AccessError| Failure::usage(e.to_string());
+    let (token, audience) = match cmd {
+        TokensCommand::Verify { token, audience } => (token, audience),
+        TokensCommand::Create { role, name } => {
+            let store = api_tokens()?;
+            let (record, secret) = crate::access::ApiTokens::new(&store)
+                .create(&name, role)
+                .map_err(refused)?;
+            eprintln!(
+                "airlock: created {} token {} (shown once: store it now)",
+                record.role, record.name
+            );
+            say!("{secret}");
+            return Ok(0);
+        }
+        TokensCommand::List => {
+            let store = api_tokens()?;
+            say!("{:<24} {:<10} {:<22} REVOKED", "NAME", "ROLE", "CREATED");
+            for t in crate::access::ApiTokens::new(&store)
+                .list()
+                .map_err(refused)?
+            {
+                say!(
+                    "{:<24} {:<10} {:<22} {}",
+                    t.name,
+                    t.role,
+                    t.created_at,
+                    t.revoked_at.as_deref().unwrap_or("-")
+                );
+            }
+            return Ok(0);
+        }
+        TokensCommand::Revoke { name } => {
+            let store = api_tokens()?;
+            crate::access::ApiTokens::new(&store)
+                .revoke(&name)
+                .map_err(refused)?;
+            say!("revoked {name}");
+            return Ok(0);
+        }
+    };
     let keys = TrustedKeys::load(home.root())?;
     let now = std::time::SystemTime::now();
     match crate::tokens::verify(

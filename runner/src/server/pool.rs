@@ -1,0 +1,196 @@
+//! The bounded pool runs execute on.
+//!
+//! At most `size` runs execute at once; a request that finds every slot busy
+//! is answered 429 with `Retry-After` at once instead of queueing without
+//! limit (which would turn a burst into unbounded memory and latency). Each
+//! admitted run is a tokio task tracked here, so shutdown can wait for
+//! running runs up to a deadline and then stop the rest; a stopped run's
+//! lock is released when its task is dropped, and the server then seals it
+//! as `interrupted` (see [`super::serve`]).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::task::{AbortHandle, JoinHandle};
+
+/// A slot in the pool, held from admission until the run's task ends.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Why no slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every slot is busy.
+    Full,
+    /// The pool is draining for shutdown.
+    Closed,
+}
+
+/// Runs in flight, bounded.
+pub struct RunPool {
+    size: usize,
+    slots: Arc<Semaphore>,
+    tasks: Mutex<HashMap<uuid::Uuid, AbortHandle>>,
+    finished: Notify,
+}
+
+impl RunPool {
+    /// A pool of `size` slots (at least 1).
+    pub fn new(size: usize) -> Arc<RunPool> {
+        let size = size.max(1);
+        Arc::new(RunPool {
+            size,
+            slots: Arc::new(Semaphore::new(size)),
+            tasks: Mutex::new(HashMap::new()),
+            finished: Notify::new(),
+        })
+    }
+
+    /// How many runs may execute at once.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Runs executing now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether `run_id` is executing in this pool.
+    pub fn contains(&self, run_id: &uuid::Uuid) -> bool {
+        self.lock().contains_key(run_id)
+    }
+
+    /// A slot, if one is free and the pool is open.
+    pub fn try_slot(&self) -> Result<Slot, Refusal> {
+        match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => Ok(Slot { _permit: permit }),
+            Err(TryAcquireError::NoPermits) => Err(Refusal::Full),
+            Err(TryAcquireError::Closed) => Err(Refusal::Closed),
+        }
+    }
+
+    /// Runs `work` as the task of run `run_id`, holding `slot` until it ends
+    /// (or is aborted at shutdown).
+    pub fn spawn<F>(
+        self: &Arc<Self>,
+        run_id: uuid::Uuid,
+        slot: Slot,
+        work: F,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        // The guard leaves the map when the task's future is dropped, whether
+        // it finished or was aborted, so `drain` sees every task go.
+        let guard = Tracked {
+            pool: Arc::clone(self),
+            run_id,
+            _slot: slot,
+        };
+        let mut tasks = self.lock();
+        let handle = tokio::spawn(async move {
+            let _guard = guard;
+            work.await
+        });
+        tasks.insert(run_id, handle.abort_handle());
+        handle
+    }
+
+    /// Stops giving slots, waits up to `deadline` for running runs, then
+    /// aborts the rest and waits until their tasks are gone. Returns how
+    /// many were aborted.
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        self.slots.close();
+        if tokio::time::timeout(deadline, self.all_finished())
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        let aborted: Vec<AbortHandle> = self.lock().values().cloned().collect();
+        for task in &aborted {
+            task.abort();
+        }
+        self.all_finished().await;
+        aborted.len()
+    }
+
+    async fn all_finished(&self) {
+        loop {
+            let notified = self.finished.notified();
+            if self.lock().is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, AbortHandle>> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct Tracked {
+    pool: Arc<RunPool>,
+    run_id: uuid::Uuid,
+    _slot: Slot,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.pool.lock().remove(&self.run_id);
+        self.pool.finished.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_pool_refuses_and_frees_slots_as_runs_end() {
+        let pool = RunPool::new(2);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let a = pool.try_slot().expect("slot");
+        let b = pool.try_slot().expect("slot");
+        assert_eq!(pool.try_slot().err(), Some(Refusal::Full));
+        let first = pool.spawn(uuid::Uuid::now_v7(), a, async move {
+            let _ = rx.await;
+        });
+        let second = pool.spawn(uuid::Uuid::now_v7(), b, async {});
+        second.await.expect("second");
+        assert!(pool.try_slot().is_ok(), "the finished run's slot is free");
+        assert_eq!(pool.in_flight(), 1);
+        let _ = tx.send(());
+        first.await.expect("first");
+        assert_eq!(pool.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn drain_waits_then_aborts_what_is_left() {
+        let pool = RunPool::new(2);
+        let quick = pool.spawn(
+            uuid::Uuid::now_v7(),
+            pool.try_slot().expect("slot"),
+            async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            },
+        );
+        let stuck = pool.spawn(
+            uuid::Uuid::now_v7(),
+            pool.try_slot().expect("slot"),
+            std::future::pending::<()>(),
+        );
+        let aborted = pool.drain(Duration::from_millis(200)).await;
+        assert_eq!(aborted, 1);
+        assert!(quick.await.is_ok());
+        assert!(stuck.await.expect_err("aborted").is_cancelled());
+        assert_eq!(pool.in_flight(), 0);
+        assert_eq!(pool.try_slot().err(), Some(Refusal::Closed));
+    }
+}
