@@ -274,7 +274,8 @@ enum RunsCommand {
         /// Write to this file instead of stdout.
         #[arg(long, conflicts_with = "otlp")]
         out: Option<PathBuf>,
-        /// POST the run as OTLP/JSON to this collector (`ENDPOINT/v1/traces`).
+        /// POST the run as OTLP/JSON to this collector (`ENDPOINT/v1/traces`;
+        /// implies `--format otlp`).
         #[arg(long, value_name = "ENDPOINT")]
         otlp: Option<String>,
     },
@@ -1050,7 +1051,10 @@ fn report(home: Home, args: ReportArgs) -> Result<i32, Failure> {
     };
     let report = crate::report::compute(&store, &keys, &filter, std::time::SystemTime::now())
         .map_err(|e| Failure {
-            code: EXIT_EVIDENCE,
+            code: match e {
+                crate::report::ReportError::WindowTooLong { .. } => EXIT_USAGE,
+                _ => EXIT_EVIDENCE,
+            },
             message: e.to_string(),
         })?;
     if args.json {

@@ -52,6 +52,11 @@ pub const DEFAULT_SINCE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// exact). Keeps a report of a badly damaged store readable.
 pub const MAX_LISTED_INCOMPLETE: usize = 20;
 
+/// Most days [`GovernanceReport::daily`] holds: the last this many days of
+/// a longer window. Bounds the series (and a chart of it) when someone asks
+/// for `--since 100y`; the figures still cover the whole window.
+pub const MAX_SERIES_DAYS: u64 = 1000;
+
 /// Group name of denied events that carry no `rule` field.
 pub const NO_RULE: &str = "(no rule recorded)";
 
@@ -254,7 +259,7 @@ pub struct GovernanceReport {
     /// Intact, bracketed ended runs / all ended runs.
     pub evidence_completeness: EvidenceCompleteness,
     /// Runs, conformant runs and denials per UTC day, oldest first, every
-    /// day of the window present.
+    /// day of the window present (at most the last [`MAX_SERIES_DAYS`]).
     pub daily: Vec<DayStats>,
 }
 
@@ -706,7 +711,8 @@ fn day_label(day: u64) -> String {
 /// Per-UTC-day runs, conformant runs and denials, every day from `from` to
 /// `until` present (zeros included), oldest first.
 fn daily(runs: &[RunFacts], from: SystemTime, until: SystemTime) -> Vec<DayStats> {
-    let (first, last) = (day_of(from), day_of(until));
+    let last = day_of(until);
+    let first = day_of(from).max(last.saturating_sub(MAX_SERIES_DAYS - 1));
     let mut days: BTreeMap<u64, DayStats> = (first..=last)
         .map(|day| {
             (
@@ -946,6 +952,16 @@ mod tests {
             denied,
         };
         let runs = [run(until, 0), run(until, 2), run(from, 0)];
+        assert_eq!(
+            daily(&[], SystemTime::UNIX_EPOCH, until).len() as u64,
+            21,
+            "from the epoch's day to day 20"
+        );
+        let far = SystemTime::UNIX_EPOCH + day * 5000;
+        assert_eq!(
+            daily(&[], SystemTime::UNIX_EPOCH, far).len() as u64,
+            MAX_SERIES_DAYS
+        );
         let series = daily(&runs, from, until);
         let rows: Vec<(String, u64, u64, u64)> = series
             .into_iter()
