@@ -404,6 +404,34 @@ fn a_review_of_a_denied_run_names_the_check_the_runbook_and_escapes_values() {
         "the page loads nothing from outside"
     );
     assert!(html.contains("<td class=\"denied\">denied</td>"), "{html}");
+
+    // A run stopped by a limit: the review lists the limit it hit.
+    env.profile(
+        "tight",
+        &profile_body(
+            "tight",
+            "fuel = 20_000_000\nmemory = \"32MiB\"\ntimeout = \"30s\"\noutput = \"64KiB\"",
+            "",
+        ),
+    );
+    let out = env.run("tight", &guests::guest("infinite_loop"), &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = env.cmd(&["runs", "review", &run_id(&report(&out))]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    let limits = md
+        .split("## Limits hit")
+        .nth(1)
+        .and_then(|rest| rest.split("## Outcome").next())
+        .unwrap_or_else(|| panic!("no limits section: {md}"));
+    assert!(
+        limits.contains("| limit.exceeded | denied | limits.fuel | limits.fuel = 20000000 |"),
+        "{limits}"
+    );
+    assert!(
+        md.contains("| Status | limit |") && md.contains("| Exit code | 4 |"),
+        "{md}"
+    );
 }
 
 /// What a collector received: path, Content-Type, body.

@@ -480,7 +480,7 @@ fn sections(review: &Review) -> Vec<Section> {
         ]),
     });
     let (verdict, first_bad) = match &review.verification {
-        v @ Verification::Intact { .. } => (format!("intact: {v}"), "-".to_owned()),
+        v @ Verification::Intact { .. } => (v.to_string(), "-".to_owned()),
         Verification::Broken {
             first_bad_seq,
             problem,
