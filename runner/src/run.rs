@@ -870,7 +870,16 @@ fn record_request(
         .field("args", request.args.len() as u64)
         .field("args_sha256", args_sha256)
         .field("stdin_bytes", request.stdin.len() as u64)
-        .field("stdin_sha256", stdin_sha256);
+        .field("stdin_sha256", stdin_sha256)
+        // What the profile says about this workflow, so a review of the run
+        // reads it from the evidence rather than from a file that may have
+        // changed since.
+        .field("category", profile.category.clone())
+        .field("risk", profile.risk.to_string())
+        .field("owner", profile.owner.clone());
+    if let Some(runbook) = &profile.runbook {
+        event = event.field("runbook", runbook.clone());
+    }
     for (name, value) in [
         ("intent", &request.intent),
         ("actor", &request.actor),

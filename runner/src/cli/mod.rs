@@ -31,6 +31,9 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_EVIDENCE: i32 = 6;
 /// Exit code of `runs verify` when evidence is not intact.
 pub const EXIT_TAMPERED: i32 = 1;
+/// Exit code of `runs export --otlp` when the collector refuses the export
+/// or cannot be reached.
+pub const EXIT_EXPORT: i32 = 1;
 
 /// Most stdin a command tool can be given (held in memory for the run).
 const MAX_STDIN: u64 = 64 << 20;
@@ -77,6 +80,8 @@ enum Command {
     Approvals(ApprovalsCommand),
     /// Serve the HTTP API (runs, tools, evidence, approvals) over this home.
     Serve(ServeArgs),
+    /// Governance figures: conformance, denials, escalation, recovery, evidence completeness.
+    Report(ReportArgs),
     /// Sign a tool component with a publisher key (for `admission.tools = ["signer:…"]`).
     Sign {
         /// The component.
@@ -88,6 +93,19 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// How far back the window reaches (e.g. 7d, 24h, 90m).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    since: std::time::Duration,
+    /// Only runs and approval requests of this profile.
+    #[arg(long)]
+    profile: Option<String>,
+    /// JSON output (stable field names).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -294,12 +312,27 @@ enum RunsCommand {
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
-    /// Export a run's events.
+    /// Export a run's events (exit 1 if a collector refuses or cannot be reached).
     Export {
         /// Run id or unique prefix.
         id: String,
-        /// Format (`jsonl`: one event per line).
-        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        /// Format (`jsonl`: one event per line; `otlp`: OTLP/JSON traces).
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "otlp"])]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(long, conflicts_with = "otlp")]
+        out: Option<PathBuf>,
+        /// POST the run as OTLP/JSON to this collector (`ENDPOINT/v1/traces`;
+        /// implies `--format otlp`).
+        #[arg(long, value_name = "ENDPOINT")]
+        otlp: Option<String>,
+    },
+    /// Render an incident review of a run from its evidence.
+    Review {
+        /// Run id or unique prefix.
+        id: String,
+        /// `markdown`, or `html` (a self-contained page).
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "html"])]
         format: String,
     },
 }
@@ -409,6 +442,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Tokens(cmd) => tokens(home()?, cmd),
         Command::Tools(cmd) => tools(home()?, cmd),
         Command::Approvals(cmd) => approvals(home()?, cmd),
+        Command::Report(args) => report(home()?, args),
         Command::Sign { wasm, key, out } => sign(&wasm, &key, out),
     }
 }
@@ -722,12 +756,23 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             }
             Ok(0)
         }
-        RunsCommand::Export { id, format: _ } => {
-            let row = store.run(&id)?;
-            let mut out = std::io::stdout().lock();
-            for e in store.events(&row.id)? {
-                let _ = writeln!(out, "{}", serde_json::to_string(&e).unwrap_or_default());
-            }
+        RunsCommand::Export {
+            id,
+            format,
+            out,
+            otlp,
+        } => export(&store, &id, &format, out.as_deref(), otlp.as_deref()),
+        RunsCommand::Review { id, format } => {
+            let keys = TrustedKeys::load(home.root())?;
+            let review = crate::review::load(&store, &keys, &id).map_err(|e| Failure {
+                code: EXIT_EVIDENCE,
+                message: e.to_string(),
+            })?;
+            let page = match format.as_str() {
+                "html" => crate::review::html(&review),
+                _ => crate::review::markdown(&review),
+            };
+            let _ = std::io::stdout().lock().write_all(page.as_bytes());
             Ok(0)
         }
         RunsCommand::Verify { id, all } => {
@@ -1148,4 +1193,81 @@ fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
             message: format!("token {e}"),
         }),
     }
+}
+
+/// `airlock report`.
+fn report(home: Home, args: ReportArgs) -> Result<i32, Failure> {
+    let store = open_store(&home)?;
+    let keys = TrustedKeys::load(home.root())?;
+    let filter = crate::report::ReportFilter {
+        since: args.since,
+        profile: args.profile,
+    };
+    let report = crate::report::compute(&store, &keys, &filter, std::time::SystemTime::now())
+        .map_err(|e| Failure {
+            code: match e {
+                crate::report::ReportError::WindowTooLong { .. } => EXIT_USAGE,
+                _ => EXIT_EVIDENCE,
+            },
+            message: e.to_string(),
+        })?;
+    if args.json {
+        say!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(crate::report::text(&report).as_bytes());
+    }
+    Ok(0)
+}
+
+/// `airlock runs export`: JSON lines or OTLP/JSON, to stdout, a file
+/// (`--out`) or a collector (`--otlp`). A collector that refuses or cannot be reached is exit 1
+/// (the export failed, the arguments were fine); a bad endpoint is exit 2.
+fn export(
+    store: &Store,
+    id: &str,
+    format: &str,
+    out: Option<&Path>,
+    otlp: Option<&str>,
+) -> Result<i32, Failure> {
+    use crate::otlp::OtlpError;
+    let row = store.run(id)?;
+    let events = store.events(&row.id)?;
+    let otlp_failure = |e: OtlpError| Failure {
+        code: match e {
+            OtlpError::BadEndpoint { .. } => EXIT_USAGE,
+            OtlpError::Unreachable { .. } | OtlpError::Refused { .. } => EXIT_EXPORT,
+            OtlpError::BadRunId { .. } | OtlpError::BadTime { .. } => EXIT_EVIDENCE,
+        },
+        message: e.to_string(),
+    };
+    let body = if format == "otlp" || otlp.is_some() {
+        crate::otlp::to_json(&row, &events).map_err(otlp_failure)?
+    } else {
+        events
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap_or_default() + "\n")
+            .collect()
+    };
+    if let Some(endpoint) = otlp {
+        let url = crate::otlp::post(endpoint, &body).map_err(otlp_failure)?;
+        eprintln!(
+            "airlock: exported run {} ({} spans) to {url}",
+            row.id,
+            events.len()
+        );
+        return Ok(0);
+    }
+    match out {
+        Some(path) => std::fs::write(path, body.as_bytes())
+            .map_err(|e| Failure::usage(format!("writing {}: {e}", path.display())))?,
+        None => {
+            let _ = std::io::stdout().lock().write_all(body.as_bytes());
+        }
+    }
+    Ok(0)
 }

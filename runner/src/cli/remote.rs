@@ -183,11 +183,24 @@ fn runs(client: &Client, cmd: RunsCommand) -> Result<i32, Failure> {
             }
             Ok(0)
         }
-        RunsCommand::Export { id, format: _ } => {
+        RunsCommand::Export {
+            id,
+            format,
+            out,
+            otlp,
+        } => {
+            if format != "jsonl" || out.is_some() || otlp.is_some() {
+                return Err(Failure::usage(
+                    "with --server, runs export prints JSON lines only; export OTLP on the server's host",
+                ));
+            }
             let text = client.get_text(&format!("/v1/runs/{}/evidence?format=jsonl", enc(&id)))?;
             print!("{text}");
             Ok(0)
         }
+        RunsCommand::Review { .. } => Err(Failure::usage(
+            "runs review works on the server's host only (the dashboard shows the same review)",
+        )),
         RunsCommand::Verify { id, all } => {
             let Some(id) = id.filter(|_| !all) else {
                 return Err(Failure::usage(
