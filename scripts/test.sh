@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: host unit tests, the end-to-end tests (which build the guest
-# components from examples/ and tests/guests/ first), and the guest SDK's
-# own tests.
+# components from examples/ and tests/guests/ first), the dashboard's
+# browser test (headless Chromium from Debian's packages, driven by
+# playwright-core from tests/dashboard/), and the guest SDK's own tests.
 #
 #   bash scripts/test.sh
 set -euo pipefail
@@ -10,6 +11,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 rustup target add wasm32-wasip2 >/dev/null
+if [ ! -x /usr/bin/chromium ]; then
+    echo "installing Debian's chromium for the dashboard test" >&2
+    sudo_or_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+    sudo_or_root apt-get update -qq >/dev/null
+    sudo_or_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+(cd tests/dashboard && npm ci --no-audit --no-fund --silent)
 bash scripts/build-guests.sh >/dev/null
 cargo test --locked --workspace
 cargo test --locked --manifest-path guest-sdk/Cargo.toml

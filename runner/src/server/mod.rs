@@ -10,6 +10,7 @@
 //! run is left unsealed and no recorded event is lost.
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod pool;
@@ -100,6 +101,7 @@ pub fn router(state: Arc<AppState>, config: &ServeConfig) -> Router {
             "/v1/tokens/{name}",
             axum::routing::delete(routes::revoke_token),
         )
+        .merge(dashboard::routes())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body))
