@@ -79,7 +79,10 @@ fn an_auditor_reads_a_run_and_an_approver_approves_in_the_browser() {
         if let Some(id) = pending.json[0]["id"].as_str() {
             break id.to_owned();
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no approval request");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no approval request"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
 
@@ -110,6 +113,10 @@ fn an_auditor_reads_a_run_and_an_approver_approves_in_the_browser() {
     for shot in ["run.png", "governance.png", "approvals.png"] {
         let path = artifacts().join(shot);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 1000, "screenshot {} missing or empty", path.display());
+        assert!(
+            size > 1000,
+            "screenshot {} missing or empty",
+            path.display()
+        );
     }
 }

@@ -267,7 +267,13 @@ fn approvals_are_decided_over_the_api_and_never_by_the_runs_submitter() {
 }
 
 /// Method, path, body, the roles allowed, and the status when allowed.
-type RouteCase = (&'static str, String, Option<Value>, &'static [&'static str], u16);
+type RouteCase = (
+    &'static str,
+    String,
+    Option<Value>,
+    &'static [&'static str],
+    u16,
+);
 
 #[test]
 fn each_role_reaches_its_routes_and_no_others() {

@@ -102,11 +102,11 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
 }
 
 impl Viewer {
-    fn require(&self, permission: Permission) -> Result<&Principal, Response> {
+    fn require(&self, permission: Permission) -> Result<&Principal, Box<Response>> {
         if self.0.role.allows(permission) {
             Ok(&self.0)
         } else {
-            Err(page(
+            Err(Box::new(page(
                 StatusCode::FORBIDDEN,
                 "Not allowed",
                 Some(&self.0),
@@ -115,7 +115,7 @@ impl Viewer {
                     esc(&self.0.name),
                     self.0.role
                 ),
-            ))
+            )))
         }
     }
 }
@@ -164,11 +164,7 @@ fn failure(viewer: &Principal, status: StatusCode, message: &str) -> Response {
 }
 
 fn badge(text: &str) -> String {
-    format!(
-        "<span class=\"badge {}\">{}</span>",
-        attr(text),
-        esc(text)
-    )
+    format!("<span class=\"badge {}\">{}</span>", attr(text), esc(text))
 }
 
 // ---- sign in ----
@@ -240,7 +236,7 @@ struct RunsQuery {
 async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQuery>) -> Response {
     let me = match viewer.require(Permission::ReadOwnRuns) {
         Ok(me) => me,
-        Err(denied) => return denied,
+        Err(denied) => return *denied,
     };
     let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let filter = RunFilter {
@@ -256,13 +252,28 @@ async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQue
     };
     let mut body = String::new();
     let statuses = [
-        "", "ok", "failed", "denied", "limit", "approval", "aborted", "interrupted", "running",
+        "",
+        "ok",
+        "failed",
+        "denied",
+        "limit",
+        "approval",
+        "aborted",
+        "interrupted",
+        "running",
     ];
     let options: String = statuses
         .iter()
         .map(|s| {
-            let selected = if filter.status.as_deref() == Some(*s) { " selected" } else { "" };
-            format!("<option value=\"{s}\"{selected}>{}</option>", if s.is_empty() { "any status" } else { s })
+            let selected = if filter.status.as_deref() == Some(*s) {
+                " selected"
+            } else {
+                ""
+            };
+            format!(
+                "<option value=\"{s}\"{selected}>{}</option>",
+                if s.is_empty() { "any status" } else { s }
+            )
         })
         .collect();
     let _ = write!(
@@ -298,24 +309,34 @@ async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQue
 }
 
 /// The run `id` if the viewer may read it.
-fn visible_run(state: &AppState, me: &Principal, id: &str) -> Result<crate::evidence::RunRow, Response> {
+fn visible_run(
+    state: &AppState,
+    me: &Principal,
+    id: &str,
+) -> Result<crate::evidence::RunRow, Box<Response>> {
     match state.runner.store.run(id) {
         Ok(row) if me.may_read_run(row.submitted_by.as_deref()) => Ok(row),
-        Ok(_) | Err(crate::evidence::StoreError::RunNotFound { .. }) => {
-            Err(failure(me, StatusCode::NOT_FOUND, &format!("no run matches {id}")))
-        }
-        Err(e) => Err(failure(me, StatusCode::BAD_REQUEST, &e.to_string())),
+        Ok(_) | Err(crate::evidence::StoreError::RunNotFound { .. }) => Err(Box::new(failure(
+            me,
+            StatusCode::NOT_FOUND,
+            &format!("no run matches {id}"),
+        ))),
+        Err(e) => Err(Box::new(failure(
+            me,
+            StatusCode::BAD_REQUEST,
+            &e.to_string(),
+        ))),
     }
 }
 
 async fn run_page(State(state): Shared, viewer: Viewer, Path(id): Path<String>) -> Response {
     let me = match viewer.require(Permission::ReadOwnRuns) {
         Ok(me) => me,
-        Err(denied) => return denied,
+        Err(denied) => return *denied,
     };
     let row = match visible_run(&state, me, &id) {
         Ok(row) => row,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let events = match state.runner.store.events(&row.id) {
         Ok(events) => events,
@@ -323,7 +344,9 @@ async fn run_page(State(state): Shared, viewer: Viewer, Path(id): Path<String>) 
     };
     let verification = TrustedKeys::load(state.runner.home.root())
         .map_err(|e| e.to_string())
-        .and_then(|keys| verify_run(&state.runner.store, &keys, &row.id).map_err(|e| e.to_string()));
+        .and_then(|keys| {
+            verify_run(&state.runner.store, &keys, &row.id).map_err(|e| e.to_string())
+        });
     let verdict = match &verification {
         Ok(v @ Verification::Intact { .. }) => format!(
             "<span class=\"badge intact\" id=\"verification\">verified: {}</span>",
@@ -391,11 +414,11 @@ fn timeline_row(e: &Event) -> String {
 async fn review_page(State(state): Shared, viewer: Viewer, Path(id): Path<String>) -> Response {
     let me = match viewer.require(Permission::ReadOwnRuns) {
         Ok(me) => me,
-        Err(denied) => return denied,
+        Err(denied) => return *denied,
     };
     let row = match visible_run(&state, me, &id) {
         Ok(row) => row,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let review = TrustedKeys::load(state.runner.home.root())
         .map_err(|e| e.to_string())
@@ -429,7 +452,7 @@ async fn approvals_page(
 ) -> Response {
     let me = match viewer.require(Permission::ReadApprovals) {
         Ok(me) => me,
-        Err(denied) => return denied,
+        Err(denied) => return *denied,
     };
     inbox(&state, me, q.done.as_deref(), None)
 }
@@ -443,8 +466,10 @@ fn inbox(state: &AppState, me: &Principal, done: Option<&str>, error: Option<&st
     let mine = |r: &&ApprovalRecord| {
         sees_all || r.approvers.contains(&me.name) || r.escalate_to == me.name
     };
-    let (open, closed): (Vec<&ApprovalRecord>, Vec<&ApprovalRecord>) =
-        records.iter().filter(mine).partition(|r| r.status.is_open());
+    let (open, closed): (Vec<&ApprovalRecord>, Vec<&ApprovalRecord>) = records
+        .iter()
+        .filter(mine)
+        .partition(|r| r.status.is_open());
     let mut body = String::new();
     if let Some(id) = done {
         let _ = write!(body, "<p class=\"card\">Decided {}.</p>", esc(id));
@@ -528,33 +553,47 @@ async fn decide(
 ) -> Response {
     let me = match viewer.require(Permission::DecideApprovals) {
         Ok(me) => me,
-        Err(denied) => return denied,
+        Err(denied) => return *denied,
     };
     let approve = match form.verdict.as_str() {
         "approve" => true,
         "deny" => false,
         other => {
-            return inbox(&state, me, None, Some(&format!("unknown verdict {other:?}")));
+            return inbox(
+                &state,
+                me,
+                None,
+                Some(&format!("unknown verdict {other:?}")),
+            );
         }
     };
     let approvals = Approvals::new(&state.runner.store);
-    let outcome = approvals.get(&id).map_err(|e| e.to_string()).and_then(|record| {
-        let submitted_by = state
-            .runner
-            .store
-            .run(&record.run_id)
-            .map_err(|e| e.to_string())?
-            .submitted_by;
-        if submitted_by.as_deref() == Some(me.name.as_str()) {
-            return Err(format!(
-                "you started run {}; a run's own submitter may not decide its approvals",
-                record.run_id
-            ));
-        }
-        approvals
-            .decide(&record.id, &me.name, approve, &form.reason, SystemTime::now())
-            .map_err(|e| e.to_string())
-    });
+    let outcome = approvals
+        .get(&id)
+        .map_err(|e| e.to_string())
+        .and_then(|record| {
+            let submitted_by = state
+                .runner
+                .store
+                .run(&record.run_id)
+                .map_err(|e| e.to_string())?
+                .submitted_by;
+            if submitted_by.as_deref() == Some(me.name.as_str()) {
+                return Err(format!(
+                    "you started run {}; a run's own submitter may not decide its approvals",
+                    record.run_id
+                ));
+            }
+            approvals
+                .decide(
+                    &record.id,
+                    &me.name,
+                    approve,
+                    &form.reason,
+                    SystemTime::now(),
+                )
+                .map_err(|e| e.to_string())
+        });
     match outcome {
         Ok(record) => Redirect::to(&format!("/approvals?done={}", record.id)).into_response(),
         Err(error) => inbox(&state, me, None, Some(&error)),
@@ -576,9 +615,12 @@ async fn governance_page(
 ) -> Response {
     let me = match viewer.require(Permission::ReadAllRuns) {
         Ok(me) => me,
-        Err(denied) => return denied,
+        Err(denied) => return *denied,
     };
-    let since_text = q.since.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "7d".to_owned());
+    let since_text = q
+        .since
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "7d".to_owned());
     let Ok(since) = humantime::parse_duration(&since_text) else {
         return failure(
             me,
@@ -604,12 +646,18 @@ async fn governance_page(
         Ok(records) => escalation_outcomes(&records, since),
         Err(e) => return failure(me, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    ok_page("Governance", me, &governance_body(&report, &outcomes, &since_text))
+    ok_page(
+        "Governance",
+        me,
+        &governance_body(&report, &outcomes, &since_text),
+    )
 }
 
 /// Approval requests in the window, counted by status.
 fn escalation_outcomes(records: &[ApprovalRecord], since: Duration) -> Vec<(String, f64)> {
-    let from = SystemTime::now().checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH);
+    let from = SystemTime::now()
+        .checked_sub(since)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut counts: std::collections::BTreeMap<String, f64> = Default::default();
     for r in records {
         let created = humantime::parse_rfc3339(&r.created_at).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -624,7 +672,10 @@ fn ratio_cell(r: &crate::report::Ratio) -> String {
     let rate = r
         .rate
         .map_or("n/a".to_owned(), |rate| format!("{:.1}%", rate * 100.0));
-    format!("<td>{rate}</td><td>{} / {}</td>", r.numerator, r.denominator)
+    format!(
+        "<td>{rate}</td><td>{} / {}</td>",
+        r.numerator, r.denominator
+    )
 }
 
 fn governance_body(report: &GovernanceReport, outcomes: &[(String, f64)], since: &str) -> String {
@@ -655,14 +706,23 @@ fn governance_body(report: &GovernanceReport, outcomes: &[(String, f64)], since:
         .daily
         .iter()
         .map(|d| {
-            let rate = if d.runs == 0 { 0.0 } else { d.conformant as f64 / d.runs as f64 * 100.0 };
+            let rate = if d.runs == 0 {
+                0.0
+            } else {
+                d.conformant as f64 / d.runs as f64 * 100.0
+            };
             (d.day.get(5..).unwrap_or(&d.day).to_owned(), rate)
         })
         .collect();
     let denials: Vec<(String, f64)> = report
         .daily
         .iter()
-        .map(|d| (d.day.get(5..).unwrap_or(&d.day).to_owned(), d.denials as f64))
+        .map(|d| {
+            (
+                d.day.get(5..).unwrap_or(&d.day).to_owned(),
+                d.denials as f64,
+            )
+        })
         .collect();
     let _ = write!(
         body,
@@ -675,11 +735,21 @@ fn governance_body(report: &GovernanceReport, outcomes: &[(String, f64)], since:
     );
     body.push_str("<h2>Denials by check</h2><table><tr><th>Check</th><th>Denials</th></tr>");
     for d in &report.denials.by_check {
-        let _ = write!(body, "<tr><td>{}</td><td>{}</td></tr>", esc(&d.name), d.count);
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(&d.name),
+            d.count
+        );
     }
     body.push_str("</table><h2>Denials by rule</h2><table><tr><th>Rule</th><th>Denials</th></tr>");
     for d in &report.denials.by_rule {
-        let _ = write!(body, "<tr><td>{}</td><td>{}</td></tr>", esc(&d.name), d.count);
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(&d.name),
+            d.count
+        );
     }
     body.push_str("</table>");
     body
@@ -706,7 +776,11 @@ fn bar_chart(values: &[(String, f64)], max: Option<f64>) -> String {
         let x = GAP + i as f64 * (BAR + GAP);
         let h = (value / top * HEIGHT).clamp(0.0, HEIGHT);
         let y = 14.0 + HEIGHT - h;
-        let shown = if value.fract() == 0.0 { format!("{value:.0}") } else { format!("{value:.1}") };
+        let shown = if value.fract() == 0.0 {
+            format!("{value:.0}")
+        } else {
+            format!("{value:.1}")
+        };
         let _ = write!(
             svg,
             "<rect x=\"{x}\" y=\"{y}\" width=\"{BAR}\" height=\"{h}\" fill=\"#4a78c2\"><title>{}: {shown}</title></rect>\
