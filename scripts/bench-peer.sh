@@ -92,8 +92,20 @@ fi
 if command -v hyperfine >/dev/null 2>&1; then
     cmds=("${airlock_cmd[*]}")
     [[ ${#wasmtime_cmd[@]} -gt 0 ]] && cmds+=("${wasmtime_cmd[*]}")
-    hyperfine -N --warmup 5 --runs "$runs" --export-markdown "$work/peer.md" "${cmds[@]}" >&2
-    cat "$work/peer.md"
+    hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/peer.json" "${cmds[@]}" >&2
+    # Medians: one slow outlier (the shared machine) moves a mean a lot.
+    python3 - "$work/peer.json" <<'EOF'
+import json, sys
+results = json.load(open(sys.argv[1]))["results"]
+base = results[-1]["median"]
+print("| command | median | p99 | mean ± σ | median / last |")
+print("| --- | --- | --- | --- | --- |")
+for r in results:
+    times = sorted(r["times"])
+    p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+    name = r["command"].split()[0].rsplit("/", 1)[-1] + " " + r["command"].split()[1]
+    print(f"| {name} | {r['median'] * 1000:.1f} ms | {p99 * 1000:.1f} ms | {r['mean'] * 1000:.1f} ± {r['stddev'] * 1000:.1f} ms | {r['median'] / base:.2f}× |")
+EOF
 else
     echo "hyperfine is not installed; timing with python3."
     python3 - "$runs" "${airlock_cmd[*]}" "${wasmtime_cmd[*]:-}" <<'EOF'

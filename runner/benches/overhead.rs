@@ -134,9 +134,17 @@ fn write_profile(dir: &Path, name: &str, extra: &str) -> Profile {
 fn sections() -> Vec<String> {
     match std::env::var("BENCH_ONLY") {
         Ok(v) if !v.trim().is_empty() => v.split(',').map(|s| s.trim().to_owned()).collect(),
-        _ => ["hello", "throughput", "churn", "http", "fuel", "density", "cold"]
-            .map(String::from)
-            .to_vec(),
+        _ => [
+            "hello",
+            "throughput",
+            "churn",
+            "http",
+            "fuel",
+            "density",
+            "cold",
+        ]
+        .map(String::from)
+        .to_vec(),
     }
 }
 
@@ -229,7 +237,10 @@ async fn bare_command(
     }
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
-    let command = pre.instantiate_async(&mut store).await.expect("instantiate");
+    let command = pre
+        .instantiate_async(&mut store)
+        .await
+        .expect("instantiate");
     command
         .wasi_cli_run()
         .call_run(&mut store)
@@ -283,10 +294,11 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|m| m
-                .lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+            .and_then(|m| m.lines().next().and_then(|l| l
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()))
             .unwrap_or(0)
             / 1024
     );
@@ -388,11 +400,7 @@ fn main() {
             us(governed.p99),
             us(governed.mean)
         );
-        ratio(
-            "hello governed / floor (p50, p99, mean)",
-            &governed,
-            &floor,
-        );
+        ratio("hello governed / floor (p50, p99, mean)", &governed, &floor);
     }
 
     if on("throughput") {
@@ -418,7 +426,9 @@ fn main() {
                     );
                     tasks.spawn(async move {
                         while left
-                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            })
                             .is_ok()
                         {
                             if governed {
@@ -634,7 +644,10 @@ fn main() {
                 if pending >= n {
                     return;
                 }
-                assert!(Instant::now() < deadline, "only {pending} of {n} runs waiting");
+                assert!(
+                    Instant::now() < deadline,
+                    "only {pending} of {n} runs waiting"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         };
@@ -654,7 +667,11 @@ fn main() {
                     request.clone(),
                 );
                 tasks.push(mt.spawn(async move {
-                    runner.run(&tool, &profile, request).await.expect("run").status
+                    runner
+                        .run(&tool, &profile, request)
+                        .await
+                        .expect("run")
+                        .status
                 }));
             }
         };
