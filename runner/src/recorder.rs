@@ -63,6 +63,30 @@ impl Recorder {
         self.lock().failed.clone()
     }
 
+    /// Commits what the log held before the guest starts
+    /// ([`RunLog::commit_deferred`]). A failure latches like a failed append.
+    pub fn commit_deferred(&self) -> Result<(), EvidenceUnavailable> {
+        let mut tally = self.lock();
+        if let Some(failed) = &tally.failed {
+            return Err(failed.clone());
+        }
+        self.log.commit_deferred().map_err(|e| {
+            let err = EvidenceUnavailable {
+                reason: e.to_string(),
+            };
+            tally.failed = Some(err.clone());
+            err
+        })
+    }
+
+    /// Holds what is recorded from now on until the seal
+    /// ([`RunLog::hold`]): call it once the guest has ended.
+    pub fn hold(&self) -> Result<(), EvidenceUnavailable> {
+        self.log.hold().map_err(|e| EvidenceUnavailable {
+            reason: e.to_string(),
+        })
+    }
+
     /// The run log, for sealing.
     pub fn into_log(self) -> RunLog {
         self.log

@@ -324,7 +324,9 @@ impl Runner {
         request: RunRequest,
     ) -> Result<RunReport, RunError> {
         let run_id = request.run_id.unwrap_or_else(uuid::Uuid::now_v7);
-        let log = self.store.begin_run(RunMeta {
+        // The row and the events before the guest starts are committed
+        // together, just before it starts (see `prepare_and_execute`).
+        let log = self.store.begin_run_deferred(RunMeta {
             id: run_id,
             tool: request.tool_name.clone(),
             tool_digest: tool.digest.clone(),
@@ -362,13 +364,11 @@ impl Runner {
                 let log = Arc::into_inner(recorder)
                     .ok_or(RunError::LogStillShared)?
                     .into_log();
-                log.append(
-                    EventDraft::new("run.end")
-                        .field("status", "failed")
-                        .field("error", reason),
-                )
-                .map_err(|e| RunError::Aborted(e.to_string()))?;
-                self.seal(log, RunStatus::Failed, serde_json::Value::Null)?;
+                let end = EventDraft::new("run.end")
+                    .field("status", "failed")
+                    .field("error", reason);
+                self.seal(log, end, RunStatus::Failed, serde_json::Value::Null)
+                    .await?;
                 return Err(report_error);
             }
         };
@@ -437,10 +437,6 @@ impl Runner {
         let log = Arc::into_inner(recorder)
             .ok_or(RunError::LogStillShared)?
             .into_log();
-        if let Err(failure) = log.append(end) {
-            status = RunStatus::Aborted;
-            error = Some(failure.to_string());
-        }
         let mut summary = serde_json::json!({
             "error": error,
             "guest_exit_code": guest_exit_code,
@@ -455,7 +451,7 @@ impl Runner {
         if let Some(original) = &replay_of {
             summary["replay_of"] = original.clone().into();
         }
-        let events = self.seal(log, status, summary)?;
+        let events = self.seal(log, end, status, summary).await?;
         Ok(RunReport {
             run_id,
             tool: request.tool_name,
@@ -555,22 +551,28 @@ impl Runner {
         }
     }
 
-    fn seal(
+    /// Appends `end` and seals the run in one durable commit; returns the
+    /// number of events the seal covers.
+    async fn seal(
         &self,
         log: RunLog,
+        end: EventDraft,
         status: RunStatus,
         result: serde_json::Value,
     ) -> Result<u64, RunError> {
-        let events = log.event_count();
-        log.seal(
-            RunOutcome {
-                status: status.as_str().to_owned(),
-                exit_code: status.exit_code(),
-                result,
-            },
-            &self.key,
-        )?;
-        Ok(events)
+        let outcome = RunOutcome {
+            status: status.as_str().to_owned(),
+            exit_code: status.exit_code(),
+            result,
+        };
+        let key = Arc::clone(&self.key);
+        // The seal waits for an fsync, shared with the seals of other runs
+        // ending meanwhile: wait off the async workers so they keep running
+        // other runs.
+        let seal = tokio::task::spawn_blocking(move || log.seal_with(end, outcome, &key))
+            .await
+            .map_err(|e| RunError::Aborted(format!("sealing the run's evidence: {e}")))??;
+        Ok(seal.event_count)
     }
 
     async fn prepare_and_execute(
@@ -682,6 +684,11 @@ impl Runner {
                 .field("timeout", profile.limits.timeout.label.clone())
                 .field("output", profile.limits.output.label.clone()),
         )?;
+        // Everything so far recorded decisions, not side effects; it is
+        // committed in one transaction here, before the guest's first
+        // instruction. From now on each event commits before its host call
+        // returns.
+        recorder.commit_deferred()?;
         let mut store = sandbox::store(self.runtime.engine(), state, profile)
             .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
 
@@ -720,6 +727,12 @@ impl Runner {
             )
         {
             ending = Ending::ApprovalDenied;
+        }
+        // The guest has ended: what is recorded from here on (captured
+        // output, the limit that stopped it, `run.end`) is written with the
+        // seal, in its one durable commit.
+        if let Err(e) = recorder.hold() {
+            ending = Ending::Evidence(e);
         }
         let fuel_left = store.get_fuel().unwrap_or(0);
         let usage = Usage {

@@ -15,13 +15,17 @@
 //! - [`store`]: [`Store`] (open, begin runs, queries, crash recovery);
 //! - [`runlog`]: [`RunLog`], the per-run appender and sealer;
 //! - [`seal`]: [`Seal`], the signed statement over a run's chain head;
-//! - [`verify`]: [`verify_run`] / [`verify_all`] and the [`Problem`]s they report.
+//! - [`verify`]: [`verify_run`] / [`verify_all`] and the [`Problem`]s they report;
+//! - [`writer`]: the one writer connection and the shared fsync of seals.
 //!
 //! What it defends against:
-//! - **Lost evidence on a crash.** Each event is its own committed WAL
-//!   transaction before `append` returns (survives the process being
-//!   killed); each seal is committed with `synchronous = FULL`, which fsyncs
-//!   the WAL and with it every earlier event (survives power loss).
+//! - **Lost evidence on a crash.** Each event that records a side effect is
+//!   its own committed WAL transaction before `append` returns (survives the
+//!   process being killed); what a run records before its guest starts and
+//!   after it ends, which no side effect waits on, is committed in one
+//!   transaction at the start and with the seal. A seal counts only once the
+//!   WAL is fsynced past it, and with it every earlier event (survives power
+//!   loss); the result is returned after that.
 //! - **Edits to the database after the fact.** Editing, deleting, inserting
 //!   or reordering events breaks the hash chain or disagrees with the signed
 //!   seal; forging a seal needs the runner's private key; deleting a whole
@@ -44,6 +48,7 @@ pub mod schema;
 pub mod seal;
 pub mod store;
 pub mod verify;
+pub mod writer;
 
 #[cfg(test)]
 mod tests;

@@ -1,17 +1,29 @@
 //! [`RunLog`]: the append-only evidence log of one run in progress, and its seal.
 //!
 //! The log is the run's [`EvidenceSink`]. Each `append` assigns the next
-//! `seq`, the time, `prev` and `hash`, and commits the event in its own
-//! transaction before returning, so the host call it records cannot return
-//! to the guest first. [`RunLog::seal`] ends the log.
+//! `seq`, the time, `prev` and `hash`. A live log commits each event in its
+//! own transaction before returning, so the host call it records cannot
+//! return to the guest first. A log started with
+//! [`Store::begin_run_deferred`](super::Store::begin_run_deferred) holds the
+//! run's row and its events in memory until [`RunLog::commit_deferred`]
+//! writes them in one transaction: for what happens before the guest starts
+//! (`run.request`, admission checks, `run.start`), which records no side
+//! effect the guest could observe. The runner commits them before it
+//! instantiates the guest. Once the guest has ended, [`RunLog::hold`] holds
+//! the events recorded after it (captured output, an exceeded limit) the same
+//! way, and [`RunLog::seal_with`] writes whatever is held, the final event
+//! and the seal in one transaction with one fsync, grouped with the seals of
+//! other runs finishing at the same time.
 //!
 //! What it defends against:
 //! - **Side effects without evidence.** Any failure to commit becomes
-//!   [`EvidenceUnavailable`], which aborts the run (exit 6).
-//! - **Interleaving across runs and processes.** One SQLite connection per
-//!   run, every write in a `BEGIN IMMEDIATE` transaction (one writer at a
-//!   time, waiting up to [`BUSY_TIMEOUT`](super::schema::BUSY_TIMEOUT)), and
-//!   a per-run mutex that keeps `seq`/`prev` consistent across host threads.
+//!   [`EvidenceUnavailable`], which aborts the run (exit 6). Once the
+//!   deferred part is committed, every append is committed before it returns.
+//! - **Interleaving across runs and processes.** Every write in a `BEGIN
+//!   IMMEDIATE` transaction (one writer at a time, waiting up to
+//!   [`BUSY_TIMEOUT`](super::schema::BUSY_TIMEOUT)) on the store's one writer
+//!   connection ([`super::writer`]), and a per-run mutex that keeps
+//!   `seq`/`prev` consistent across host threads.
 //! - **Writing to a run someone else closed.** Each append and the seal
 //!   re-check inside the transaction that the run is still `running` (a
 //!   recovering process may have closed it if this run's lock file was
@@ -19,20 +31,23 @@
 //! - **Hiding a crash.** Dropping a `RunLog` without sealing does nothing but
 //!   release its lock, exactly like the process dying: the run stays
 //!   `running` and the next [`Store::recover_interrupted`](super::Store::recover_interrupted)
-//!   marks it `interrupted`.
+//!   marks it `interrupted`. A deferred run whose row was never written
+//!   leaves nothing to recover (no guest instruction ran); its lock file is
+//!   removed.
 
 use super::GENESIS_PREV;
 use super::StoreError;
-use super::chain::Event;
+use super::chain::{BuiltEvent, Event};
 use super::schema::describe_sqlite_error;
 use super::seal::{Seal, seal_in_tx};
-use super::store::{finish_run, insert_event, run_status};
+use super::store::{PendingRow, finish_run, insert_event, insert_run_row, run_status};
+use super::writer::Writer;
 use crate::keys::RunnerKey;
 use airlock_host_api::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
 use rusqlite::{Connection, TransactionBehavior};
 use std::fs::{self, File};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How a run ended, recorded in its row when it is sealed.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,38 +62,58 @@ pub struct RunOutcome {
 
 /// The evidence log of one run in progress. `Send + Sync`.
 ///
-/// Holds the run's own database connection and its lock file. Seal it with
-/// [`RunLog::seal`] after appending the final `run.end` event; dropping it
-/// unsealed leaves the run to [`Store::recover_interrupted`](super::Store::recover_interrupted).
+/// Holds the run's lock file; commits through the store's writer
+/// connection. Seal it with [`RunLog::seal_with`] (or [`RunLog::seal`]
+/// after appending the final `run.end` event); dropping it unsealed leaves
+/// the run to [`Store::recover_interrupted`](super::Store::recover_interrupted).
 #[derive(Debug)]
 pub struct RunLog {
     run_id: String,
+    writer: Arc<Writer>,
     state: Mutex<LogState>,
     lock_path: PathBuf,
     /// Held (locked) for the run's lifetime; released when dropped.
-    _lock: File,
+    lock: Option<File>,
 }
 
 #[derive(Debug)]
 struct LogState {
-    conn: Connection,
-    /// seq of the last committed event (0 before the first).
+    /// seq of the last appended event (0 before the first).
     last_seq: u64,
-    /// hash of the last committed event ([`GENESIS_PREV`] before the first).
+    /// hash of the last appended event ([`GENESIS_PREV`] before the first).
     head: String,
+    /// The run's row while it is not in the database yet.
+    row: Option<PendingRow>,
+    /// Events appended but not committed yet (deferred mode only).
+    held: Vec<BuiltEvent>,
+    /// Whether appends are held (until [`RunLog::commit_deferred`] or the
+    /// seal) instead of committed.
+    deferred: bool,
 }
 
 impl RunLog {
-    pub(crate) fn new(run_id: String, conn: Connection, lock: File, lock_path: PathBuf) -> RunLog {
+    /// A log whose row is already committed (`row: None`, live appends) or
+    /// held with its first events until [`RunLog::commit_deferred`].
+    pub(crate) fn new(
+        run_id: String,
+        writer: Arc<Writer>,
+        row: Option<PendingRow>,
+        lock: File,
+        lock_path: PathBuf,
+    ) -> RunLog {
+        let deferred = row.is_some();
         RunLog {
             run_id,
+            writer,
             state: Mutex::new(LogState {
-                conn,
                 last_seq: 0,
                 head: GENESIS_PREV.to_owned(),
+                row,
+                held: Vec::new(),
+                deferred,
             }),
             lock_path,
-            _lock: lock,
+            lock: Some(lock),
         }
     }
 
@@ -87,7 +122,7 @@ impl RunLog {
         &self.run_id
     }
 
-    /// Number of events committed so far.
+    /// Number of events appended so far (committed, or held in deferred mode).
     pub fn event_count(&self) -> u64 {
         match self.state.lock() {
             Ok(state) => state.last_seq,
@@ -95,76 +130,170 @@ impl RunLog {
         }
     }
 
-    /// Appends `draft`, committing it before returning. Like
-    /// [`EvidenceSink::append`] but with the full [`StoreError`] and the
-    /// stored [`Event`].
-    pub fn append_event(&self, draft: EventDraft) -> Result<Event, StoreError> {
-        let mut state = self.state.lock().map_err(|_| StoreError::Poisoned {
+    fn lock_state(&self) -> Result<MutexGuard<'_, LogState>, StoreError> {
+        self.state.lock().map_err(|_| StoreError::Poisoned {
             run_id: self.run_id.clone(),
-        })?;
-        let seq = state.last_seq + 1;
-        let built = Event::build(&self.run_id, seq, &state.head, draft)?;
-        let tx = state
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::sqlite("starting an event transaction"))?;
-        ensure_running(&tx, &self.run_id)?;
-        insert_event(&tx, &built)?;
-        tx.commit()
-            .map_err(StoreError::sqlite("committing an event"))?;
-        // Only a committed event moves the chain forward.
-        state.last_seq = seq;
-        state.head = built.event.hash.clone();
-        Ok(built.event)
+        })
     }
 
-    /// Seals the run: in one `BEGIN IMMEDIATE` transaction, signs the chain
-    /// head with `key`, links the seal to the newest existing seal, inserts
-    /// it and records `outcome` in the run row. The transaction is committed
-    /// with `synchronous = FULL`, so SQLite fsyncs the WAL — this seal and
-    /// every earlier event of every run — before this returns. Then the
+    /// Appends `draft`: committed before returning on a live log, held on a
+    /// deferred one. Like [`EvidenceSink::append`] but with the full
+    /// [`StoreError`] and the stored [`Event`].
+    pub fn append_event(&self, draft: EventDraft) -> Result<Event, StoreError> {
+        let mut state = self.lock_state()?;
+        let seq = state.last_seq + 1;
+        let built = Event::build(&self.run_id, seq, &state.head, draft)?;
+        let event = built.event.clone();
+        if state.deferred {
+            state.held.push(built);
+        } else {
+            self.writer.write(|conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(StoreError::sqlite("starting an event transaction"))?;
+                ensure_running(&tx, &self.run_id)?;
+                insert_event(&tx, &built)?;
+                tx.commit()
+                    .map_err(StoreError::sqlite("committing an event"))
+            })?;
+        }
+        // Only an appended (committed or held) event moves the chain forward.
+        state.last_seq = seq;
+        state.head = event.hash.clone();
+        Ok(event)
+    }
+
+    /// Commits the run's row and the held events in one transaction and
+    /// makes the log live: from now on every append is committed before it
+    /// returns. Call it before the guest runs its first instruction. A no-op
+    /// on a live log.
+    pub fn commit_deferred(&self) -> Result<(), StoreError> {
+        let mut state = self.lock_state()?;
+        if !state.deferred {
+            return Ok(());
+        }
+        self.writer.write(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(StoreError::sqlite("starting the run"))?;
+            match &state.row {
+                Some(row) => insert_run_row(&tx, &self.run_id, row)?,
+                None => ensure_running(&tx, &self.run_id)?,
+            }
+            for built in &state.held {
+                insert_event(&tx, built)?;
+            }
+            tx.commit()
+                .map_err(StoreError::sqlite("committing the start of the run"))
+        })?;
+        state.row = None;
+        state.held.clear();
+        state.deferred = false;
+        Ok(())
+    }
+
+    /// Holds later appends in memory until the seal writes them: for what
+    /// is recorded after the guest ended (captured output, the limit that
+    /// stopped it), which no host call waits on. Call it only once no guest
+    /// code can run any more.
+    pub fn hold(&self) -> Result<(), StoreError> {
+        self.lock_state()?.deferred = true;
+        Ok(())
+    }
+
+    /// Seals the run after its final event was appended: see
+    /// [`RunLog::seal_with`], without an event to add.
+    pub fn seal(self, outcome: RunOutcome, key: &RunnerKey) -> Result<Seal, StoreError> {
+        self.finish(None, outcome, key)
+    }
+
+    /// Appends `end` (the run's `run.end`) and seals the run, in one
+    /// `BEGIN IMMEDIATE` transaction: writes the row and events still held,
+    /// signs the chain head with `key`, links the seal to the newest
+    /// existing seal, inserts it and records `outcome` in the run row. Then
+    /// waits until the WAL is fsynced past that commit — this seal and every
+    /// earlier event of every run — before returning; seals of other runs
+    /// ending at the same time share the fsync ([`super::writer`]). Then the
     /// run's lock file is removed.
     ///
-    /// The seal covers the events this log committed (its own `seq` and
+    /// The seal covers the events this log appended (its own `seq` and
     /// head), not whatever the table holds now, so rows edited during the run
-    /// show up in verification instead of being signed. Append the `run.end`
-    /// event first. If sealing fails the run stays `running` and is
-    /// recovered as `interrupted` by the next invocation.
-    pub fn seal(self, outcome: RunOutcome, key: &RunnerKey) -> Result<Seal, StoreError> {
-        let RunLog {
-            run_id,
-            state,
-            lock_path,
-            _lock: lock,
-        } = self;
-        let mut state = state.into_inner().map_err(|_| StoreError::Poisoned {
-            run_id: run_id.clone(),
-        })?;
-        // FULL: the commit below fsyncs the WAL. Durability of the seal is
-        // what lets `airlock run` report a result.
-        state
-            .conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(StoreError::sqlite(
-                "setting synchronous = FULL for the seal",
-            ))?;
-        let (head, count) = (state.head.clone(), state.last_seq);
-        let tx = state
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::sqlite("starting the seal transaction"))?;
-        ensure_running(&tx, &run_id)?;
-        let seal = seal_in_tx(&tx, &run_id, &head, count, key)?;
-        finish_run(&tx, &run_id, &outcome, count, &seal.sealed_at)?;
-        tx.commit()
-            .map_err(StoreError::sqlite("committing the seal"))?;
-        // The run is no longer `running`; the lock file has done its job.
-        if let Err(e) = fs::remove_file(&lock_path) {
-            tracing::warn!(run_id = %run_id, path = %lock_path.display(), error = %e, "could not remove the run's lock file");
+    /// show up in verification instead of being signed. If sealing fails the
+    /// run stays `running` (or was never written, if nothing of it was
+    /// committed) and is recovered as `interrupted` by the next invocation;
+    /// if only the fsync fails, the error is returned all the same (the
+    /// result must not be reported).
+    pub fn seal_with(
+        self,
+        end: EventDraft,
+        outcome: RunOutcome,
+        key: &RunnerKey,
+    ) -> Result<Seal, StoreError> {
+        self.finish(Some(end), outcome, key)
+    }
+
+    fn finish(
+        mut self,
+        end: Option<EventDraft>,
+        outcome: RunOutcome,
+        key: &RunnerKey,
+    ) -> Result<Seal, StoreError> {
+        let (seal, commit) = {
+            let state = self.lock_state()?;
+            let mut end_event = None;
+            let (mut head, mut count) = (state.head.clone(), state.last_seq);
+            if let Some(end) = end {
+                let built = Event::build(&self.run_id, count + 1, &head, end)?;
+                count += 1;
+                head = built.event.hash.clone();
+                end_event = Some(built);
+            }
+            self.writer.write(|conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(StoreError::sqlite("starting the seal transaction"))?;
+                match &state.row {
+                    Some(row) => insert_run_row(&tx, &self.run_id, row)?,
+                    None => ensure_running(&tx, &self.run_id)?,
+                }
+                for built in state.held.iter().chain(&end_event) {
+                    insert_event(&tx, built)?;
+                }
+                let seal = seal_in_tx(&tx, &self.run_id, &head, count, key)?;
+                finish_run(&tx, &self.run_id, &outcome, count, &seal.sealed_at)?;
+                tx.commit()
+                    .map_err(StoreError::sqlite("committing the seal"))?;
+                Ok(seal)
+            })?
+        };
+        if let Ok(state) = self.state.get_mut() {
+            // Written: the row exists now, and nothing is held.
+            state.row = None;
+            state.held.clear();
         }
-        drop(lock);
-        tracing::debug!(run_id = %run_id, position = seal.position, events = count, "sealed run");
+        // The seal is committed; it counts only once it is on disk.
+        self.writer.sync_through(commit)?;
+        // The run is no longer `running`; the lock file has done its job.
+        if let Err(e) = fs::remove_file(&self.lock_path) {
+            tracing::warn!(run_id = %self.run_id, path = %self.lock_path.display(), error = %e, "could not remove the run's lock file");
+        }
+        self.lock.take();
+        tracing::debug!(run_id = %self.run_id, position = seal.position, events = seal.event_count, "sealed run");
         Ok(seal)
+    }
+}
+
+impl Drop for RunLog {
+    fn drop(&mut self) {
+        // A run whose row was never written has nothing to recover: its
+        // lock file would only be litter.
+        let unwritten = match self.state.get_mut() {
+            Ok(state) => state.row.is_some(),
+            Err(poisoned) => poisoned.into_inner().row.is_some(),
+        };
+        if self.lock.take().is_some() && unwritten {
+            let _ = fs::remove_file(&self.lock_path);
+        }
     }
 }
 

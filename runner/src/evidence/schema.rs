@@ -152,8 +152,9 @@ pub const MIGRATIONS: &[&str] = &[
 ///
 /// `synchronous = NORMAL` in WAL mode: a commit is in the WAL (in the OS page
 /// cache) when it returns, so it survives the process being killed; the WAL
-/// is fsynced at checkpoints and whenever a connection commits with
-/// `synchronous = FULL`, which sealing does (see [`super::RunLog::seal`]).
+/// is fsynced at checkpoints, whenever a connection commits with
+/// `synchronous = FULL` (recovery does), and after each seal's commit (see
+/// [`super::writer`]).
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,

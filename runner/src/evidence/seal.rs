@@ -20,7 +20,7 @@
 use super::StoreError;
 use super::chain::now_rfc3339;
 use crate::keys::RunnerKey;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 /// A run's seal as stored.
@@ -76,7 +76,7 @@ impl Seal {
 /// `BEGIN IMMEDIATE` transaction so no other seal can take the position.
 /// Also records the key's public half in `keys` (for reference only).
 pub(crate) fn seal_in_tx(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     run_id: &str,
     head_hash: &str,
     event_count: u64,
@@ -84,14 +84,16 @@ pub(crate) fn seal_in_tx(
 ) -> Result<Seal, StoreError> {
     // The newest seal. Rows whose position is not an integer (edited) are
     // skipped here and reported by verification.
+    // Statements cached: they run once per sealed run.
     let last: Option<(i64, String)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT position, signature FROM seals WHERE typeof(position) = 'integer'
              ORDER BY position DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
         )
-        .optional()
+        .and_then(|mut stmt| {
+            stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
         .map_err(StoreError::sqlite("reading the previous seal"))?;
     let (position, prev_seal) = match last {
         None => (1_u64, None),
@@ -124,10 +126,12 @@ pub(crate) fn seal_in_tx(
 
     let position_sql = to_sql_int(run_id, "seal position", seal.position)?;
     let count_sql = to_sql_int(run_id, "event count", seal.event_count)?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO seals (run_id, position, head_hash, event_count, prev_seal, key_id, signature, sealed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
             seal.run_id,
             position_sql,
             seal.head_hash,
@@ -136,13 +140,13 @@ pub(crate) fn seal_in_tx(
             seal.key_id,
             seal.signature,
             seal.sealed_at
-        ],
-    )
+        ])
+    })
     .map_err(StoreError::sqlite("inserting the seal"))?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO keys (key_id, public_key, added_at) VALUES (?1, ?2, ?3)",
-        params![key.key_id(), key.public_key_hex(), seal.sealed_at],
     )
+    .and_then(|mut stmt| stmt.execute(params![key.key_id(), key.public_key_hex(), seal.sealed_at]))
     .map_err(StoreError::sqlite("recording the runner's public key"))?;
     Ok(seal)
 }

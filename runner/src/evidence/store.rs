@@ -25,18 +25,19 @@ use super::chain::{BuiltEvent, Event, is_envelope_field};
 use super::runlog::{RunLog, RunOutcome};
 use super::schema::{DB_FILE, migrate, open_connection};
 use super::seal::{Seal, seal_in_tx, to_sql_int};
+use super::writer::Writer;
 use super::{GENESIS_PREV, StoreError};
 use crate::keys::RunnerKey;
 use airlock_host_api::evidence::EventDraft;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Shortest run id prefix [`Store::run`] accepts. Eight hex characters of a
 /// UUID v7 are its first 32 timestamp bits (about 49 days at millisecond
@@ -118,13 +119,15 @@ pub struct RunRow {
 /// The evidence database of one airlock home (`home/airlock.db`).
 ///
 /// `Store` is `Send + Sync`; its own connection (for queries, recovery and
-/// verification) is behind a mutex. Each run gets its own connection in its
-/// [`RunLog`], so concurrent runs in one process do not serialize on it.
+/// verification) is behind a mutex. Runs write through one other connection
+/// and share the fsyncs of their seals ([`super::writer`]), so queries do
+/// not wait on runs' writes.
 #[derive(Debug)]
 pub struct Store {
     home: PathBuf,
     db_path: PathBuf,
     conn: Mutex<Connection>,
+    writer: Arc<Writer>,
 }
 
 impl Store {
@@ -143,6 +146,7 @@ impl Store {
         }
         Ok(Store {
             home: home.to_owned(),
+            writer: Arc::new(Writer::new(db_path.clone())),
             db_path,
             conn: Mutex::new(conn),
         })
@@ -165,16 +169,48 @@ impl Store {
     }
 
     /// Starts a run: takes the run's lock file, inserts the run with status
-    /// `running` and this process's pid, and returns its log (with its own
-    /// database connection).
+    /// `running` and this process's pid, and returns its log, which commits
+    /// every append before returning.
     pub fn begin_run(&self, meta: RunMeta) -> Result<RunLog, StoreError> {
+        self.start(meta, false)
+    }
+
+    /// Starts a run like [`Store::begin_run`], but holds the run's row and
+    /// its first events in memory until [`RunLog::commit_deferred`] (or the
+    /// seal) writes them in one transaction. For the events before the guest
+    /// starts, which record no side effect: call `commit_deferred` before
+    /// the guest's first instruction.
+    pub fn begin_run_deferred(&self, meta: RunMeta) -> Result<RunLog, StoreError> {
+        self.start(meta, true)
+    }
+
+    fn start(&self, meta: RunMeta, deferred: bool) -> Result<RunLog, StoreError> {
         let run_id = meta.id.hyphenated().to_string();
         // Lock first, row second: a `running` row without a held lock always
         // means a dead owner, never one that is still starting.
         let lock_path = lock_path(&self.home, &meta.id);
         let lock = create_lock(&lock_path, &run_id)?;
-        match self.insert_run(&run_id, &meta) {
-            Ok(conn) => Ok(RunLog::new(run_id, conn, lock, lock_path)),
+        let row = PendingRow {
+            meta,
+            started_at: super::chain::now_rfc3339(),
+        };
+        if deferred {
+            return Ok(RunLog::new(
+                run_id,
+                Arc::clone(&self.writer),
+                Some(row),
+                lock,
+                lock_path,
+            ));
+        }
+        match self.insert_run(&run_id, &row) {
+            Ok(()) => Ok(RunLog::new(
+                run_id,
+                Arc::clone(&self.writer),
+                None,
+                lock,
+                lock_path,
+            )),
             Err(e) => {
                 drop(lock);
                 let _ = fs::remove_file(&lock_path);
@@ -183,36 +219,17 @@ impl Store {
         }
     }
 
-    fn insert_run(&self, run_id: &str, meta: &RunMeta) -> Result<Connection, StoreError> {
-        let mut conn = open_connection(&self.db_path)?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::sqlite("starting the run"))?;
-        let inserted = tx.execute(
-            "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid, submitted_by)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, 0, ?6, ?7)",
-            params![
-                run_id,
-                meta.tool,
-                meta.tool_digest,
-                meta.profile,
-                super::chain::now_rfc3339(),
-                std::process::id(),
-                meta.submitted_by
-            ],
-        );
-        match inserted {
-            Ok(_) => {}
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                return Err(StoreError::DuplicateRun {
-                    run_id: run_id.to_owned(),
-                });
-            }
-            Err(e) => return Err(StoreError::sqlite("inserting the run")(e)),
-        }
-        tx.commit()
-            .map_err(StoreError::sqlite("committing the new run"))?;
-        Ok(conn)
+    fn insert_run(&self, run_id: &str, row: &PendingRow) -> Result<(), StoreError> {
+        self.writer
+            .write(|conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(StoreError::sqlite("starting the run"))?;
+                insert_run_row(&tx, run_id, row)?;
+                tx.commit()
+                    .map_err(StoreError::sqlite("committing the new run"))
+            })
+            .map(drop)
     }
 
     /// Ends and seals every run still `running` whose owner is gone (its lock
@@ -565,8 +582,50 @@ pub(crate) fn run_status(conn: &Connection, run_id: &str) -> Result<Option<Strin
         .map_err(StoreError::sqlite("reading the run's status"))
 }
 
+/// A run row not yet in the database: inserted by the run's first commit.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRow {
+    pub(crate) meta: RunMeta,
+    /// When the run began (not when the row was written), RFC 3339 UTC.
+    pub(crate) started_at: String,
+}
+
+/// Inserts a new run's row with status `running` and this process's pid.
+pub(crate) fn insert_run_row(
+    conn: &Connection,
+    run_id: &str,
+    row: &PendingRow,
+) -> Result<(), StoreError> {
+    let meta = &row.meta;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid, submitted_by)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, 0, ?6, ?7)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                run_id,
+                meta.tool,
+                meta.tool_digest,
+                meta.profile,
+                row.started_at,
+                std::process::id(),
+                meta.submitted_by
+            ])
+        });
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            Err(StoreError::DuplicateRun {
+                run_id: run_id.to_owned(),
+            })
+        }
+        Err(e) => Err(StoreError::sqlite("inserting the run")(e)),
+    }
+}
+
 /// Inserts one built event.
-pub(crate) fn insert_event(tx: &Transaction<'_>, built: &BuiltEvent) -> Result<(), StoreError> {
+pub(crate) fn insert_event(tx: &Connection, built: &BuiltEvent) -> Result<(), StoreError> {
     let e = &built.event;
     let seq = to_sql_int(&e.run_id, "event seq", e.seq)?;
     // Cached: the statement of the hot path, once per side effect.
@@ -593,7 +652,7 @@ pub(crate) fn insert_event(tx: &Transaction<'_>, built: &BuiltEvent) -> Result<(
 
 /// Records the run's final status in its row (inside the sealing transaction).
 pub(crate) fn finish_run(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     run_id: &str,
     outcome: &RunOutcome,
     event_count: u64,
@@ -610,11 +669,20 @@ pub(crate) fn finish_run(
     };
     let count = to_sql_int(run_id, "event count", event_count)?;
     let changed = tx
-        .execute(
+        .prepare_cached(
             "UPDATE runs SET status = ?2, exit_code = ?3, ended_at = ?4, event_count = ?5, result = ?6
              WHERE id = ?1 AND status = 'running'",
-            params![run_id, outcome.status, outcome.exit_code, ended_at, count, result_text],
         )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                run_id,
+                outcome.status,
+                outcome.exit_code,
+                ended_at,
+                count,
+                result_text
+            ])
+        })
         .map_err(StoreError::sqlite("recording the run's outcome"))?;
     if changed != 1 {
         let status = run_status(tx, run_id)?.unwrap_or_else(|| "missing".to_owned());

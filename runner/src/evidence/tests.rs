@@ -870,3 +870,149 @@ fn verification_serializes_for_json_output() -> TestResult {
     assert_eq!(json["first_bad_seq"], 3);
     Ok(())
 }
+
+fn deferred(fx: &Fixture) -> Res<RunLog> {
+    Ok(fx.store.begin_run_deferred(RunMeta {
+        id: uuid::Uuid::now_v7(),
+        tool: "report-writer".into(),
+        tool_digest: "sha256:abc".into(),
+        profile: "ro-data".into(),
+        submitted_by: None,
+    })?)
+}
+
+fn stored_events(raw: &Connection, run_id: &str) -> Res<i64> {
+    Ok(raw.query_row(
+        "SELECT count(*) FROM events WHERE run_id = ?1",
+        params![run_id],
+        |r| r.get(0),
+    )?)
+}
+
+fn stored_runs(raw: &Connection, run_id: &str) -> Res<i64> {
+    Ok(raw.query_row(
+        "SELECT count(*) FROM runs WHERE id = ?1",
+        params![run_id],
+        |r| r.get(0),
+    )?)
+}
+
+#[test]
+fn deferred_run_commits_its_start_at_once_then_every_event() -> TestResult {
+    let fx = Fixture::new()?;
+    let raw = fx.raw()?;
+    let log = deferred(&fx)?;
+    let id = log.run_id().to_owned();
+    log.append(EventDraft::new("run.request"))?;
+    log.append(EventDraft::new("admission.check").decision(Decision::Allowed))?;
+    log.append(EventDraft::new("run.start"))?;
+    // Held: neither the row nor the events are in the database yet.
+    assert_eq!((stored_runs(&raw, &id)?, stored_events(&raw, &id)?), (0, 0));
+    assert_eq!(log.event_count(), 3);
+
+    log.commit_deferred()?;
+    assert_eq!((stored_runs(&raw, &id)?, stored_events(&raw, &id)?), (1, 3));
+    assert_eq!(fx.store.run(&id)?.status, "running");
+    // Live: each append is in the database when it returns.
+    log.append(
+        EventDraft::new("fs.write")
+            .decision(Decision::Allowed)
+            .target("/out/a"),
+    )?;
+    assert_eq!(stored_events(&raw, &id)?, 4);
+
+    // After the guest: held again until the seal writes them with run.end.
+    log.hold()?;
+    log.append(EventDraft::new("output").target("stdout"))?;
+    assert_eq!(stored_events(&raw, &id)?, 4);
+    let seal = log.seal_with(
+        EventDraft::new("run.end").field("status", "ok"),
+        RunOutcome {
+            status: "ok".into(),
+            exit_code: 0,
+            result: serde_json::Value::Null,
+        },
+        &fx.key,
+    )?;
+    assert_eq!(seal.event_count, 6);
+    let kinds: Vec<String> = fx.store.events(&id)?.into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "run.request",
+            "admission.check",
+            "run.start",
+            "fs.write",
+            "output",
+            "run.end"
+        ]
+    );
+    assert_eq!(fx.store.run(&id)?.status, "ok");
+    assert_eq!(
+        fx.verify(&id)?,
+        Verification::Intact {
+            events: 6,
+            seal_position: Some(1)
+        }
+    );
+    assert_eq!(
+        std::fs::read_dir(fx.home.path().join("running"))?.count(),
+        0
+    );
+    Ok(())
+}
+
+#[test]
+fn deferred_run_sealed_before_any_commit_is_written_whole() -> TestResult {
+    let fx = Fixture::new()?;
+    let log = deferred(&fx)?;
+    let id = log.run_id().to_owned();
+    log.append(EventDraft::new("run.request"))?;
+    log.append(EventDraft::new("admission.check").decision(Decision::Denied))?;
+    log.seal_with(
+        EventDraft::new("run.end").field("status", "denied"),
+        RunOutcome {
+            status: "denied".into(),
+            exit_code: 3,
+            result: serde_json::Value::Null,
+        },
+        &fx.key,
+    )?;
+    let row = fx.store.run(&id)?;
+    assert_eq!((row.status.as_str(), row.event_count), ("denied", 3));
+    assert!(fx.verify(&id)?.is_intact());
+    Ok(())
+}
+
+#[test]
+fn deferred_run_dropped_before_its_start_leaves_nothing() -> TestResult {
+    let fx = Fixture::new()?;
+    let raw = fx.raw()?;
+    let log = deferred(&fx)?;
+    let id = log.run_id().to_owned();
+    log.append(EventDraft::new("run.request"))?;
+    drop(log); // the process "dies" before the guest could start
+    assert_eq!((stored_runs(&raw, &id)?, stored_events(&raw, &id)?), (0, 0));
+    assert!(fx.store.recover_interrupted(&fx.key)?.is_empty());
+    assert_eq!(
+        std::fs::read_dir(fx.home.path().join("running"))?.count(),
+        0
+    );
+    Ok(())
+}
+
+#[test]
+fn deferred_run_dropped_after_its_start_is_recovered() -> TestResult {
+    let fx = Fixture::new()?;
+    let log = deferred(&fx)?;
+    let id = log.run_id().to_owned();
+    log.append(EventDraft::new("run.start"))?;
+    log.commit_deferred()?;
+    log.append(EventDraft::new("fs.write").decision(Decision::Allowed))?;
+    drop(log);
+    assert_eq!(fx.store.recover_interrupted(&fx.key)?, vec![id.clone()]);
+    let row = fx.store.run(&id)?;
+    assert_eq!((row.status.as_str(), row.event_count), ("interrupted", 3));
+    assert!(fx.verify(&id)?.is_intact());
+    Ok(())
+}
