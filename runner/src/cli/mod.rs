@@ -902,6 +902,13 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
 }
 
 fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
+    let capacity = crate::engine::POOL_INSTANCES as usize;
+    if args.pool == 0 || args.pool > capacity {
+        return Err(Failure::usage(format!(
+            "--pool {}: give 1 to {capacity} (the engine's pooling allocator holds {capacity} instances)",
+            args.pool
+        )));
+    }
     let (key, created) = RunnerKey::load_or_init(home.root())?;
     if created {
         eprintln!(
