@@ -12,7 +12,7 @@
 //! code in an approver's browser.
 
 use super::AppState;
-use crate::access::{ApiTokens, Permission, Principal, Role};
+use crate::access::{ApiTokens, Permission, Principal};
 use crate::approvals::{ApprovalRecord, Approvals};
 use crate::evidence::{Event, RunFilter, Verification, verify_run};
 use crate::keys::TrustedKeys;
@@ -462,13 +462,9 @@ fn inbox(state: &AppState, me: &Principal, done: Option<&str>, error: Option<&st
         Ok(records) => records,
         Err(e) => return failure(me, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let sees_all = matches!(me.role, Role::Auditor | Role::Admin);
-    let mine = |r: &&ApprovalRecord| {
-        sees_all || r.approvers.contains(&me.name) || r.escalate_to == me.name
-    };
     let (open, closed): (Vec<&ApprovalRecord>, Vec<&ApprovalRecord>) = records
         .iter()
-        .filter(mine)
+        .filter(|r| super::sees_approval(me, r))
         .partition(|r| r.status.is_open());
     let mut body = String::new();
     if let Some(id) = done {
@@ -567,33 +563,8 @@ async fn decide(
             );
         }
     };
-    let approvals = Approvals::new(&state.runner.store);
-    let outcome = approvals
-        .get(&id)
-        .map_err(|e| e.to_string())
-        .and_then(|record| {
-            let submitted_by = state
-                .runner
-                .store
-                .run(&record.run_id)
-                .map_err(|e| e.to_string())?
-                .submitted_by;
-            if submitted_by.as_deref() == Some(me.name.as_str()) {
-                return Err(format!(
-                    "you started run {}; a run's own submitter may not decide its approvals",
-                    record.run_id
-                ));
-            }
-            approvals
-                .decide(
-                    &record.id,
-                    &me.name,
-                    approve,
-                    &form.reason,
-                    SystemTime::now(),
-                )
-                .map_err(|e| e.to_string())
-        });
+    let outcome = super::decide_approval(&state.runner.store, me, &id, approve, &form.reason)
+        .map_err(|e| e.to_string());
     match outcome {
         Ok(record) => Redirect::to(&format!("/approvals?done={}", record.id)).into_response(),
         Err(error) => inbox(&state, me, None, Some(&error)),

@@ -29,6 +29,74 @@ use std::time::Duration;
 /// crate (`runner/openapi.json`) and served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
+/// Why a person's decision on an approval request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionRefused {
+    /// The deciding token started the run that waits.
+    #[error(
+        "token {name} started run {run_id}; a run's own submitter may not decide its approvals (ask another approver)"
+    )]
+    OwnRun {
+        /// The token's name.
+        name: String,
+        /// The waiting run.
+        run_id: String,
+    },
+    /// The approval rules refused it (not an approver, no reason, decided…).
+    #[error("{0}")]
+    Approval(Box<crate::approvals::ApprovalError>),
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] crate::evidence::StoreError),
+}
+
+impl From<crate::approvals::ApprovalError> for DecisionRefused {
+    fn from(e: crate::approvals::ApprovalError) -> Self {
+        DecisionRefused::Approval(Box::new(e))
+    }
+}
+
+/// Decides approval request `id` as `who` (API and dashboard alike): never
+/// for a run `who` started, and otherwise under the profile's approval
+/// rules (listed approver or escalation owner, a reason, still open).
+pub fn decide_approval(
+    store: &crate::evidence::Store,
+    who: &crate::access::Principal,
+    id: &str,
+    approve: bool,
+    reason: &str,
+) -> Result<crate::approvals::ApprovalRecord, DecisionRefused> {
+    let approvals = crate::approvals::Approvals::new(store);
+    let record = approvals.get(id)?;
+    let run = store.run(&record.run_id)?;
+    if run.submitted_by.as_deref() == Some(who.name.as_str()) {
+        return Err(DecisionRefused::OwnRun {
+            name: who.name.clone(),
+            run_id: run.id,
+        });
+    }
+    Ok(approvals.decide(
+        &record.id,
+        &who.name,
+        approve,
+        reason,
+        std::time::SystemTime::now(),
+    )?)
+}
+
+/// Whether `who` is shown approval request `record`: auditors and admins
+/// see every request, approvers those they are named on.
+pub fn sees_approval(
+    who: &crate::access::Principal,
+    record: &crate::approvals::ApprovalRecord,
+) -> bool {
+    matches!(
+        who.role,
+        crate::access::Role::Auditor | crate::access::Role::Admin
+    ) || record.approvers.contains(&who.name)
+        || record.escalate_to == who.name
+}
+
 /// How a server is set up.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {

@@ -453,11 +453,10 @@ pub async fn list_approvals(
     let records = Approvals::new(&state.runner.store)
         .list(pending)
         .map_err(approval_error)?;
-    let sees_all = me.role == Role::Auditor || me.role == Role::Admin;
     Ok(Json(
         records
             .into_iter()
-            .filter(|r| sees_all || r.approvers.contains(&me.name) || r.escalate_to == me.name)
+            .filter(|r| super::sees_approval(me, r))
             .collect(),
     ))
 }
@@ -498,25 +497,12 @@ async fn decide(
 ) -> Result<Json<ApprovalRecord>, ApiError> {
     let me = caller.require(Permission::DecideApprovals)?;
     let Json(body) = body?;
-    let approvals = Approvals::new(&state.runner.store);
-    let record = approvals.get(&id).map_err(approval_error)?;
-    let run = state.runner.store.run(&record.run_id)?;
-    if run.submitted_by.as_deref() == Some(me.name.as_str()) {
-        return Err(ApiError::forbidden(format!(
-            "token {} started run {}; a run's own submitter may not decide its approvals (ask another approver)",
-            me.name, run.id
-        )));
+    match super::decide_approval(&state.runner.store, me, &id, approve, &body.reason) {
+        Ok(decided) => Ok(Json(decided)),
+        Err(e @ super::DecisionRefused::OwnRun { .. }) => Err(ApiError::forbidden(e.to_string())),
+        Err(super::DecisionRefused::Approval(e)) => Err(approval_error(*e)),
+        Err(super::DecisionRefused::Store(e)) => Err(e.into()),
     }
-    let decided = approvals
-        .decide(
-            &record.id,
-            &me.name,
-            approve,
-            &body.reason,
-            std::time::SystemTime::now(),
-        )
-        .map_err(approval_error)?;
-    Ok(Json(decided))
 }
 
 fn approval_error(e: ApprovalError) -> ApiError {
