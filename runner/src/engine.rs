@@ -25,9 +25,16 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 /// loop; the tick bounds how late a timeout can fire.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Instances (and fibers) the pool holds at once: bounds concurrent runs per
-/// process and the address space reserved up front.
+/// Instances (and fibers) the pool holds at once by default: bounds
+/// concurrent runs per process and the address space reserved up front.
 pub const POOL_INSTANCES: u32 = 256;
+
+/// Most instances a pool may be given ([`Runtime::with_instances`]). Each
+/// instance may reserve two memory slots of up to [`POOL_MAX_MEMORY`] plus
+/// guard regions as virtual address space (not resident memory); 2,048
+/// instances stay near 40 TiB, well inside the 128 TiB a 64-bit Linux
+/// process can map.
+pub const MAX_POOL_INSTANCES: u32 = 2048;
 
 /// Largest linear memory slot; profiles may grant up to this much.
 pub const POOL_MAX_MEMORY: usize = crate::profile::MAX_MEMORY as usize;
@@ -157,8 +164,17 @@ impl Drop for Ticker {
 }
 
 impl Runtime {
-    /// Creates the engine. `cache_dir` holds compiled code across processes.
+    /// Creates the engine with [`POOL_INSTANCES`] instance slots.
+    /// `cache_dir` holds compiled code across processes.
     pub fn new(cache_dir: &Path) -> wasmtime::Result<Self> {
+        Runtime::with_instances(cache_dir, POOL_INSTANCES)
+    }
+
+    /// Creates the engine with room for `instances` concurrent runs
+    /// (clamped to 1..=[`MAX_POOL_INSTANCES`]); `airlock serve` sizes it to
+    /// its run pool.
+    pub fn with_instances(cache_dir: &Path, instances: u32) -> wasmtime::Result<Self> {
+        let instances = instances.clamp(1, MAX_POOL_INSTANCES);
         let mut config = Config::new();
         config
             .consume_fuel(true)
@@ -166,11 +182,11 @@ impl Runtime {
             .wasm_component_model(true)
             .max_wasm_stack(MAX_WASM_STACK);
         let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(POOL_INSTANCES)
-            .total_core_instances(POOL_INSTANCES * 4)
-            .total_memories(POOL_INSTANCES * 2)
-            .total_tables(POOL_INSTANCES * 4)
-            .total_stacks(POOL_INSTANCES)
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 4)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
             .max_memory_size(POOL_MAX_MEMORY);
         config.allocation_strategy(pool);
         std::fs::create_dir_all(cache_dir)?;

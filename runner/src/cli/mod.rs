@@ -902,13 +902,18 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
 }
 
 fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
-    let capacity = crate::engine::POOL_INSTANCES as usize;
+    let capacity = crate::engine::MAX_POOL_INSTANCES as usize;
     if args.pool == 0 || args.pool > capacity {
         return Err(Failure::usage(format!(
-            "--pool {}: give 1 to {capacity} (the engine's pooling allocator holds {capacity} instances)",
+            "--pool {}: give 1 to {capacity} (concurrent runs; each reserves address space in the engine's instance pool)",
             args.pool
         )));
     }
+    raise_file_limit(args.pool);
+    // Room for every pool slot, plus the `describe()` calls of tool uploads.
+    let instances = u32::try_from(args.pool)
+        .unwrap_or(u32::MAX)
+        .max(crate::engine::POOL_INSTANCES);
     let (key, created) = RunnerKey::load_or_init(home.root())?;
     if created {
         eprintln!(
@@ -918,8 +923,8 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         );
     }
     let store = Store::open(home.root())?;
-    let runtime =
-        Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
+    let runtime = Runtime::with_instances(&home.cache_dir(), instances)
+        .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
     let runner = std::sync::Arc::new(Runner {
         runtime,
         store,
@@ -959,6 +964,29 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         stopped.interrupted.len()
     );
     Ok(0)
+}
+
+/// File descriptors a run holds while it waits (its lock file, the
+/// evidence writer's share, its sandbox's preopened directories, with room
+/// to spare); measured at 4 per run waiting on approval.
+const FILES_PER_RUN: u64 = 8;
+
+/// File descriptors the server needs besides its runs (store, listener,
+/// client connections, compile cache).
+const FILES_BASE: u64 = 1024;
+
+/// Raises the soft open-files limit toward what `pool` concurrent runs
+/// need (up to the hard limit), so a full pool does not fail with EMFILE
+/// under a default soft limit of 1024.
+fn raise_file_limit(pool: usize) {
+    let wanted = FILES_BASE + FILES_PER_RUN * pool as u64;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => eprintln!(
+            "airlock: the open-files limit is {got}, below the {wanted} that --pool {pool} may need; raise the hard limit (ulimit -Hn) or lower --pool"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("airlock: could not raise the open-files limit: {e}"),
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.
