@@ -210,14 +210,30 @@ fn approvals_are_decided_over_the_api_and_never_by_the_runs_submitter() {
         json!({"reason": ""}),
     );
     assert_eq!(no_reason.status, 400, "{}", no_reason.text);
-    let approved = server.post(
-        &format!("/v1/approvals/{id}/approve"),
-        &oncall,
-        json!({"reason": "matches PO 4711"}),
+    // The approver decides from "another machine": the CLI with --server.
+    let out = env
+        .airlock()
+        .env("AIRLOCK_TOKEN", &oncall)
+        .args([
+            "--server",
+            &server.base,
+            "approvals",
+            "approve",
+            id,
+            "--reason",
+            "matches PO 4711",
+        ])
+        .output()
+        .expect("spawn airlock");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("approved by oncall"),
+        "{}",
+        text(&out.stdout)
     );
-    assert_eq!(approved.status, 200, "{}", approved.text);
-    assert_eq!(approved.json["status"], "approved");
-    assert_eq!(approved.json["decided_by"], "oncall");
+    let approved = server.get("/v1/approvals", &oncall);
+    assert_eq!(approved.json[0]["status"], "approved", "{}", approved.text);
+    assert_eq!(approved.json[0]["reason"], "matches PO 4711");
     let row = server.wait_for_end(&ops, &run_id);
     assert_eq!(row["status"], "ok", "{row}");
     assert_eq!(payments.hits().len(), 1);

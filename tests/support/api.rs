@@ -56,9 +56,13 @@ impl Server {
             .find_map(|w| w.strip_prefix("http://"))
             .unwrap_or_else(|| panic!("no address in the serve banner: {line:?}"))
             .to_owned();
+        // A fresh connection per request: the server closes a connection
+        // whose request body it refused (413) without reading it, and a
+        // pooled client could send the next request into that closing socket.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
+            .max_idle_connections(0)
             .build()
             .into();
         Server {

@@ -698,36 +698,7 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
     let store = open_store(&home)?;
     match cmd {
         RunsCommand::List { limit, json } => {
-            let rows = store.list_runs(limit)?;
-            if json {
-                say!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
-                );
-                return Ok(0);
-            }
-            say!(
-                "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}",
-                "RUN",
-                "TOOL",
-                "PROFILE",
-                "STATUS",
-                "STARTED",
-                "DURATION",
-                "EVENTS"
-            );
-            for r in rows {
-                say!(
-                    "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}",
-                    r.id,
-                    r.tool,
-                    r.profile,
-                    r.status,
-                    r.started_at,
-                    duration_between(&r.started_at, r.ended_at.as_deref()),
-                    r.event_count
-                );
-            }
+            print_runs(&store.list_runs(limit)?, json);
             Ok(0)
         }
         RunsCommand::Show { id, json } => {
@@ -797,6 +768,36 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
                 }
             }
         }
+    }
+}
+
+/// `runs list` output: a table, or JSON.
+fn print_runs(rows: &[crate::evidence::RunRow], json: bool) {
+    if json {
+        say!("{}", serde_json::to_string_pretty(rows).unwrap_or_default());
+        return;
+    }
+    say!(
+        "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}",
+        "RUN",
+        "TOOL",
+        "PROFILE",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "EVENTS"
+    );
+    for r in rows {
+        say!(
+            "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}",
+            r.id,
+            r.tool,
+            r.profile,
+            r.status,
+            r.started_at,
+            duration_between(&r.started_at, r.ended_at.as_deref()),
+            r.event_count
+        );
     }
 }
 

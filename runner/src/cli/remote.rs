@@ -157,8 +157,12 @@ fn tools(client: &Client, cmd: ToolsCommand) -> Result<i32, Failure> {
 
 fn runs(client: &Client, cmd: RunsCommand) -> Result<i32, Failure> {
     match cmd {
-        RunsCommand::List { limit, json: _ } => {
-            pretty(&client.get(&format!("/v1/runs?limit={limit}"))?);
+        RunsCommand::List { limit, json } => {
+            let rows = client.get(&format!("/v1/runs?limit={limit}"))?;
+            let rows: Vec<crate::evidence::RunRow> = serde_json::from_value(rows).map_err(|e| {
+                Failure::usage(format!("the server's run list is not understood: {e}"))
+            })?;
+            super::print_runs(&rows, json);
             Ok(0)
         }
         RunsCommand::Show { id, json } => {

@@ -87,7 +87,7 @@ pub struct RunFilter {
 }
 
 /// One row of the `runs` table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct RunRow {
     /// Run id (UUID v7, hyphenated, lowercase).
     pub id: String,
