@@ -573,6 +573,12 @@ fn bad_requests_get_clear_json_errors() {
         let message = answer.json["error"]["message"].as_str().unwrap_or("");
         assert!(!message.is_empty(), "{what}: {}", answer.text);
         assert_eq!(answer.json["error"]["status"], status, "{what}");
+        let server_dir = env.dir.path().to_string_lossy().into_owned();
+        assert!(
+            !answer.text.contains(&server_dir),
+            "{what} leaks a server path: {}",
+            answer.text
+        );
     }
     // The server is still fine.
     assert_eq!(server.call("GET", "/healthz", None, Body::None).status, 200);

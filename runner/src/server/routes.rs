@@ -230,11 +230,22 @@ pub async fn start_run(
         .map(str::parse::<Classification>)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("classification: {e}")))?;
+    // The server's file paths stay on the server: the caller learns which
+    // profile and key are at fault; the server's log has the file.
     let profile = crate::profile::load(&state.profiles, &body.profile).map_err(|e| {
+        tracing::warn!(error = %e, "a run request named an unusable profile");
+        let key = if e.key.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", e.key)
+        };
+        let problem = e
+            .problem
+            .replace(&*state.profiles.to_string_lossy(), "<profiles>");
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_profile",
-            e.to_string(),
+            format!("profile {:?}: {key}{problem}", body.profile),
         )
     })?;
     let registry = Registry::new(&state.runner.store);
