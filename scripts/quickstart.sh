@@ -58,3 +58,9 @@ last="$("${airlock[@]}" runs list --json --limit 1 | python3 -c 'import json,sys
 
 step "evidence: verify every hash chain, seal and the chain of seals"
 "${airlock[@]}" runs verify --all
+
+step "governance: conformance, denials, escalations, recovery and evidence completeness"
+"${airlock[@]}" report --since 1d
+
+step "the incident review of the refused run (Markdown; --format html for a page)"
+"${airlock[@]}" runs review "$last" | head -40
