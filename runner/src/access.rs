@@ -110,6 +110,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The submitter whose runs this principal is limited to: itself,
+    /// unless its role reads every run (`None`).
+    pub fn run_scope(&self) -> Option<String> {
+        (!self.role.allows(Permission::ReadAllRuns)).then(|| self.name.clone())
+    }
+
     /// Whether this principal may read a run started by `submitted_by`:
     /// readers of all runs may; others only their own.
     pub fn may_read_run(&self, submitted_by: Option<&str>) -> bool {

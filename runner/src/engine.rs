@@ -223,6 +223,18 @@ impl Runtime {
     /// Like [`Self::load`] for bytes already in memory.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Arc<LoadedTool>, LoadError> {
         let digest = format!("sha256:{}", airlock_host_api::evidence::sha256_hex(bytes));
+        self.load_digested(path, bytes, digest)
+    }
+
+    /// Like [`Self::load_bytes`] for bytes whose digest (`sha256:…`) the
+    /// caller has just computed from them, as the registry does on every
+    /// load: the bytes are not hashed a second time.
+    pub fn load_digested(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        digest: String,
+    ) -> Result<Arc<LoadedTool>, LoadError> {
         if let Some(tool) = self.lock_tools().get(&digest) {
             return Ok(Arc::clone(tool));
         }

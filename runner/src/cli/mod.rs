@@ -447,6 +447,19 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
     }
 }
 
+/// The runner's signing key, created (and announced) on first use.
+fn runner_key(home: &Home) -> Result<RunnerKey, Failure> {
+    let (key, created) = RunnerKey::load_or_init(home.root())?;
+    if created {
+        eprintln!(
+            "airlock: created runner key {} in {}",
+            key.key_id(),
+            home.root().display()
+        );
+    }
+    Ok(key)
+}
+
 /// Opens the store and seals runs whose runner died.
 fn open_store(home: &Home) -> Result<Store, Failure> {
     let store = Store::open(home.root())?;
@@ -466,14 +479,7 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
         Some(text) => Some(read_input(text)?),
         None => None,
     };
-    let (key, created) = RunnerKey::load_or_init(home.root())?;
-    if created {
-        eprintln!(
-            "airlock: created runner key {} in {}",
-            key.key_id(),
-            home.root().display()
-        );
-    }
+    let key = runner_key(&home)?;
     let store = open_store(&home)?;
     let runtime =
         Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
@@ -555,7 +561,9 @@ fn resolve_tool(
             "tool {name}: no such file, and {e} (give the path of a .wasm component or a registered name)"
         ))
     })?;
-    let loaded = runtime.load_bytes(&registry.wasm_path(&record), &bytes)?;
+    // `Registry::load` re-hashed the file against the recorded digest.
+    let loaded =
+        runtime.load_digested(&registry.wasm_path(&record), &bytes, record.digest.clone())?;
     Ok((loaded, record.name.clone(), record.signer.clone()))
 }
 
@@ -915,14 +923,7 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
     let instances = u32::try_from(args.pool)
         .unwrap_or(u32::MAX)
         .max(crate::engine::POOL_INSTANCES);
-    let (key, created) = RunnerKey::load_or_init(home.root())?;
-    if created {
-        eprintln!(
-            "airlock: created runner key {} in {}",
-            key.key_id(),
-            home.root().display()
-        );
-    }
+    let key = runner_key(&home)?;
     let store = Store::open(home.root())?;
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;

@@ -243,7 +243,7 @@ async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQue
         limit: RUNS_PAGE,
         profile: non_empty(q.profile),
         status: non_empty(q.status),
-        submitted_by: (!me.role.allows(Permission::ReadAllRuns)).then(|| me.name.clone()),
+        submitted_by: me.run_scope(),
         denied_only: q.denied.is_some(),
     };
     let rows = match state.runner.store.find_runs(&filter) {
@@ -704,17 +704,28 @@ fn governance_body(report: &GovernanceReport, outcomes: &[(String, f64)], since:
         bar_chart(&denials, None),
         bar_chart(outcomes, None),
     );
-    body.push_str("<h2>Denials by check</h2><table><tr><th>Check</th><th>Denials</th></tr>");
-    for d in &report.denials.by_check {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td></tr>",
-            esc(&d.name),
-            d.count
-        );
-    }
-    body.push_str("</table><h2>Denials by rule</h2><table><tr><th>Rule</th><th>Denials</th></tr>");
-    for d in &report.denials.by_rule {
+    denial_table(
+        &mut body,
+        "Denials by check",
+        "Check",
+        &report.denials.by_check,
+    );
+    denial_table(
+        &mut body,
+        "Denials by rule",
+        "Rule",
+        &report.denials.by_rule,
+    );
+    body
+}
+
+/// A titled table of denial counts.
+fn denial_table(body: &mut String, title: &str, what: &str, rows: &[crate::report::DenialCount]) {
+    let _ = write!(
+        body,
+        "<h2>{title}</h2><table><tr><th>{what}</th><th>Denials</th></tr>"
+    );
+    for d in rows {
         let _ = write!(
             body,
             "<tr><td>{}</td><td>{}</td></tr>",
@@ -723,7 +734,6 @@ fn governance_body(report: &GovernanceReport, outcomes: &[(String, f64)], since:
         );
     }
     body.push_str("</table>");
-    body
 }
 
 /// A vertical bar chart as inline SVG: one labelled bar per value.

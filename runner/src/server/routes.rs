@@ -251,11 +251,14 @@ pub async fn start_run(
     let registry = Registry::new(&state.runner.store);
     let (record, bytes) = registry.load(&body.tool).map_err(registry_error)?;
     let path = registry.wasm_path(&record);
+    let digest = record.digest.clone();
     let runner = Arc::clone(&state.runner);
-    let tool = tokio::task::spawn_blocking(move || runner.runtime.load_bytes(&path, &bytes))
-        .await
-        .map_err(|e| ApiError::internal(format!("loading the tool: {e}")))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    // `Registry::load` re-hashed the file against the recorded digest.
+    let tool =
+        tokio::task::spawn_blocking(move || runner.runtime.load_digested(&path, &bytes, digest))
+            .await
+            .map_err(|e| ApiError::internal(format!("loading the tool: {e}")))?
+            .map_err(|e| ApiError::internal(e.to_string()))?;
     let slot = match state.pool.try_slot() {
         Ok(slot) => slot,
         Err(Refusal::Full) => {
@@ -351,7 +354,7 @@ pub async fn list_runs(
         limit: q.limit.min(MAX_LIST),
         profile: q.profile,
         status: q.status,
-        submitted_by: (!me.role.allows(Permission::ReadAllRuns)).then(|| me.name.clone()),
+        submitted_by: me.run_scope(),
         denied_only: q.denied,
     };
     Ok(Json(state.runner.store.find_runs(&filter)?))
