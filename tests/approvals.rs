@@ -10,7 +10,9 @@ use serde_json::Value;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use support::server::HttpServer;
-use support::{Env, guests, of_kind, profile_body, text};
+use support::{
+    Env, REQUIRE_INTENT_AND_ACTOR, guests, of_kind, payments_needing_approval, profile_body, text,
+};
 
 const ACTOR: &str = "agent-7";
 
@@ -21,7 +23,8 @@ fn approval_profile(env: &Env, port: u16, timeout: &str, escalation: &str, run_t
             "pay",
             &format!("fuel = 2_000_000_000\nmemory = \"64MiB\"\ntimeout = \"{run_timeout}\"\noutput = \"1MiB\""),
             &format!(
-                "[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/v1/payments\", methods = [\"POST\"] }}]\n\n[admission]\nrequire = [\"intent\", \"actor\"]\n\n[[approval]]\nwhen = \"net POST http://127.0.0.1:{port}/**\"\napprovers = [\"oncall\"]\ntimeout = \"{timeout}\"\nescalate_to = \"lead\"\nescalation_timeout = \"{escalation}\"\nrunbook = \"https://runbooks.example/payments\"\n"
+                "{}\n{REQUIRE_INTENT_AND_ACTOR}",
+                payments_needing_approval(port, &["oncall"], timeout, escalation)
             ),
         ),
     );

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::api::{Server, token};
 use support::server::HttpServer;
-use support::{Env, LIMITS, guests, profile_body, text};
+use support::{Env, LIMITS, guests, payments_needing_approval, profile_body, text};
 
 fn driver_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/dashboard")
@@ -47,9 +47,7 @@ fn an_auditor_reads_a_run_and_an_approver_approves_in_the_browser() {
         &profile_body(
             "pay",
             LIMITS,
-            &format!(
-                "[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/v1/payments\", methods = [\"POST\"] }}]\n\n[[approval]]\nwhen = \"net POST http://127.0.0.1:{port}/**\"\napprovers = [\"oncall\"]\ntimeout = \"5m\"\nescalate_to = \"lead\"\nescalation_timeout = \"5m\"\nrunbook = \"https://runbooks.example/payments\"\n"
-            ),
+            &payments_needing_approval(port, &["oncall"], "5m", "5m"),
         ),
     );
     let agent = token(&env, "submitter", "agent-runner");

@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::server::HttpServer;
-use support::{Env, LIMITS, guests, of_kind, profile_body, report, text};
+use support::{
+    Env, LIMITS, REQUIRE_INTENT_AND_ACTOR, guests, of_kind, payments_needing_approval,
+    profile_body, report, text,
+};
 
 const HELLO_INPUT: &str = r#"{"name":"Ada"}"#;
 const NO_SUCH_TOOL: &str =
@@ -111,7 +114,8 @@ fn approved_payment(env: &Env, server: &HttpServer) -> Value {
             "pay",
             LIMITS,
             &format!(
-                "[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/v1/payments\", methods = [\"POST\"] }}]\n\n[admission]\nrequire = [\"intent\", \"actor\"]\n\n[[approval]]\nwhen = \"net POST http://127.0.0.1:{port}/**\"\napprovers = [\"oncall\"]\ntimeout = \"10m\"\nescalate_to = \"lead\"\nescalation_timeout = \"10m\"\nrunbook = \"https://runbooks.example/payments\"\n"
+                "{}\n{REQUIRE_INTENT_AND_ACTOR}",
+                payments_needing_approval(port, &["oncall"], "10m", "10m")
             ),
         ),
     );

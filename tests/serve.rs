@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::api::{Body, Server, token};
 use support::server::HttpServer;
-use support::{Env, LIMITS, guests, of_kind, profile_body, text};
+use support::{
+    Env, LIMITS, REQUIRE_INTENT_AND_ACTOR, guests, of_kind, payments_needing_approval,
+    profile_body, text,
+};
 
 fn hello_profile(env: &Env) {
     env.profile("hello", &profile_body("hello", LIMITS, ""));
@@ -146,7 +149,8 @@ fn pay_profile(env: &Env, port: u16) {
             "pay",
             LIMITS,
             &format!(
-                "[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/v1/payments\", methods = [\"POST\"] }}]\n\n[admission]\nrequire = [\"intent\", \"actor\"]\n\n[[approval]]\nwhen = \"net POST http://127.0.0.1:{port}/**\"\napprovers = [\"oncall\", \"ops\"]\ntimeout = \"5m\"\nescalate_to = \"lead\"\nescalation_timeout = \"5m\"\nrunbook = \"https://runbooks.example/payments\"\n"
+                "{}\n{REQUIRE_INTENT_AND_ACTOR}",
+                payments_needing_approval(port, &["oncall", "ops"], "5m", "5m")
             ),
         ),
     );

@@ -162,6 +162,26 @@ pub fn profile_body(name: &str, limits: &str, extra: &str) -> String {
     )
 }
 
+/// Profile sections for the payments route of a test server on `port`:
+/// `[net]` allowing POSTs to it, and an `[[approval]]` rule holding each one
+/// for `approvers`, escalating to `lead` after `timeout` and expiring
+/// `escalation` later, with the payments runbook.
+pub fn payments_needing_approval(
+    port: u16,
+    approvers: &[&str],
+    timeout: &str,
+    escalation: &str,
+) -> String {
+    let approvers: Vec<String> = approvers.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/v1/payments\", methods = [\"POST\"] }}]\n\n[[approval]]\nwhen = \"net POST http://127.0.0.1:{port}/**\"\napprovers = [{}]\ntimeout = \"{timeout}\"\nescalate_to = \"lead\"\nescalation_timeout = \"{escalation}\"\nrunbook = \"https://runbooks.example/payments\"\n",
+        approvers.join(", ")
+    )
+}
+
+/// An `[admission]` section requiring intent and actor.
+pub const REQUIRE_INTENT_AND_ACTOR: &str = "[admission]\nrequire = [\"intent\", \"actor\"]\n";
+
 /// Generous limits for tests that are not about limits.
 pub const LIMITS: &str =
     "fuel = 2_000_000_000\nmemory = \"64MiB\"\ntimeout = \"20s\"\noutput = \"1MiB\"";
