@@ -39,9 +39,8 @@ use airlock_runner::evidence::Store;
 use airlock_runner::home::Home;
 use airlock_runner::keys::RunnerKey;
 use airlock_runner::profile::{self, Profile};
-use airlock_runner::recorder::Discard;
 use airlock_runner::run::{RunRequest, RunStatus, Runner};
-use airlock_runner::sandbox::{self, RunDirs};
+use airlock_runner::sandbox;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -83,17 +82,7 @@ async fn bare_run(
     profile: &Profile,
     request: &RunRequest,
 ) {
-    let id = uuid::Uuid::now_v7().to_string();
-    let dirs = RunDirs::create(home, &id, profile).expect("dirs");
-    let grants = sandbox::grants(
-        profile,
-        &dirs,
-        &request.tool_name,
-        request,
-        Default::default(),
-        Arc::new(airlock_host_api::approval::NoApprovals),
-    );
-    let state = RunState::new(grants, Arc::new(Discard)).expect("state");
+    let (_dirs, state) = sandbox::unrecorded(home, profile, request).expect("sandbox");
     let mut store = sandbox::store(runtime.engine(), state, profile).expect("store");
     if let Some(pre) = tool.as_tool() {
         let instance = pre
@@ -236,17 +225,7 @@ async fn bare_command(
     request: &RunRequest,
     fuel: bool,
 ) {
-    let id = uuid::Uuid::now_v7().to_string();
-    let dirs = RunDirs::create(home, &id, profile).expect("dirs");
-    let grants = sandbox::grants(
-        profile,
-        &dirs,
-        &request.tool_name,
-        request,
-        Default::default(),
-        Arc::new(airlock_host_api::approval::NoApprovals),
-    );
-    let state = RunState::new(grants, Arc::new(Discard)).expect("state");
+    let (_dirs, state) = sandbox::unrecorded(home, profile, request).expect("sandbox");
     let mut store = wasmtime::Store::new(engine, state);
     store.limiter(|s| s.limiter());
     if fuel {

@@ -797,18 +797,12 @@ pub async fn describe(
         return Ok(None);
     };
     let profile = Profile::describe_only();
-    let dirs = sandbox::RunDirs::create(home, &uuid::Uuid::now_v7().to_string(), &profile)
+    let request = RunRequest {
+        tool_name: "describe".to_owned(),
+        ..RunRequest::default()
+    };
+    let (_dirs, state) = sandbox::unrecorded(home, &profile, &request)
         .map_err(|e| format!("sandbox for describe(): {e}"))?;
-    let grants = sandbox::grants(
-        &profile,
-        &dirs,
-        "describe",
-        &RunRequest::default(),
-        CredentialGrants::default(),
-        Arc::new(airlock_host_api::approval::NoApprovals),
-    );
-    let state =
-        RunState::new(grants, Arc::new(crate::recorder::Discard)).map_err(|e| format!("{e:#}"))?;
     let mut store =
         sandbox::store(runtime.engine(), state, &profile).map_err(|e| format!("{e:#}"))?;
     let call = async {

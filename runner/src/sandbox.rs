@@ -128,6 +128,30 @@ pub fn grants(
     }
 }
 
+/// A sandbox of `profile` whose events go nowhere: the same directories and
+/// grants as a governed run, with no credentials and no approvals. For
+/// `describe()` calls (which may do nothing with an effect) and for the
+/// benchmarks' floor. Keep the directories alive as long as the state.
+pub fn unrecorded(
+    home: &Home,
+    profile: &Profile,
+    request: &RunRequest,
+) -> Result<(RunDirs, RunState), String> {
+    let dirs = RunDirs::create(home, &uuid::Uuid::now_v7().to_string(), profile)
+        .map_err(|e| format!("sandbox directories: {e}"))?;
+    let grants = grants(
+        profile,
+        &dirs,
+        &request.tool_name,
+        request,
+        CredentialGrants::default(),
+        Arc::new(airlock_host_api::approval::NoApprovals),
+    );
+    let state =
+        RunState::new(grants, Arc::new(crate::recorder::Discard)).map_err(|e| format!("{e:#}"))?;
+    Ok((dirs, state))
+}
+
 /// The run's wasmtime store: its state, the memory limiter, the profile's
 /// fuel, and a yield at every epoch tick so the wall-clock timeout (an
 /// async deadline around the call) can end a guest spinning in a loop.
