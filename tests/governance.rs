@@ -11,9 +11,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use support::server::HttpServer;
+use support::server::{HttpServer, Running};
 use support::{
     Env, LIMITS, REQUIRE_INTENT_AND_ACTOR, guests, of_kind, payments_needing_approval,
     profile_body, report, text,
@@ -449,73 +448,40 @@ struct Post {
 /// An OTLP/HTTP collector on 127.0.0.1 that answers `status` to every
 /// request and keeps what it received.
 struct Collector {
-    port: u16,
+    running: Running,
     received: Arc<Mutex<Vec<Post>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Collector {
     fn start(status: StatusCode) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("addr").port();
         let received: Arc<Mutex<Vec<Post>>> = Arc::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let kept = Arc::clone(&received);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = axum::Router::new().fallback(
-                    move |uri: Uri, headers: HeaderMap, body: Bytes| {
-                        let kept = Arc::clone(&kept);
-                        async move {
-                            let content_type = headers
-                                .get("content-type")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
-                            kept.lock().expect("received").push(Post {
-                                path: uri.path().to_owned(),
-                                content_type,
-                                body: body.to_vec(),
-                            });
-                            (status, "{}")
-                        }
-                    },
-                );
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("serve");
-            });
+        let running = Running::start(move |_| {
+            axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+                let kept = Arc::clone(&kept);
+                async move {
+                    let content_type = headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    kept.lock().expect("received").push(Post {
+                        path: uri.path().to_owned(),
+                        content_type,
+                        body: body.to_vec(),
+                    });
+                    (status, "{}")
+                }
+            })
         });
-        Collector {
-            port,
-            received,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        Collector { running, received }
+    }
+
+    fn port(&self) -> u16 {
+        self.running.port()
     }
 
     fn received(&self) -> Vec<Post> {
         self.received.lock().expect("received").clone()
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -588,7 +554,7 @@ fn a_run_exports_as_an_otlp_trace_to_a_file_and_a_collector() {
 
     // The same body goes to a collector.
     let collector = Collector::start(StatusCode::OK);
-    let endpoint = format!("http://127.0.0.1:{}", collector.port);
+    let endpoint = format!("http://127.0.0.1:{}", collector.port());
     let out = env.cmd(&["runs", "export", &id, "--otlp", &endpoint]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let received = collector.received();
@@ -606,7 +572,7 @@ fn a_run_exports_as_an_otlp_trace_to_a_file_and_a_collector() {
         "export",
         &id,
         "--otlp",
-        &format!("http://127.0.0.1:{}", refusing.port),
+        &format!("http://127.0.0.1:{}", refusing.port()),
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("503"), "{}", text(&out.stderr));

@@ -20,28 +20,21 @@ pub struct Hit {
     pub body: Vec<u8>,
 }
 
-/// The HTTP test server. Routes:
-/// - `GET /v1/current?city=C`: weather JSON, echoing the Authorization header in `echo`
-/// - `POST /v1/payments`: a payment (`pay_<n>`, n counting payments received)
-/// - `POST /v1/chat/completions`: an OpenAI-style completion naming the model
-/// - `GET /v1/redirect`: 302 to `/private`
-/// - `* /v1/*` and `/private`: 200 with a short text body
-/// - anything else: 404
-pub struct HttpServer {
+/// An axum app served on 127.0.0.1 (on a port the OS picks) from its own
+/// thread; stopped and joined on drop.
+pub struct Running {
     pub addr: SocketAddr,
-    hits: Arc<Mutex<Vec<Hit>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl HttpServer {
-    pub fn start() -> Self {
+impl Running {
+    /// Serves the app `app(addr)` builds for its own address.
+    pub fn start(app: impl FnOnce(SocketAddr) -> axum::Router + Send + 'static) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
-        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let recorded = Arc::clone(&hits);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -49,13 +42,7 @@ impl HttpServer {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = axum::Router::new().fallback(
-                    move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                        let recorded = Arc::clone(&recorded);
-                        async move { handle(&recorded, addr, method, uri, headers, body) }
-                    },
-                );
-                axum::serve(listener, app)
+                axum::serve(listener, app(addr))
                     .with_graceful_shutdown(async {
                         let _ = stopped.await;
                     })
@@ -63,9 +50,8 @@ impl HttpServer {
                     .expect("serve");
             });
         });
-        HttpServer {
+        Running {
             addr,
-            hits,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -74,13 +60,9 @@ impl HttpServer {
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
-
-    pub fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().expect("hits").clone()
-    }
 }
 
-impl Drop for HttpServer {
+impl Drop for Running {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -88,6 +70,42 @@ impl Drop for HttpServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// The HTTP test server. Routes:
+/// - `GET /v1/current?city=C`: weather JSON, echoing the Authorization header in `echo`
+/// - `POST /v1/payments`: a payment (`pay_<n>`, n counting payments received)
+/// - `POST /v1/chat/completions`: an OpenAI-style completion naming the model
+/// - `GET /v1/redirect`: 302 to `/private`
+/// - `* /v1/*` and `/private`: 200 with a short text body
+/// - anything else: 404
+pub struct HttpServer {
+    running: Running,
+    hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+impl HttpServer {
+    pub fn start() -> Self {
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let recorded = Arc::clone(&hits);
+        let running = Running::start(move |addr| {
+            axum::Router::new().fallback(
+                move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                    let recorded = Arc::clone(&recorded);
+                    async move { handle(&recorded, addr, method, uri, headers, body) }
+                },
+            )
+        });
+        HttpServer { running, hits }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.running.port()
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().expect("hits").clone()
     }
 }
 
