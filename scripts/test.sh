@@ -2,7 +2,9 @@
 # Every test: host unit tests, the end-to-end tests (which build the guest
 # components from examples/ and tests/guests/ first), the dashboard's
 # browser test (headless Chromium from Debian's packages, driven by
-# playwright-core from tests/dashboard/), and the guest SDK's own tests.
+# playwright-core from tests/dashboard/), the MCP tests' real clients (the
+# official Python and TypeScript SDKs, pinned in tests/mcp/), and the guest
+# SDK's own tests.
 #
 #   bash scripts/test.sh
 set -euo pipefail
@@ -18,6 +20,11 @@ if [ ! -x /usr/bin/chromium ]; then
     sudo_or_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 (cd tests/dashboard && npm ci --no-audit --no-fund --silent)
+(cd tests/mcp && npm ci --no-audit --no-fund --silent)
+if [ ! -x tests/mcp/.venv/bin/python ]; then
+    python3 -m venv tests/mcp/.venv
+fi
+tests/mcp/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/mcp/requirements.txt
 bash scripts/build-guests.sh >/dev/null
 cargo test --locked --workspace
 cargo test --locked --manifest-path guest-sdk/Cargo.toml

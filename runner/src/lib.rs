@@ -5,6 +5,7 @@
 pub mod access;
 pub mod admission;
 pub mod approvals;
+pub mod bindings;
 pub mod classification;
 pub mod cli;
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod gate;
 pub mod home;
 pub mod idempotency;
 pub mod keys;
+pub mod mcp;
 pub mod otlp;
 pub mod profile;
 pub mod recorder;

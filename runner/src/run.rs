@@ -59,6 +59,10 @@ pub struct RunRequest {
     pub run_id: Option<uuid::Uuid>,
     /// The API token that asked for the run (`airlock serve`).
     pub submitted_by: Option<String>,
+    /// Cancelled by the caller (an MCP client's `notifications/cancelled`
+    /// or a closed connection): the guest is stopped, the run's open
+    /// approval requests expire, and the run is sealed `cancelled`.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// How a run ended.
@@ -77,6 +81,8 @@ pub enum RunStatus {
     Approval,
     /// Evidence could not be made durable; the run was aborted.
     Aborted,
+    /// The caller cancelled the run before it ended (MCP cancellation).
+    Cancelled,
 }
 
 impl RunStatus {
@@ -89,6 +95,7 @@ impl RunStatus {
             RunStatus::Limit => "limit",
             RunStatus::Approval => "approval",
             RunStatus::Aborted => "aborted",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -101,9 +108,19 @@ impl RunStatus {
             RunStatus::Limit => 4,
             RunStatus::Approval => 5,
             RunStatus::Aborted => 6,
+            RunStatus::Cancelled => EXIT_CANCELLED,
         }
     }
 }
+
+/// Exit code of a run its caller cancelled: the next code after DESIGN.md's
+/// 0-6, so no existing meaning changes. Only front ends that can cancel a
+/// run (MCP) produce it.
+pub const EXIT_CANCELLED: i32 = 7;
+
+/// The `reason` of the `approval.decision` recorded for an approval request
+/// left open by a cancelled run.
+pub const CANCELLED_APPROVAL_REASON: &str = "the run was cancelled by its caller before a decision";
 
 /// Resources a run used.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -231,6 +248,7 @@ enum Ending {
     Limit(LimitExceeded),
     Evidence(EvidenceUnavailable),
     Trapped(String),
+    Cancelled,
 }
 
 /// How a run ended, in the terms its report and `run.end` use.
@@ -284,6 +302,13 @@ impl Ending {
                 None,
             ),
             Ending::Evidence(e) => (RunStatus::Aborted, None, Some(e.to_string()), None, None),
+            Ending::Cancelled => (
+                RunStatus::Cancelled,
+                None,
+                Some("the caller cancelled the run; the guest was stopped and its open approval requests expired".into()),
+                None,
+                None,
+            ),
             Ending::Trapped(msg) => (
                 RunStatus::Failed,
                 None,
@@ -693,13 +718,20 @@ impl Runner {
             .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
 
         let timeout = profile.limits.timeout.value;
-        let outcome = clock
-            .deadline(Instant::now(), timeout, execute(&mut store, tool, input))
-            .await;
+        let executing = clock.deadline(Instant::now(), timeout, execute(&mut store, tool, input));
+        let cancel = request.cancel.clone().unwrap_or_default();
+        let outcome = tokio::select! {
+            outcome = executing => Some(outcome),
+            () = cancel.cancelled() => None,
+        };
         let mut ending = match outcome {
-            Some(Ok(ending)) => ending,
-            Some(Err(err)) => classify(err, &store, &profile.limits.fuel.to_string()),
-            None => Ending::Limit(LimitExceeded {
+            None => {
+                self.expire_open_approvals(run_id, sink.as_ref())?;
+                Ending::Cancelled
+            }
+            Some(Some(Ok(ending))) => ending,
+            Some(Some(Err(err))) => classify(err, &store, &profile.limits.fuel.to_string()),
+            Some(None) => Ending::Limit(LimitExceeded {
                 limit: Limit::Timeout,
                 value: profile.limits.timeout.label.clone(),
                 detail: format!(
@@ -749,6 +781,39 @@ impl Runner {
         drop(store);
         drop(dirs);
         Ok((ending, stdout, stderr, usage))
+    }
+}
+
+impl Runner {
+    /// Expires the approval requests `run_id` left open when it was
+    /// cancelled, each with an `approval.decision` event, so nobody approves
+    /// an action that will never happen.
+    fn expire_open_approvals(
+        &self,
+        run_id: &str,
+        sink: &dyn EvidenceSink,
+    ) -> Result<(), EvidenceUnavailable> {
+        let unavailable = |e: crate::approvals::ApprovalError| EvidenceUnavailable {
+            reason: format!("approval store: {e}"),
+        };
+        let approvals = crate::approvals::Approvals::new(&self.store);
+        let open = approvals.list(true).map_err(unavailable)?;
+        for record in open.into_iter().filter(|r| r.run_id == run_id) {
+            if approvals
+                .expire(&record.id, SystemTime::now())
+                .map_err(unavailable)?
+            {
+                sink.append(
+                    EventDraft::new("approval.decision")
+                        .decision(Decision::Denied)
+                        .target(record.action.clone())
+                        .field("approval", record.id.clone())
+                        .field("outcome", "expired")
+                        .field("reason", CANCELLED_APPROVAL_REASON),
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 

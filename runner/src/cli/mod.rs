@@ -22,6 +22,7 @@ macro_rules! say {
     }};
 }
 
+mod mcp;
 mod remote;
 use remote::remote;
 
@@ -80,6 +81,8 @@ enum Command {
     Approvals(ApprovalsCommand),
     /// Serve the HTTP API (runs, tools, evidence, approvals) over this home.
     Serve(ServeArgs),
+    /// Serve the bound tools to an MCP client over stdio (each call is a governed run).
+    Mcp(mcp::McpArgs),
     /// Governance figures: conformance, denials, escalation, recovery, evidence completeness.
     Report(ReportArgs),
     /// Sign a tool component with a publisher key (for `admission.tools = ["signer:…"]`).
@@ -153,6 +156,28 @@ enum ToolsCommand {
         /// Replace a tool of the same name with a different digest.
         #[arg(long)]
         replace: bool,
+        /// Bind the tool to this profile (offered over MCP, the default of
+        /// `POST /v1/runs`); checked against --profiles.
+        #[arg(long)]
+        profile: Option<String>,
+        #[command(flatten)]
+        binding: mcp::BindingArgs,
+    },
+    /// Bind a registered tool to the profile that governs it (recorded with who and when).
+    Bind {
+        /// Tool name.
+        name: String,
+        /// Profile name (`DIR/NAME.toml`).
+        profile: String,
+        #[command(flatten)]
+        binding: mcp::BindingArgs,
+    },
+    /// Remove a tool's binding: it is no longer offered over MCP.
+    Unbind {
+        /// Tool name.
+        name: String,
+        #[command(flatten)]
+        binding: mcp::BindingArgs,
     },
     /// List registered tools.
     List {
@@ -192,6 +217,14 @@ struct ServeArgs {
     /// Largest tool upload.
     #[arg(long, default_value = "64MiB")]
     max_tool: bytesize::ByteSize,
+    /// A browser origin allowed to call `/mcp` (e.g. `https://app.example:443`;
+    /// repeatable). Requests with any other `Origin` header are refused.
+    #[arg(long)]
+    mcp_allow_origin: Vec<String>,
+    /// A `Host` accepted on `/mcp` besides localhost, 127.0.0.1 and ::1
+    /// (repeatable; needed when clients reach the server by another name).
+    #[arg(long)]
+    mcp_allow_host: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -436,6 +469,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         Command::Run(args) => run(home()?, args),
         Command::Serve(args) => serve(home()?, args),
+        Command::Mcp(args) => mcp::mcp(home()?, args),
         Command::Profiles(cmd) => profiles(cmd),
         Command::Runs(cmd) => runs(home()?, cmd),
         Command::Keys(cmd) => keys(home()?, cmd),
@@ -507,6 +541,7 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
         classification: args.classification,
         run_id: None,
         submitted_by: None,
+        cancel: None,
     };
     let runner = Runner {
         runtime,
@@ -939,6 +974,10 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         drain: args.drain_timeout,
         max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),
         max_tool: usize::try_from(args.max_tool.as_u64()).unwrap_or(usize::MAX),
+        mcp: crate::mcp::http::McpHttpConfig {
+            allowed_origins: args.mcp_allow_origin.clone(),
+            allowed_hosts: args.mcp_allow_host.clone(),
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1038,7 +1077,12 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
             name,
             signature,
             replace,
+            profile,
+            binding,
         } => {
+            if let Some(profile) = &profile {
+                profile::load(&binding.profiles, profile)?;
+            }
             let bytes = std::fs::read(&wasm)
                 .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
             let signature = signature
@@ -1077,6 +1121,23 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
                     .map(|s| format!(", signed by {s}"))
                     .unwrap_or_default()
             );
+            if let Some(profile) = profile {
+                mcp::bind(&store, &binding, &record.name, Some(&profile))?;
+            }
+            Ok(0)
+        }
+        ToolsCommand::Bind {
+            name,
+            profile,
+            binding,
+        } => {
+            registry.get(&name).map_err(registry_error)?;
+            profile::load(&binding.profiles, &profile)?;
+            mcp::bind(&store, &binding, &name, Some(&profile))?;
+            Ok(0)
+        }
+        ToolsCommand::Unbind { name, binding } => {
+            mcp::bind(&store, &binding, &name, None)?;
             Ok(0)
         }
         ToolsCommand::List { json } => {
@@ -1117,6 +1178,7 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
         }
         ToolsCommand::Remove { name } => {
             let digest = registry.remove(&name).map_err(registry_error)?;
+            mcp::unbind_removed(&store, &name)?;
             say!("removed {name} ({digest})");
             Ok(0)
         }
