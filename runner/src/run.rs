@@ -459,9 +459,7 @@ impl Runner {
         // The guest is gone: record the end on the log itself, so a store
         // that recovered from a failure still gets a complete chain.
         recorder.scrub(&mut end);
-        let log = Arc::into_inner(recorder)
-            .ok_or(RunError::LogStillShared)?
-            .into_log();
+        let log = released(recorder).await?.into_log();
         let mut summary = serde_json::json!({
             "error": error,
             "guest_exit_code": guest_exit_code,
@@ -881,6 +879,28 @@ pub async fn describe(
             "describe() did not return within {}",
             profile.limits.timeout.label
         )),
+    }
+}
+
+/// How long a run's end waits for host tasks of its guest to let go of its
+/// log. An outbound request still in flight when the guest was stopped
+/// (cancelled while waiting for an approval, or at a timeout) runs as a
+/// task that is aborted when the sandbox is dropped; the abort takes effect
+/// at the task's next poll, on another worker, a moment later.
+const RELEASE_GRACE: Duration = Duration::from_secs(2);
+
+/// The run's recorder once nothing else holds it (see [`RELEASE_GRACE`]).
+async fn released(mut recorder: Arc<Recorder>) -> Result<Recorder, RunError> {
+    let deadline = Instant::now() + RELEASE_GRACE;
+    loop {
+        match Arc::try_unwrap(recorder) {
+            Ok(recorder) => return Ok(recorder),
+            Err(shared) if Instant::now() < deadline => {
+                recorder = shared;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(_) => return Err(RunError::LogStillShared),
+        }
     }
 }
 

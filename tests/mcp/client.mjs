@@ -60,8 +60,10 @@ async function step(client, s, state) {
     }
     case 'call_and_cancel': {
       const abort = new AbortController();
+      let run;
       const onprogress = (p) => {
         emit({ op: 'progress', progress: p.progress, message: p.message });
+        run = /run ([0-9a-f-]{36})/.exec(p.message)[1];
         abort.abort('the test cancels the call');
       };
       try {
@@ -78,7 +80,7 @@ async function step(client, s, state) {
       const deadline = Date.now() + 30_000;
       while (Date.now() < deadline) {
         const { resources } = await client.listResources();
-        const done = resources.find((r) => r.name.includes('cancelled'));
+        const done = resources.find((r) => r.uri.includes(run) && r.name.includes('cancelled'));
         if (done) {
           emit({ op: s.op, cancelled: done.uri });
           return;

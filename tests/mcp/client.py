@@ -9,7 +9,7 @@ CONFIG_JSON: {"transport": "stdio", "command": ..., "args": [...], "env": {...}}
   {"op": "call", "tool": NAME, "arguments": {...}, "meta": {...}, "progress": bool}
   {"op": "call_and_cancel", "tool": NAME, "arguments": {...}, "meta": {...}}
       cancels the call at its first progress notification, then waits (in the
-      same session) until a run resource says "cancelled"
+      same session) until that run's resource says "cancelled"
   {"op": "list_resources"}
   {"op": "read_resource", "uri": URI}   (URI "last-run" = the last result's run)
 
@@ -18,6 +18,7 @@ own lines first); a failed step prints {"op": ..., "error": "..."}.
 """
 
 import json
+import re
 import sys
 
 import anyio
@@ -74,9 +75,11 @@ async def step(client, s, state):
         state["last_run"] = out["meta"].get("airlock/run-id")
         emit(out)
     elif op == "call_and_cancel":
+        waiting = {}
         with anyio.CancelScope() as scope:
             async def progress(value, total, message):
                 emit({"op": "progress", "progress": value, "message": message})
+                waiting["run"] = re.search(r"run ([0-9a-f-]{36})", message).group(1)
                 scope.cancel()
 
             await client.call_tool(
@@ -85,7 +88,7 @@ async def step(client, s, state):
         with anyio.fail_after(30):
             while True:
                 resources = await client.list_resources()
-                done = [r for r in resources.resources if "cancelled" in r.name]
+                done = [r for r in resources.resources if waiting["run"] in r.uri and "cancelled" in r.name]
                 if done:
                     emit({"op": op, "cancelled": done[0].uri})
                     return

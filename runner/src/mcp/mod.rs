@@ -228,7 +228,17 @@ impl McpServer {
                 who.name, who.role
             )));
         }
-        let meta = CallMeta::read(&context.meta.0.0)?;
+        // `_meta` may arrive on the params or at the request level,
+        // depending on how the SDK parsed it: read both, params first.
+        let mut meta_map = context.meta.0.0.clone();
+        if let Some(params_meta) = &request.meta {
+            meta_map.extend(params_meta.0.0.clone());
+        }
+        let meta = CallMeta::read(&meta_map)?;
+        let progress = context
+            .meta
+            .get_progress_token()
+            .or_else(|| request.meta.as_ref().and_then(|m| m.get_progress_token()));
         let input = tools::call_input(&offered.record.world, request.arguments)
             .map_err(|e| McpError::invalid_params(format!("tool {}: {e}", request.name), None))?;
         let runner = Arc::clone(&self.shared.runner);
@@ -284,7 +294,6 @@ impl McpServer {
         let mut task = self.shared.pool.spawn(run_id, slot, async move {
             runner.run(&tool, &profile, run_request).await
         });
-        let progress = context.meta.get_progress_token();
         let mut watcher = ApprovalWatcher::new(run_id.to_string());
         let mut poll = tokio::time::interval(APPROVAL_POLL);
         let outcome = loop {
@@ -563,11 +572,12 @@ impl ApprovalWatcher {
     }
 }
 
-/// "waiting for approval …": the request, who may decide, and when it
-/// escalates and expires.
+/// "run … is waiting for approval …": the run, the request, who may
+/// decide, and when it escalates and expires.
 pub fn waiting_message(record: &ApprovalRecord) -> String {
     format!(
-        "waiting for approval {} ({}): {}; approvers: {}; escalates to {} at {}; expires {}",
+        "run {} is waiting for approval {} ({}): {}; approvers: {}; escalates to {} at {}; expires {}",
+        record.run_id,
         record.id,
         record.status.as_str(),
         record.action,
