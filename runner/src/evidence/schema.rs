@@ -98,7 +98,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tools_by_digest ON tools(digest);
     "#,
-    // 3: approval requests (`crate::approvals`). `approvers` is a JSON array
+    // 3: approval requests (`crate::escalation::approvals`). `approvers` is a JSON array
     // of names; times are RFC 3339 UTC with microseconds (fixed width, so
     // they sort as text); `deadline` is when the request escalates,
     // `expires_at` when it expires as a denial. `status` is pending |
@@ -144,7 +144,7 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN submitted_by TEXT;
     CREATE INDEX runs_by_submitter ON runs(submitted_by);
     "#,
-    // 5: which profile governs each tool (`crate::bindings`): one row per
+    // 5: which profile governs each tool (`crate::admission::bindings`): one row per
     // change, the latest per tool is current; `profile` NULL is an
     // unbinding.
     r#"

@@ -1,0 +1,669 @@
+//! The `/v1` API handlers. Each handler authenticates first ([`Caller`]),
+//! names the permission it needs, then calls the same library code the CLI
+//! uses: tool submission ([`crate::service::submit`]), runs ([`crate::execution::runner::Runner`]),
+//! evidence and verification ([`crate::evidence`]), approvals
+//! ([`crate::escalation::approvals`]) and API tokens ([`crate::trust::access`]).
+//!
+//! Runs started by a submitter are visible only to that submitter and to
+//! readers of every run (auditors, admins); another caller asking for one gets
+//! the same 404 as for a run that does not exist, so ids do not leak.
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::pool::Refusal;
+use crate::admission::registry::{Registry, RegistryError, ToolRecord};
+use crate::config::classification::Classification;
+use crate::escalation::approvals::{ApprovalError, ApprovalRecord, Approvals};
+use crate::evidence::{RunFilter, RunRow, Verification, verify_run};
+use crate::execution::request::RunRequest;
+use crate::execution::runner::RunError;
+use crate::service::submit::{Submission, SubmitError};
+use crate::trust::access::{ApiTokens, Permission, Role};
+use crate::trust::keys::TrustedKeys;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+type Shared = State<Arc<AppState>>;
+
+/// Most runs one list request returns.
+const MAX_LIST: usize = 1000;
+
+/// Header carrying a tool's detached signature (the signature file, base64).
+pub const SIGNATURE_HEADER: &str = "airlock-signature";
+
+/// Seconds a client told 429 should wait before retrying: about one `hello`
+/// run's worth of queue at a full pool, without inviting a hot retry loop.
+const RETRY_AFTER_SECONDS: u64 = 1;
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    Ok(q?.0)
+}
+
+// ---- tools ----
+
+/// `POST /v1/tools?name=N[&replace=true]`, body: the component.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitQuery {
+    name: String,
+    #[serde(default)]
+    replace: bool,
+}
+
+/// Validates, compiles and registers an uploaded component.
+pub async fn submit_tool(
+    State(state): Shared,
+    caller: Caller,
+    q: Result<Query<SubmitQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ToolRecord>), ApiError> {
+    caller.require(Permission::SubmitTool)?;
+    let q = query(q)?;
+    let bytes = body?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "the request body is empty: send the component's bytes (Content-Type: application/wasm)",
+        ));
+    }
+    let signature = match headers.get(SIGNATURE_HEADER) {
+        None => None,
+        Some(value) => Some(decode_signature(value.as_bytes())?),
+    };
+    crate::service::submit::check_signature(signature.as_ref(), &bytes).map_err(submit_error)?;
+    let runner = Arc::clone(&state.runner);
+    let label = std::path::PathBuf::from(format!("{}.wasm", q.name));
+    let compiled = {
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || runner.runtime.load_bytes(&label, &bytes))
+            .await
+            .map_err(|e| ApiError::internal(format!("compiling the component: {e}")))?
+            .map_err(|e| submit_error(e.into()))?
+    };
+    let runner = &state.runner;
+    let record = crate::service::submit::register(
+        &runner.runtime,
+        &runner.home,
+        &runner.store,
+        &compiled,
+        &bytes,
+        Submission {
+            name: q.name,
+            signature,
+            replace: q.replace,
+        },
+    )
+    .await
+    .map_err(submit_error)?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+fn decode_signature(value: &[u8]) -> Result<crate::admission::signing::ToolSignature, ApiError> {
+    use base64::Engine as _;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "the {SIGNATURE_HEADER} header must be the signature file (from `airlock sign`) in base64"
+            ))
+        })?;
+    crate::admission::signing::ToolSignature::from_json(&json)
+        .map_err(|e| ApiError::bad_request(format!("{SIGNATURE_HEADER}: {e}")))
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Registry(RegistryError::NameTaken { .. }) => ApiError::conflict(e.to_string()),
+        SubmitError::Signature(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_signature",
+            e.to_string(),
+        ),
+        _ => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tool",
+            e.to_string(),
+        ),
+    }
+}
+
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::NotFound { .. } => ApiError::not_found(e.to_string()),
+        RegistryError::InvalidName { .. } => ApiError::bad_request(e.to_string()),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// `GET /v1/tools`.
+pub async fn list_tools(
+    State(state): Shared,
+    caller: Caller,
+) -> Result<Json<Vec<ToolRecord>>, ApiError> {
+    caller.require(Permission::ReadTools)?;
+    Ok(Json(
+        Registry::new(&state.runner.store)
+            .list()
+            .map_err(registry_error)?,
+    ))
+}
+
+/// `GET /v1/tools/{name}`.
+pub async fn show_tool(
+    State(state): Shared,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<ToolRecord>, ApiError> {
+    caller.require(Permission::ReadTools)?;
+    Ok(Json(
+        Registry::new(&state.runner.store)
+            .get(&name)
+            .map_err(registry_error)?,
+    ))
+}
+
+// ---- runs ----
+
+/// `POST /v1/runs` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// A registered tool's name.
+    tool: String,
+    /// Profile name (default: the profile the tool is bound to, else
+    /// `default`).
+    profile: Option<String>,
+    /// The tool's JSON input.
+    input: Option<Value>,
+    /// Arguments for a command tool.
+    #[serde(default)]
+    args: Vec<String>,
+    /// Stdin for a command tool (UTF-8 text).
+    stdin: Option<String>,
+    intent: Option<String>,
+    actor: Option<String>,
+    idempotency_key: Option<String>,
+    workflow: Option<String>,
+    classification: Option<String>,
+}
+
+/// `POST /v1/runs?wait=false`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartQuery {
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Starts a run: at once with 202 and the run id (`?wait=false`), or when
+/// its evidence is sealed with the full report.
+pub async fn start_run(
+    State(state): Shared,
+    caller: Caller,
+    q: Result<Query<StartQuery>, QueryRejection>,
+    body: Result<Json<RunBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Permission::StartRun)?.name.clone();
+    let wait = query(q)?.wait;
+    let Json(body) = body?;
+    let classification = body
+        .classification
+        .as_deref()
+        .map(str::parse::<Classification>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("classification: {e}")))?;
+    let profile_name = match body.profile {
+        Some(name) => name,
+        None => crate::admission::bindings::Bindings::new(&state.runner.store)
+            .get(&body.tool)?
+            .map_or_else(|| "default".to_owned(), |b| b.profile),
+    };
+    // The server's file paths stay on the server: the caller learns which
+    // profile and key are at fault; the server's log has the file.
+    let profile = crate::config::profile::load(&state.profiles, &profile_name).map_err(|e| {
+        tracing::warn!(error = %e, "a run request named an unusable profile");
+        let key = if e.key.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", e.key)
+        };
+        let problem = e
+            .problem
+            .replace(&*state.profiles.to_string_lossy(), "<profiles>");
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_profile",
+            format!("profile {profile_name:?}: {key}{problem}"),
+        )
+    })?;
+    let registry = Registry::new(&state.runner.store);
+    let (record, bytes) = registry.load(&body.tool).map_err(registry_error)?;
+    let path = registry.wasm_path(&record);
+    let digest = record.digest.clone();
+    let runner = Arc::clone(&state.runner);
+    // `Registry::load` re-hashed the file against the recorded digest.
+    let tool =
+        tokio::task::spawn_blocking(move || runner.runtime.load_digested(&path, &bytes, digest))
+            .await
+            .map_err(|e| ApiError::internal(format!("loading the tool: {e}")))?
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let slot = match state.pool.try_slot() {
+        Ok(slot) => slot,
+        Err(Refusal::Full) => {
+            state.metrics.count_busy();
+            return Err(ApiError::busy(
+                RETRY_AFTER_SECONDS,
+                format!(
+                    "all {} run slots are busy; retry after {RETRY_AFTER_SECONDS} s (the pool size is `airlock serve --pool`)",
+                    state.pool.size()
+                ),
+            ));
+        }
+        Err(Refusal::Closed) => return Err(ApiError::shutting_down()),
+    };
+    let run_id = uuid::Uuid::now_v7();
+    let request = RunRequest {
+        tool_name: record.name.clone(),
+        input: body.input.map(|v| v.to_string()),
+        args: body.args,
+        stdin: body.stdin.map(String::into_bytes).unwrap_or_default(),
+        intent: body.intent,
+        actor: body.actor,
+        idempotency_key: body.idempotency_key,
+        workflow: body.workflow,
+        signer: record.signer.clone(),
+        classification,
+        run_id: Some(run_id),
+        submitted_by: Some(who),
+        cancel: None,
+    };
+    let runner = Arc::clone(&state.runner);
+    let metrics = state.metrics.clone();
+    let started = Instant::now();
+    let task = state.pool.spawn(run_id, slot, async move {
+        let report = runner.run(&tool, &profile, request).await;
+        metrics.observe_run(started.elapsed().as_secs_f64());
+        report
+    });
+    if !wait {
+        let body = json!({
+            "run_id": run_id.to_string(),
+            "status": "running",
+            "run": format!("/v1/runs/{run_id}"),
+        });
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    match task.await {
+        Ok(Ok(report)) => Ok(Json(report.to_json()).into_response()),
+        Ok(Err(RunError::Sandbox { profile, reason })) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sandbox",
+            format!("sandbox for profile {profile}: {reason} (run {run_id} is recorded as failed)"),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "evidence_unavailable",
+            format!("run {run_id}: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "interrupted",
+            format!(
+                "run {run_id} was stopped because the server is shutting down; its evidence is sealed as interrupted"
+            ),
+        )),
+    }
+}
+
+/// `GET /v1/runs` filters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+    profile: Option<String>,
+    status: Option<String>,
+    #[serde(default)]
+    denied: bool,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+/// Lists runs the caller may read, newest first.
+pub async fn list_runs(
+    State(state): Shared,
+    caller: Caller,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<RunRow>>, ApiError> {
+    let me = caller.require(Permission::ReadOwnRuns)?;
+    let q = query(q)?;
+    let filter = RunFilter {
+        limit: q.limit.min(MAX_LIST),
+        profile: q.profile,
+        status: q.status,
+        submitted_by: me.run_scope(),
+        denied_only: q.denied,
+    };
+    Ok(Json(state.runner.store.find_runs(&filter)?))
+}
+
+/// The run `id`, if the caller may read it; 404 otherwise.
+fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<RunRow, ApiError> {
+    let me = caller.require(Permission::ReadOwnRuns)?;
+    let row = state.runner.store.run(id)?;
+    if me.may_read_run(row.submitted_by.as_deref()) {
+        Ok(row)
+    } else {
+        Err(ApiError::not_found(format!("no run matches {id}")))
+    }
+}
+
+/// `GET /v1/runs/{id}`: the run's row (status, times, result summary).
+pub async fn show_run(
+    State(state): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match visible_run(&state, &caller, &id) {
+        Ok(row) => Ok(Json(serde_json::to_value(row).unwrap_or_default())),
+        // Accepted with `?wait=false` but not yet in the store.
+        Err(e) if e.status() == StatusCode::NOT_FOUND => match uuid::Uuid::parse_str(&id) {
+            Ok(run_id) if state.pool.contains(&run_id) => Ok(Json(
+                json!({"id": run_id.to_string(), "status": "starting"}),
+            )),
+            _ => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// `GET /v1/runs/{id}/evidence[?format=jsonl]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceQuery {
+    format: Option<String>,
+}
+
+/// A run's events, as a JSON array or JSON Lines.
+pub async fn run_evidence(
+    State(state): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<EvidenceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let format = query(q)?.format;
+    let row = visible_run(&state, &caller, &id)?;
+    let events = state.runner.store.events(&row.id)?;
+    match format.as_deref() {
+        None | Some("json") => Ok(Json(events).into_response()),
+        Some("jsonl") => {
+            let mut text = String::new();
+            for e in &events {
+                text.push_str(&serde_json::to_string(e).unwrap_or_default());
+                text.push('\n');
+            }
+            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format {other:?} is not supported (use json or jsonl)"
+        ))),
+    }
+}
+
+/// `GET /v1/runs/{id}/verify`: hash chain, seal and signature checks.
+pub async fn verify(
+    State(state): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row = visible_run(&state, &caller, &id)?;
+    let keys = TrustedKeys::load(state.runner.home.root())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let verification = verify_run(&state.runner.store, &keys, &row.id)?;
+    let (intact, first_bad_seq) = match &verification {
+        Verification::Intact { .. } => (true, None),
+        Verification::Broken { first_bad_seq, .. } => (false, *first_bad_seq),
+    };
+    Ok(Json(json!({
+        "run_id": row.id,
+        "intact": intact,
+        "first_bad_seq": first_bad_seq,
+        "detail": verification.to_string(),
+    })))
+}
+
+// ---- approvals ----
+
+/// `GET /v1/approvals[?pending=true]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsQuery {
+    #[serde(default)]
+    pending: bool,
+}
+
+/// Approval requests. Approvers see the requests they may decide (listed
+/// as an approver or as the escalation owner); auditors and admins see all.
+pub async fn list_approvals(
+    State(state): Shared,
+    caller: Caller,
+    q: Result<Query<ApprovalsQuery>, QueryRejection>,
+) -> Result<Json<Vec<ApprovalRecord>>, ApiError> {
+    let me = caller.require(Permission::ReadApprovals)?;
+    let pending = query(q)?.pending;
+    let records = Approvals::new(&state.runner.store)
+        .list(pending)
+        .map_err(approval_error)?;
+    Ok(Json(
+        records
+            .into_iter()
+            .filter(|r| super::sees_approval(me, r))
+            .collect(),
+    ))
+}
+
+/// `POST /v1/approvals/{id}/approve|deny` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideBody {
+    reason: String,
+}
+
+/// Approves a request.
+pub async fn approve(
+    state: Shared,
+    caller: Caller,
+    id: Path<String>,
+    body: Result<Json<DecideBody>, JsonRejection>,
+) -> Result<Json<ApprovalRecord>, ApiError> {
+    decide(state, caller, id, body, true).await
+}
+
+/// Denies a request.
+pub async fn deny(
+    state: Shared,
+    caller: Caller,
+    id: Path<String>,
+    body: Result<Json<DecideBody>, JsonRejection>,
+) -> Result<Json<ApprovalRecord>, ApiError> {
+    decide(state, caller, id, body, false).await
+}
+
+async fn decide(
+    State(state): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<DecideBody>, JsonRejection>,
+    approve: bool,
+) -> Result<Json<ApprovalRecord>, ApiError> {
+    let me = caller.require(Permission::DecideApprovals)?;
+    let Json(body) = body?;
+    match super::decide_approval(&state.runner.store, me, &id, approve, &body.reason) {
+        Ok(decided) => Ok(Json(decided)),
+        Err(e @ super::DecisionRefused::OwnRun { .. }) => Err(ApiError::forbidden(e.to_string())),
+        Err(super::DecisionRefused::Approval(e)) => Err(approval_error(*e)),
+        Err(super::DecisionRefused::Store(e)) => Err(e.into()),
+    }
+}
+
+fn approval_error(e: ApprovalError) -> ApiError {
+    match e {
+        ApprovalError::NotFound { .. } => ApiError::not_found(e.to_string()),
+        ApprovalError::AmbiguousId { .. }
+        | ApprovalError::BadId { .. }
+        | ApprovalError::ReasonRequired { .. }
+        | ApprovalError::ReasonTooLong { .. } => ApiError::bad_request(e.to_string()),
+        ApprovalError::NotAnApprover { .. } | ApprovalError::SelfApproval { .. } => {
+            ApiError::forbidden(e.to_string())
+        }
+        ApprovalError::AlreadyDecided { .. } | ApprovalError::Expired { .. } => {
+            ApiError::conflict(e.to_string())
+        }
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+// ---- tokens ----
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenBody {
+    name: String,
+    role: String,
+}
+
+/// Creates an API token; the secret is in this answer only.
+pub async fn create_token(
+    State(state): Shared,
+    caller: Caller,
+    body: Result<Json<NewTokenBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Permission::ManageTokens)?;
+    let Json(body) = body?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "role {:?} is not one of submitter, approver, auditor, admin",
+            body.role
+        ))
+    })?;
+    let (record, secret) = ApiTokens::new(&state.runner.store)
+        .create(&body.name, role)
+        .map_err(access_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "name": record.name,
+            "role": record.role,
+            "created_at": record.created_at,
+            "token": secret,
+        })),
+    ))
+}
+
+/// Lists API tokens (never their secrets).
+pub async fn list_tokens(
+    State(state): Shared,
+    caller: Caller,
+) -> Result<Json<Vec<crate::trust::access::ApiToken>>, ApiError> {
+    caller.require(Permission::ManageTokens)?;
+    Ok(Json(
+        ApiTokens::new(&state.runner.store)
+            .list()
+            .map_err(access_error)?,
+    ))
+}
+
+/// Revokes an API token.
+pub async fn revoke_token(
+    State(state): Shared,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ManageTokens)?;
+    ApiTokens::new(&state.runner.store)
+        .revoke(&name)
+        .map_err(access_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn access_error(e: crate::trust::access::AccessError) -> ApiError {
+    use crate::trust::access::AccessError as E;
+    match e {
+        E::Duplicate { .. } => ApiError::conflict(e.to_string()),
+        E::NotFound { .. } => ApiError::not_found(e.to_string()),
+        E::InvalidName { .. } => ApiError::bad_request(e.to_string()),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+// ---- public and operational ----
+
+/// `GET /healthz`.
+pub async fn healthz(State(state): Shared) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "runs_in_flight": state.pool.in_flight(),
+        "pool": state.pool.size(),
+    }))
+}
+
+/// `GET /.well-known/jwks.json`: the keys run tokens are signed with.
+pub async fn jwks(State(state): Shared) -> Result<Json<Value>, ApiError> {
+    let keys = TrustedKeys::load(state.runner.home.root())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(crate::trust::tokens::jwks(&keys)))
+}
+
+/// `GET /v1/openapi.json`: the API description kept in the repository.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], super::OPENAPI).into_response()
+}
+
+/// `GET /metrics` (auditor or admin).
+pub async fn metrics(State(state): Shared, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadAllRuns)?;
+    let text = state
+        .metrics
+        .render(&state.runner.store, state.pool.in_flight())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// Any other path.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route (see /v1/openapi.json)")
+}
+
+/// A known path with a method it does not have.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method (see /v1/openapi.json)",
+    )
+}
