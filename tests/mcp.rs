@@ -628,3 +628,44 @@ fn bindings_are_recorded_and_are_the_default_profile_of_the_api() {
     let tools = step(&lines, "list_tools")[0]["tools"].to_string();
     assert!(tools.contains("\"unbound\""), "{tools}");
 }
+
+#[test]
+fn clients_are_told_when_a_tool_is_rebound() {
+    let fx = Fixture::new();
+    let agent = token(&fx.env, "submitter", AGENT);
+    let server = Server::start(&fx.env, &[]);
+    for (i, (sdk, transport)) in matrix(&server, &agent).into_iter().enumerate() {
+        let what = format!("{sdk:?} over {transport:?}");
+        let mut child = sdk
+            .command(&fx.config(
+                &transport,
+                json!([{"op": "list_tools"}, {"op": "wait_tools_changed"}, {"op": "list_tools"}]),
+            ))
+            .spawn()
+            .expect("start the client");
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut seen = Vec::new();
+        read_until(&mut reader, &mut seen, |l| l["op"] == "waiting");
+        // Another process changes the binding: `unbound` alternates
+        // between bound (offered) and unbound.
+        let bind: &[&str] = if i % 2 == 0 {
+            &["tools", "bind", "unbound", "hello"]
+        } else {
+            &["tools", "unbind", "unbound"]
+        };
+        let out = fx
+            .env
+            .airlock()
+            .args(bind)
+            .arg("--profiles")
+            .arg(fx.env.profiles())
+            .output()
+            .expect("bind");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        read_until(&mut reader, &mut seen, |l| l["op"] == "wait_tools_changed");
+        let after = read_until(&mut reader, &mut seen, |l| l["op"] == "list_tools");
+        wait_child(child);
+        let offered = after["tools"].to_string().contains("\"unbound\"");
+        assert_eq!(offered, i % 2 == 0, "{what}: {after}");
+    }
+}

@@ -11,6 +11,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const emit = (value) => process.stdout.write(JSON.stringify(value) + '\n');
 
@@ -90,6 +91,15 @@ async function step(client, s, state) {
       emit({ op: s.op, error: 'no run became cancelled within 30 s' });
       break;
     }
+    case 'wait_tools_changed': {
+      emit({ op: 'waiting' });
+      await Promise.race([
+        state.toolsChanged,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('no list_changed within 30 s')), 30_000)),
+      ]);
+      emit({ op: s.op, changed: true });
+      break;
+    }
     case 'list_resources': {
       const { resources } = await client.listResources();
       emit({ op: s.op, resources: resources.map(({ uri, name, mimeType }) => ({ uri, name, mimeType })) });
@@ -109,6 +119,9 @@ async function step(client, s, state) {
 const config = JSON.parse(process.argv[2]);
 const client = new Client({ name: 'airlock-tests-ts', version: '1.0.0' });
 const state = {};
+state.toolsChanged = new Promise((resolve) => {
+  client.setNotificationHandler(ToolListChangedNotificationSchema, () => resolve());
+});
 try {
   await client.connect(transport(config));
   emit({ op: 'connected', protocolVersion: client.transport?.protocolVersion ?? null });

@@ -10,6 +10,8 @@ CONFIG_JSON: {"transport": "stdio", "command": ..., "args": [...], "env": {...}}
   {"op": "call_and_cancel", "tool": NAME, "arguments": {...}, "meta": {...}}
       cancels the call at its first progress notification, then waits (in the
       same session) until that run's resource says "cancelled"
+  {"op": "wait_tools_changed"}   prints {"op": "waiting"}, then the step's
+      line once notifications/tools/list_changed arrives
   {"op": "list_resources"}
   {"op": "read_resource", "uri": URI}   (URI "last-run" = the last result's run)
 
@@ -23,6 +25,7 @@ import sys
 
 import anyio
 import httpx2
+import mcp_types
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -93,6 +96,11 @@ async def step(client, s, state):
                     emit({"op": op, "cancelled": done[0].uri})
                     return
                 await anyio.sleep(0.1)
+    elif op == "wait_tools_changed":
+        emit({"op": "waiting"})
+        with anyio.fail_after(30):
+            await state["tools_changed"].wait()
+        emit({"op": op, "changed": True})
     elif op == "list_resources":
         resources = await client.list_resources()
         emit({
@@ -111,9 +119,16 @@ async def step(client, s, state):
 
 async def main():
     config = json.loads(sys.argv[1])
-    state = {}
+    state = {"tools_changed": anyio.Event()}
+
+    async def on_message(message):
+        if isinstance(message, mcp_types.ToolListChangedNotification):
+            state["tools_changed"].set()
+
     try:
-        async with Client(server(config), mode="legacy", read_timeout_seconds=120) as client:
+        async with Client(
+            server(config), mode="legacy", read_timeout_seconds=120, message_handler=on_message
+        ) as client:
             emit({"op": "connected", "protocolVersion": client.protocol_version})
             for s in config["steps"]:
                 try:

@@ -174,7 +174,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("out")).expect("mkdir");
         std::fs::write(
             &path,
-            format!("name = \"p\"\ncategory = \"t\"\nrisk = \"low\"\nowner = \"o\"\n{toml}"),
+            format!("name = \"p\"\ncategory = \"t\"\nrisk = \"low\"\nowner = \"o\"\n{toml}\n[limits]\nfuel = 1000\nmemory = \"1MiB\"\ntimeout = \"1s\"\noutput = \"1KiB\"\n"),
         )
         .expect("write");
         crate::config::profile::load(dir.path(), "p").expect("profile loads")
@@ -197,7 +197,7 @@ mod tests {
                 Some(false),
             ),
             (
-                "[net]\nallow = [{ url = \"https://pay.example/v1\", methods = [\"POST\"] }]\n[[approval]]\nwhen = \"net POST https://pay.example/**\"\napprovers = [\"a\"]\ntimeout = \"1m\"\nescalate_to = \"b\"\n",
+                "[net]\nallow = [{ url = \"https://pay.example/v1\", methods = [\"POST\"] }]\n[[approval]]\nwhen = \"net POST https://pay.example/**\"\napprovers = [\"a\"]\ntimeout = \"1m\"\nescalate_to = \"b\"\nescalation_timeout = \"1m\"\n",
                 Some(false),
                 Some(true),
                 Some(true),
