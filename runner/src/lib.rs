@@ -23,6 +23,7 @@ pub mod report;
 pub mod review;
 pub mod run;
 pub mod sandbox;
+pub mod selftest;
 pub mod server;
 pub mod signing;
 pub mod submit;
