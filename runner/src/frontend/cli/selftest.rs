@@ -1,12 +1,12 @@
 //! `airlock selftest` and `airlock serve --selftest`: runs the built-in
-//! adversarial suite ([`crate::selftest`]) over the home's store and the
+//! adversarial suite ([`crate::service::selftest`]) over the home's store and the
 //! profiles directory, prints the table and maps the outcome to an exit
 //! code (0: every attempt refused; 1: at least one got through).
 
 use super::{Failure, ProfilesDir};
-use crate::home::Home;
-use crate::run::Runner;
-use crate::selftest::SelftestReport;
+use crate::config::home::Home;
+use crate::execution::runner::Runner;
+use crate::service::selftest::SelftestReport;
 use clap::Args;
 
 /// Exit code of `airlock selftest` when an attempt was not refused.
@@ -27,7 +27,7 @@ pub(super) async fn run_suite(
     runner: &Runner,
     profiles: &std::path::Path,
 ) -> Result<SelftestReport, Failure> {
-    let loaded = match crate::profile::load_dir(profiles) {
+    let loaded = match crate::config::profile::load_dir(profiles) {
         Ok(loaded) => loaded,
         Err(e) => return Err(Failure::usage(e.to_string())),
     };
@@ -38,7 +38,7 @@ pub(super) async fn run_suite(
             Err(e) => eprintln!("airlock selftest: skipping an invalid profile: {e}"),
         }
     }
-    crate::selftest::run(runner, &valid)
+    crate::service::selftest::run(runner, &valid)
         .await
         .map_err(|e| Failure {
             code: super::EXIT_EVIDENCE,
@@ -49,7 +49,7 @@ pub(super) async fn run_suite(
 pub(super) fn selftest(home: Home, args: SelftestArgs) -> Result<i32, Failure> {
     let key = super::runner_key(&home)?;
     let store = super::open_store(&home)?;
-    let runtime = crate::engine::Runtime::new(&home.cache_dir())
+    let runtime = crate::execution::engine::Runtime::new(&home.cache_dir())
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
     let runner = Runner {
         runtime,

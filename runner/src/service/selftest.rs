@@ -34,12 +34,13 @@
 //! through, a profile edit that opens the metadata service, a regression
 //! in the egress or token checks.
 
-use crate::engine::LoadedTool;
+use crate::config::profile::Profile;
 use crate::evidence::{RunMeta, RunOutcome, StoreError};
-use crate::keys::TrustedKeys;
-use crate::profile::Profile;
-use crate::run::{RunRequest, RunStatus, Runner};
-use crate::tokens;
+use crate::execution::engine::LoadedTool;
+use crate::execution::request::RunRequest;
+use crate::execution::runner::{RunStatus, Runner};
+use crate::trust::keys::TrustedKeys;
+use crate::trust::tokens;
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink};
 use airlock_host_api::fs::{self, Access, Area, FsGrants, MountGrant, MountMode};
 use airlock_host_api::net::policy;
@@ -207,10 +208,10 @@ pub enum SelftestError {
     Store(#[from] StoreError),
     /// A run could not be recorded.
     #[error("selftest: {0}")]
-    Run(#[from] crate::run::RunError),
+    Run(#[from] crate::execution::runner::RunError),
     /// The trusted keys could not be read.
     #[error("selftest: {0}")]
-    Keys(#[from] crate::keys::KeyError),
+    Keys(#[from] crate::trust::keys::KeyError),
     /// The `selftest` run's events could not be recorded.
     #[error("selftest: {0}")]
     Evidence(#[from] airlock_host_api::evidence::EvidenceUnavailable),
@@ -459,12 +460,12 @@ fn forged_tokens(runner: &Runner) -> Result<Vec<Attempt>, SelftestError> {
     let mut candidates: Vec<(String, String)> = Vec::new();
     // Signed by a key this runner does not trust.
     let stranger = tempfile::tempdir().map_err(|e| {
-        SelftestError::Keys(crate::keys::KeyError::Io {
+        SelftestError::Keys(crate::trust::keys::KeyError::Io {
             path: std::env::temp_dir(),
             source: e,
         })
     })?;
-    let foreign = crate::keys::RunnerKey::init(stranger.path())?;
+    let foreign = crate::trust::keys::RunnerKey::init(stranger.path())?;
     if let Ok(issued) = tokens::issue(&foreign, &request("selftest"), now) {
         candidates.push(("signed by an untrusted key".into(), issued.token));
     }
