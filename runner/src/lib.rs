@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod classification;
 pub mod cli;
 pub mod clock;
+pub mod decision;
 pub mod engine;
 pub mod evidence;
 pub mod gate;

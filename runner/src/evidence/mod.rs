@@ -43,6 +43,7 @@
 //! seal kept elsewhere (`airlock runs verify` prints its position) detects it.
 
 pub mod chain;
+mod decisions;
 pub mod runlog;
 pub mod schema;
 pub mod seal;
