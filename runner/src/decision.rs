@@ -339,6 +339,30 @@ impl DecisionSigner for PinnedApprover<'_> {
     }
 }
 
+/// A signer that signs only the request the decider reviewed: refuses when
+/// `request_sha256` is given and the statement names another digest (the
+/// stored request changed since it was shown).
+pub struct Reviewed<'a> {
+    /// The signer that signs once the digest matches.
+    pub signer: &'a dyn DecisionSigner,
+    /// The digest the decider reviewed, if they named one.
+    pub request_sha256: Option<&'a str>,
+}
+
+impl DecisionSigner for Reviewed<'_> {
+    fn sign(&self, statement: &DecisionStatement) -> Result<DecisionSignature, String> {
+        if let Some(reviewed) = self.request_sha256
+            && statement.request_sha256.as_deref() != Some(reviewed)
+        {
+            return Err(format!(
+                "the request now has sha256 {}, not the {reviewed} you reviewed; look at it again (`airlock approvals show`)",
+                statement.request_sha256.as_deref().unwrap_or("(none)")
+            ));
+        }
+        self.signer.sign(statement)
+    }
+}
+
 /// Where `airlock keys generate --approver NAME` puts a key by default:
 /// `$XDG_CONFIG_HOME/airlock/approvers/NAME.pk8` (or under
 /// `~/.config`), outside the airlock home, so that whoever can write the

@@ -148,6 +148,10 @@ struct Decide {
     /// the decision. Default: the key `keys generate --approver` writes.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// The request digest you reviewed (`approvals show`): the decision is
+    /// refused if the request is no longer that one.
+    #[arg(long, value_name = "HEX")]
+    request_sha256: Option<String>,
     /// Why (recorded with the decision).
     #[arg(long)]
     reason: String,
@@ -969,6 +973,10 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
     let signer = key
         .pinned_signer(&pinned)
         .map_err(|e| Failure::usage(e.to_string()))?;
+    let signer = crate::decision::Reviewed {
+        signer: &signer,
+        request_sha256: decide.request_sha256.as_deref(),
+    };
     let record = approvals
         .decide(
             &decide.id,

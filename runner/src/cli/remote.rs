@@ -247,10 +247,11 @@ fn approvals(client: &Client, cmd: ApprovalsCommand) -> Result<i32, Failure> {
             "with --server the API token's name decides (the server signs the decision); drop --as and --key",
         ));
     }
-    let record = client.post(
-        &format!("/v1/approvals/{}/{verb}", enc(&decide.id)),
-        &json!({ "reason": decide.reason }),
-    )?;
+    let mut body = json!({ "reason": decide.reason });
+    if let Some(reviewed) = &decide.request_sha256 {
+        body["request_sha256"] = json!(reviewed);
+    }
+    let record = client.post(&format!("/v1/approvals/{}/{verb}", enc(&decide.id)), &body)?;
     say!(
         "{} {} by {}",
         record["id"].as_str().unwrap_or(&decide.id),
