@@ -1,7 +1,7 @@
 //! The decisions in a run's log, checked again at verification: every
 //! `approval.decision` that approved or denied must carry a signature that
 //! verifies over the statement its own fields spell (see
-//! [`crate::decision`]), by the approver's key pinned in the trust file or
+//! [`crate::trust::decision`]), by the approver's key pinned in the trust file or
 //! by a trusted runner key attesting an authenticated token.
 //!
 //! Defends against decisions that were never made by whom they name: an
@@ -12,8 +12,8 @@
 //! chain was rebuilt.
 
 use super::chain::Event;
-use crate::decision::{DECISION_CONTEXT, DecisionSignature, DecisionStatement};
-use crate::keys::TrustedKeys;
+use crate::trust::decision::{DECISION_CONTEXT, DecisionSignature, DecisionStatement};
+use crate::trust::keys::TrustedKeys;
 use serde_json::Value;
 
 /// The first decision event of `events` whose signature does not verify,
@@ -51,6 +51,6 @@ fn check_event(event: &Event, keys: &TrustedKeys) -> Result<(), String> {
         reason: text("reason").unwrap_or_default().to_owned(),
         decided_at: text("decided_at").unwrap_or_default().to_owned(),
     };
-    crate::decision::check(&statement, &signature, keys)
+    crate::trust::decision::check(&statement, &signature, keys)
         .map_err(|why| format!("the decision {outcome} by {by:?} is not authenticated: {why}"))
 }

@@ -16,7 +16,10 @@
 //! - [`runlog`]: [`RunLog`], the per-run appender and sealer;
 //! - [`seal`]: [`Seal`], the signed statement over a run's chain head;
 //! - [`verify`]: [`verify_run`] / [`verify_all`] and the [`Problem`]s they report;
-//! - [`writer`]: the one writer connection and the shared fsync of seals.
+//! - [`writer`]: the one writer connection and the shared fsync of seals;
+//! - [`report`]: the governance report over many runs (`airlock report`);
+//! - [`review`]: the incident review of one run (`airlock runs review`);
+//! - [`otlp`]: export of a run as OpenTelemetry spans.
 //!
 //! What it defends against:
 //! - **Lost evidence on a crash.** Each event that records a side effect is
@@ -44,6 +47,9 @@
 
 pub mod chain;
 mod decisions;
+pub mod otlp;
+pub mod report;
+pub mod review;
 pub mod runlog;
 pub mod schema;
 pub mod seal;

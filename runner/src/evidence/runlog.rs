@@ -42,7 +42,7 @@ use super::schema::describe_sqlite_error;
 use super::seal::{Seal, seal_in_tx};
 use super::store::{PendingRow, finish_run, insert_event, insert_run_row, run_status};
 use super::writer::Writer;
-use crate::keys::RunnerKey;
+use crate::trust::keys::RunnerKey;
 use airlock_host_api::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
 use rusqlite::{Connection, TransactionBehavior};
 use std::fs::{self, File};

@@ -98,7 +98,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tools_by_digest ON tools(digest);
     "#,
-    // 3: approval requests (`crate::approvals`). `approvers` is a JSON array
+    // 3: approval requests (`crate::escalation::approvals`). `approvers` is a JSON array
     // of names; times are RFC 3339 UTC with microseconds (fixed width, so
     // they sort as text); `deadline` is when the request escalates,
     // `expires_at` when it expires as a denial. `status` is pending |
@@ -145,7 +145,7 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_by_submitter ON runs(submitted_by);
     "#,
     // 5: approvals bound to the request and signed decisions
-    // (`crate::decision`). `request` is the JSON of the outbound request as
+    // (`crate::trust::decision`). `request` is the JSON of the outbound request as
     // its approver sees it (method, full URL, body size, SHA-256, rendered
     // body, request digest); `decision_signature` the JSON of the
     // decision's signature.

@@ -9,20 +9,20 @@
 //! An outbound request's approval record shows the exact request (method,
 //! full URL, body rendered, SHA-256s; see
 //! `airlock_host_api::net::review`). A decision counts only if its
-//! signature verifies ([`crate::decision::check`]: the approver's pinned
+//! signature verifies ([`crate::trust::decision::check`]: the approver's pinned
 //! key, or the server that authenticated the decider's token); one that
-//! does not is a denial under [`crate::decision::SIGNATURE_RULE`]. An
+//! does not is a denial under [`crate::trust::decision::SIGNATURE_RULE`]. An
 //! approval of another request digest than the one waiting ends the run as
 //! refused, and the host does not send the request.
 
-use crate::approvals::{
+use crate::escalation::approvals::{
     Action, ApprovalRecord, ApprovalRule, ApprovalStatus, Approvals, NewApproval, RunContext,
     matching_rule,
 };
-use crate::clock::RunClock;
-use crate::decision::SIGNATURE_RULE;
 use crate::evidence::Store;
-use crate::keys::TrustedKeys;
+use crate::execution::clock::RunClock;
+use crate::trust::decision::SIGNATURE_RULE;
+use crate::trust::keys::TrustedKeys;
 use airlock_host_api::approval::{ApprovalGate, GateAction, GateFuture, GateOutcome};
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink, EvidenceUnavailable};
 use airlock_host_api::net::review::RequestReview;
@@ -207,7 +207,7 @@ impl StoreGate {
             .decided_statement()
             .ok_or("the decision has no decider, reason or time")?;
         let keys = TrustedKeys::load(&self.home).map_err(|e| e.to_string())?;
-        crate::decision::check(&statement, signature, &keys)
+        crate::trust::decision::check(&statement, signature, &keys)
     }
 
     /// A decision whose signature does not verify: recorded, and a denial.

@@ -56,15 +56,15 @@
 //! - **Unauthenticated decisions.** Every decision is signed by a
 //!   [`DecisionSigner`] over the request as stored at that moment (its
 //!   digest included): the approver's own pinned key locally, the server's
-//!   key for a token-authenticated decision (see [`crate::decision`]).
+//!   key for a token-authenticated decision (see [`crate::trust::decision`]).
 //!
 //! Not defended here: rows edited in the database are decoded without
 //! panicking but not trusted by this module's readers alone; the run's gate
 //! checks the decision's signature and the request digest before it acts,
 //! and records both in the run's signed evidence.
 
-use crate::decision::{DecisionSignature, DecisionSigner, DecisionStatement};
 use crate::evidence::{MIN_PREFIX_LEN, Store, StoreError};
+use crate::trust::decision::{DecisionSignature, DecisionSigner, DecisionStatement};
 use airlock_host_api::net::review::RequestReview;
 use globset::{GlobBuilder, GlobMatcher};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -999,7 +999,7 @@ pub struct ApprovalRecord {
     /// body size and SHA-256, the body rendered, the request digest a
     /// decision approves); `None` for other actions.
     pub request: Option<RequestReview>,
-    /// The decision's signature (see [`crate::decision`]).
+    /// The decision's signature (see [`crate::trust::decision`]).
     pub decision_signature: Option<DecisionSignature>,
 }
 
@@ -1014,7 +1014,7 @@ impl ApprovalRecord {
         decided_at: &str,
     ) -> DecisionStatement {
         DecisionStatement {
-            context: crate::decision::DECISION_CONTEXT,
+            context: crate::trust::decision::DECISION_CONTEXT,
             approval: self.id.clone(),
             run_id: self.run_id.clone(),
             action: self.action.clone(),
@@ -1375,7 +1375,7 @@ impl<'a> Approvals<'a> {
     ///   not `escalate_to` of an escalated request.
     ///
     /// - [`ApprovalError::Unsigned`]: `signer` cannot sign the decision
-    ///   (see [`crate::decision`]): the statement it signs names the
+    ///   (see [`crate::trust::decision`]): the statement it signs names the
     ///   request's id, run, action and request digest as stored at this
     ///   moment, the decision, `who`, `reason` and `now`.
     ///
@@ -1717,11 +1717,11 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::SignerKind;
     use crate::evidence::{RunLog, RunMeta};
+    use crate::trust::decision::SignerKind;
 
     /// Signs with a digest of the statement (the tests here are about who
-    /// may decide and when; keys are `crate::decision`'s tests).
+    /// may decide and when; keys are `crate::trust::decision`'s tests).
     struct TestSigner;
 
     impl DecisionSigner for TestSigner {

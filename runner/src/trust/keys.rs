@@ -321,22 +321,22 @@ impl RunnerKey {
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
     keys: BTreeMap<String, Vec<u8>>,
-    /// Approvers' keys pinned in the trust file (see [`crate::decision`]).
-    approvers: crate::decision::ApproverKeys,
+    /// Approvers' keys pinned in the trust file (see [`crate::trust::decision`]).
+    approvers: crate::trust::decision::ApproverKeys,
 }
 
 impl TrustedKeys {
     /// The approvers' public keys pinned in the trust file named by
     /// `AIRLOCK_TRUST` (none when it is unset), which decision signatures
     /// are checked against.
-    pub fn approvers(&self) -> &crate::decision::ApproverKeys {
+    pub fn approvers(&self) -> &crate::trust::decision::ApproverKeys {
         &self.approvers
     }
 
     fn with_pinned_approvers(mut self) -> Result<TrustedKeys, KeyError> {
         self.approvers =
-            crate::decision::ApproverKeys::from_env().map_err(|e| KeyError::Malformed {
-                path: std::env::var_os(crate::decision::TRUST_ENV)
+            crate::trust::decision::ApproverKeys::from_env().map_err(|e| KeyError::Malformed {
+                path: std::env::var_os(crate::trust::decision::TRUST_ENV)
                     .map(PathBuf::from)
                     .unwrap_or_default(),
                 reason: e.to_string(),
@@ -424,7 +424,7 @@ impl TrustedKeys {
         }
         TrustedKeys {
             keys,
-            approvers: crate::decision::ApproverKeys::default(),
+            approvers: crate::trust::decision::ApproverKeys::default(),
         }
         .with_pinned_approvers()
     }

@@ -40,7 +40,7 @@
 //!   step (a private temporary file linked into place, never overwriting),
 //!   and a key file that group or others can access is refused.
 
-use crate::keys::{TrustedKeys, key_id_of};
+use crate::trust::keys::{TrustedKeys, key_id_of};
 use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
@@ -166,7 +166,7 @@ pub trait DecisionSigner {
 
 /// The server's attestation: its runner key signs that the authenticated
 /// token named in the statement decided.
-pub struct ServerSigner<'a>(pub &'a crate::keys::RunnerKey);
+pub struct ServerSigner<'a>(pub &'a crate::trust::keys::RunnerKey);
 
 impl DecisionSigner for ServerSigner<'_> {
     fn sign(&self, statement: &DecisionStatement) -> Result<DecisionSignature, String> {
