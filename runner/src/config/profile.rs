@@ -16,6 +16,7 @@ use airlock_host_api::fs::{MountMode, SCRATCH_GUEST_PATH};
 use airlock_host_api::net::NetGrants;
 use airlock_host_api::net::policy::{AllowEntry, EgressRule, TcpRule};
 use airlock_host_api::net::providers::ProviderRule;
+use airlock_host_api::net::resolve::{Resolver, parse_hosts};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -303,6 +304,7 @@ struct RawNet {
     timeout: Option<String>,
     request_body: Option<String>,
     response_body: Option<String>,
+    hosts: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -467,6 +469,9 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
     let mounts = validate_mounts(&raw.fs.mount, base, scratch.is_some())?;
     let capture = validate_capture(&raw.evidence)?;
     let mut net = validate_net(&raw.net)?;
+    if let Some(hosts) = &raw.net.hosts {
+        net.resolver = validate_hosts(&base.join(hosts))?;
+    }
     net.providers = raw
         .providers
         .iter()
@@ -584,6 +589,20 @@ fn validate_admission(raw: &RawAdmission) -> Result<AdmissionPolicy, Invalid> {
         }
     }
     Ok(policy)
+}
+
+/// `[net] hosts`: a hosts file (relative to the profile) that request
+/// names resolve from before DNS (see `airlock_host_api::net::resolve`). It
+/// is read again at every lookup; here it must already exist and parse.
+fn validate_hosts(path: &Path) -> Result<Resolver, Invalid> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        (
+            "net.hosts".to_owned(),
+            format!("{} cannot be read ({e}); give a TOML file of `\"name\" = [\"address\"]` lines, relative to the profile file", path.display()),
+        )
+    })?;
+    parse_hosts(&text).map_err(|e| ("net.hosts".to_owned(), format!("{}: {e}", path.display())))?;
+    Ok(Resolver::HostsFile(path.to_owned()))
 }
 
 fn validate_net(raw: &RawNet) -> Result<NetGrants, Invalid> {

@@ -572,10 +572,36 @@ fn inbox(state: &AppState, me: &Viewer, done: Option<&str>, error: Option<&str>)
             id = attr(&r.id),
             run = attr(&r.run_id),
         );
-        if can_decide {
+        if let Some(request) = &r.request {
+            // The exact request the decision covers, not a description.
             let _ = write!(
                 body,
-                "<form method=\"post\" action=\"/approvals/{id}/decide\">{csrf}<label>Reason (recorded with the decision)<br>\
+                "<table class=\"request\"><tr><th>Request</th><td><code>{} {}</code></td></tr>\
+                 <tr><th>Body</th><td>{} bytes · SHA-256 <code>{}</code></td></tr>\
+                 <tr><th>Request SHA-256</th><td><code>{}</code> (what an approval covers)</td></tr></table>\
+                 <pre class=\"body\">{}</pre>",
+                esc(&request.method),
+                esc(&request.url),
+                request.body_bytes,
+                esc(&request.body_sha256),
+                esc(&request.request_sha256),
+                esc(&request.body_shown),
+            );
+        }
+        if can_decide {
+            let reviewed = r
+                .request
+                .as_ref()
+                .map(|q| {
+                    format!(
+                        "<input type=\"hidden\" name=\"request_sha256\" value=\"{}\">",
+                        attr(&q.request_sha256)
+                    )
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                "<form method=\"post\" action=\"/approvals/{id}/decide\">{reviewed}{csrf}<label>Reason (recorded with the decision)<br>\
                  <textarea name=\"reason\" required></textarea></label>\
                  <button name=\"verdict\" value=\"approve\">Approve</button> <button name=\"verdict\" value=\"deny\">Deny</button></form>",
                 id = attr(&r.id),
@@ -615,6 +641,10 @@ struct DecideForm {
     reason: String,
     #[serde(default)]
     csrf: String,
+    /// The request digest the page showed: the decision is refused if the
+    /// request is no longer that one.
+    #[serde(default)]
+    request_sha256: Option<String>,
 }
 
 async fn decide(
@@ -642,8 +672,16 @@ async fn decide(
             );
         }
     };
-    let outcome = super::decide_approval(&state.runner.store, me, &id, approve, &form.reason)
-        .map_err(|e| e.to_string());
+    let outcome = super::decide_approval(
+        &state.runner.store,
+        &state.runner.key,
+        me,
+        &id,
+        approve,
+        &form.reason,
+        form.request_sha256.as_deref(),
+    )
+    .map_err(|e| e.to_string());
     match outcome {
         Ok(record) => Redirect::to(&format!("/approvals?done={}", record.id)).into_response(),
         Err(error) => inbox(&state, me, None, Some(&error)),
