@@ -7,6 +7,7 @@
 # complete governed run whose seal is fsynced before the answer.
 #
 #   bash scripts/bench-mcp.sh [ITERATIONS]
+#   BUILD=debug bash scripts/bench-mcp.sh 100   # the debug binary, no cargo bench side
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,8 +16,13 @@ iterations="${1:-300}"
 
 [ -x tests/mcp/.venv/bin/python ] || { echo "run scripts/test.sh once first (installs tests/mcp/.venv)" >&2; exit 2; }
 bash scripts/build-guests.sh >/dev/null
-cargo build --locked --release -p airlock-runner >/dev/null 2>&1
-airlock="$root/target/release/airlock"
+build="${BUILD:-release}"
+if [ "$build" = release ]; then
+    cargo build --locked --release -p airlock-runner >/dev/null 2>&1
+else
+    cargo build --locked -p airlock-runner >/dev/null 2>&1
+fi
+airlock="$root/target/$build/airlock"
 
 work="$(mktemp -d)"
 server=""
@@ -43,7 +49,9 @@ server=$!
 for _ in $(seq 50); do grep -q http:// "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 base="$(grep -o 'http://[0-9.:]*' "$work/serve.out")"
 
-echo "== tools/call of hello, $iterations calls per side, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== tools/call of hello ($build build), $iterations calls per side, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 tests/mcp/.venv/bin/python tests/mcp/bench.py "$airlock" "$AIRLOCK_HOME" "$work/profiles" "$base" "$token" "$iterations"
-echo "== Runner::run in-process (cargo bench, section hello)"
-BENCH_ONLY=hello BENCH_ITERATIONS="$iterations" cargo bench --locked -p airlock-runner --bench overhead 2>/dev/null | grep -i 'hello' || true
+if [ "$build" = release ]; then
+    echo "== Runner::run in-process (cargo bench, section hello)"
+    BENCH_ONLY=hello BENCH_ITERATIONS="$iterations" cargo bench --locked -p airlock-runner --bench overhead 2>/dev/null | grep -i 'hello' || true
+fi

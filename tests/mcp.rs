@@ -355,6 +355,11 @@ fn wait_child(mut child: Child) {
 fn a_payment_waits_with_progress_until_another_process_approves_it() {
     let fx = Fixture::new();
     let agent = token(&fx.env, "submitter", AGENT);
+    // Approvers sign their decisions with their own pinned keys; the
+    // agent has one too, so its refusal is about who it is.
+    for name in [APPROVER, AGENT] {
+        fx.env.approver(name);
+    }
     let server = Server::start(&fx.env, &[]);
     for (i, (sdk, transport)) in matrix(&server, &agent).into_iter().enumerate() {
         let what = format!("{sdk:?} over {transport:?}");
@@ -380,28 +385,12 @@ fn a_payment_waits_with_progress_until_another_process_approves_it() {
             );
         }
         // The agent's own identity may not approve its call.
-        let own = fx.env.cmd(&[
-            "approvals",
-            "approve",
-            id,
-            "--as",
-            AGENT,
-            "--reason",
-            "mine",
-        ]);
+        let own = fx.env.decide("approve", id, AGENT, "mine");
         assert!(
             !own.status.success(),
             "{what}: the agent approved its own call"
         );
-        let ok = fx.env.cmd(&[
-            "approvals",
-            "approve",
-            id,
-            "--as",
-            APPROVER,
-            "--reason",
-            "PO 4711",
-        ]);
+        let ok = fx.env.decide("approve", id, APPROVER, "PO 4711");
         assert!(ok.status.success(), "{what}: {}", text(&ok.stderr));
         let result = read_until(&mut reader, &mut seen, |l| l["op"] == "call");
         wait_child(child);
