@@ -122,16 +122,23 @@ impl Fixture {
 
     fn config(&self, transport: &Transport, steps: Value) -> Value {
         match transport {
-            Transport::Stdio => json!({
-                "transport": "stdio",
-                "command": env!("CARGO_BIN_EXE_airlock"),
-                "args": ["mcp", "--profiles", self.env.profiles(), "--actor", AGENT],
-                "env": {
+            Transport::Stdio => {
+                let mut env = json!({
                     "AIRLOCK_HOME": self.env.home(),
                     "PATH": std::env::var("PATH").unwrap_or_default(),
-                },
-                "steps": steps,
-            }),
+                });
+                // The operator's pinned keys, as `Env::airlock` passes them.
+                if self.env.trust_file().exists() {
+                    env["AIRLOCK_TRUST"] = json!(self.env.trust_file());
+                }
+                json!({
+                    "transport": "stdio",
+                    "command": env!("CARGO_BIN_EXE_airlock"),
+                    "args": ["mcp", "--profiles", self.env.profiles(), "--actor", AGENT],
+                    "env": env,
+                    "steps": steps,
+                })
+            }
             Transport::Http { url, token } => json!({
                 "transport": "http",
                 "url": url,
