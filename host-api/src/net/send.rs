@@ -175,7 +175,8 @@ pub(super) async fn send(
         }
         approved = Some(review);
     }
-    let injected: Vec<&InjectedSecret> = credentials::secrets_for(&ctx.secrets, &host).collect();
+    let injected: Vec<&InjectedSecret> =
+        credentials::secrets_for(&ctx.secrets, &method, &url).collect();
     for secret in &injected {
         let action = GateAction::Credential {
             name: secret.name.clone(),
@@ -191,6 +192,33 @@ pub(super) async fn send(
             )?;
             return Err(Error::HttpRequestDenied);
         }
+    }
+    // Checked after any approval wait: the grant's lifetime is wall clock.
+    let now = Instant::now();
+    if let Some(secret) = injected.iter().find(|s| s.expired(now)) {
+        ctx.record(
+            EventDraft::new("credential.use")
+                .decision(Decision::Denied)
+                .target(secret.name.clone())
+                .field("host", host.clone())
+                .field("rule", secret.ttl_rule.clone())
+                .field(
+                    "reason",
+                    "the credential's ttl has passed; the request would have carried it, so it \
+                     is not sent (raise the ttl or make the request earlier in the run)",
+                ),
+        )?;
+        return Err(Error::HttpRequestDenied);
+    }
+    if !injected.is_empty() {
+        // The response must reach the scrubber whole and uncompressed: no
+        // slices of it, no encodings it cannot see through.
+        parts.headers.remove(http::header::RANGE);
+        parts.headers.remove(http::header::IF_RANGE);
+        parts.headers.insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
     }
     // The name is resolved after every wait, so the address checked is
     // the one the name has now, and the connection goes to it.
@@ -209,7 +237,8 @@ pub(super) async fn send(
                 .decision(Decision::Allowed)
                 .target(secret.name.clone())
                 .field("host", host.clone())
-                .field("header", secret.header.clone()),
+                .field("header", secret.header.clone())
+                .field("origin", secret.origin.display()),
         )?;
     }
 
@@ -276,17 +305,60 @@ pub(super) async fn send(
             return Err(err);
         }
     };
-    let body = match credentials::scrub(&body, &injected) {
-        Some(scrubbed) => Bytes::from(scrubbed),
+    if !injected.is_empty()
+        && let Some(coding) = head.headers.get(http::header::CONTENT_ENCODING)
+        && !coding.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        let coding = String::from_utf8_lossy(coding.as_bytes()).into_owned();
+        ctx.record(
+            EventDraft::new("net.response")
+                .decision(Decision::Denied)
+                .target(shown_url)
+                .field("status", head.status.as_u16())
+                .field(
+                    "rule",
+                    "credentials: responses to credentialed requests must be unencoded",
+                )
+                .field(
+                    "reason",
+                    format!(
+                        "the response is {coding}-encoded although identity was asked for; the \
+                         secret could not be scrubbed from it"
+                    ),
+                )
+                .field("duration_ms", started.elapsed().as_millis() as u64),
+        )?;
+        return Err(Error::HttpResponseContentCoding(Some(coding)));
+    }
+    let scrubber = credentials::Scrubber::new(injected.iter().map(|s| s.secret.as_str()));
+    let mut head = head;
+    let body = match scrubber.scrub(&body) {
+        Some(scrubbed) => {
+            // The guest sees the scrubbed body; its length must agree.
+            if head.headers.contains_key(http::header::CONTENT_LENGTH) {
+                head.headers
+                    .insert(http::header::CONTENT_LENGTH, scrubbed.len().into());
+            }
+            Bytes::from(scrubbed)
+        }
         None => body,
     };
-    let mut head = head;
-    for value in head.headers.values_mut() {
-        if let Some(scrubbed) = credentials::scrub(value.as_bytes(), &injected)
-            && let Ok(clean) = http::HeaderValue::from_bytes(&scrubbed)
-        {
-            *value = clean;
+    if !injected.is_empty() {
+        let mut clean = http::HeaderMap::with_capacity(head.headers.len());
+        for (name, value) in &head.headers {
+            if scrubber.scrub(name.as_str().as_bytes()).is_some() {
+                continue;
+            }
+            let value = match scrubber.scrub(value.as_bytes()) {
+                Some(scrubbed) => match http::HeaderValue::from_bytes(&scrubbed) {
+                    Ok(value) => value,
+                    Err(_) => continue,
+                },
+                None => value.clone(),
+            };
+            clean.append(name.clone(), value);
         }
+        head.headers = clean;
     }
     ctx.record(
         EventDraft::new("net.response")

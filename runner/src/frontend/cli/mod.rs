@@ -25,6 +25,7 @@ macro_rules! say {
 
 mod remote;
 use remote::remote;
+mod selftest;
 
 /// Exit code: usage or configuration error.
 pub const EXIT_USAGE: i32 = 2;
@@ -83,6 +84,10 @@ enum Command {
     Serve(ServeArgs),
     /// Governance figures: conformance, denials, escalation, recovery, evidence completeness.
     Report(ReportArgs),
+    /// Attack this binary's containment under the configured profiles
+    /// (limit bombs, egress to private and metadata addresses, file
+    /// escapes, forged tokens); exit 1 if any attempt is not refused.
+    Selftest(selftest::SelftestArgs),
     /// Sign a tool component with a publisher key (for `admission.tools = ["signer:…"]`).
     Sign {
         /// The component.
@@ -212,6 +217,15 @@ struct ServeArgs {
     /// Largest tool upload.
     #[arg(long, default_value = "64MiB")]
     max_tool: bytesize::ByteSize,
+    /// Clients reach this server over TLS (a terminating proxy in front):
+    /// dashboard cookies are marked `Secure` and the dashboard expects an
+    /// `https://` origin on every form it receives.
+    #[arg(long)]
+    behind_tls: bool,
+    /// Run `airlock selftest` first and refuse to start if any attempt is
+    /// not refused.
+    #[arg(long)]
+    selftest: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -472,6 +486,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Tools(cmd) => tools(home()?, cmd),
         Command::Approvals(cmd) => approvals(home()?, cmd),
         Command::Report(args) => report(home()?, args),
+        Command::Selftest(args) => selftest::selftest(home()?, args),
         Command::Sign { wasm, key, out } => sign(&wasm, &key, out),
     }
 }
@@ -1073,12 +1088,32 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         drain: args.drain_timeout,
         max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),
         max_tool: usize::try_from(args.max_tool.as_u64()).unwrap_or(usize::MAX),
+        behind_tls: args.behind_tls,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
     let stopped = rt.block_on(async {
+        if args.selftest {
+            let report = selftest::run_suite(&runner, &config.profiles).await?;
+            if !report.passed() {
+                let _ = std::io::stderr().write_all(report.table().as_bytes());
+                return Err(Failure {
+                    code: selftest::EXIT_NOT_CONTAINED,
+                    message: format!(
+                        "serve --selftest: {} attempt(s) were not refused (see the table above and run {}); not starting",
+                        report.failures().count(),
+                        report.run_id
+                    ),
+                });
+            }
+            eprintln!(
+                "airlock: selftest passed: {} attempt(s) refused (run {})",
+                report.attempts.len(),
+                report.run_id
+            );
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure::usage(format!("listening on {}: {e}", args.listen)))?;

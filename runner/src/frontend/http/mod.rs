@@ -15,6 +15,7 @@ pub mod error;
 pub mod metrics;
 pub mod pool;
 pub mod routes;
+pub mod sessions;
 
 use crate::execution::runner::Runner;
 use axum::Router;
@@ -161,6 +162,10 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// Largest tool upload, bytes.
     pub max_tool: usize,
+    /// Whether clients reach the server over TLS (a terminating proxy in
+    /// front): dashboard cookies are then `Secure` and the dashboard's
+    /// origin is `https://`.
+    pub behind_tls: bool,
 }
 
 /// What the handlers share.
@@ -173,6 +178,8 @@ pub struct AppState {
     pub pool: Arc<pool::RunPool>,
     /// This process's metrics.
     pub metrics: metrics::ServerMetrics,
+    /// Signed-in dashboard browsers.
+    pub sessions: sessions::Sessions,
 }
 
 /// How a server ended.
@@ -221,7 +228,7 @@ pub fn router(state: Arc<AppState>, config: &ServeConfig) -> Router {
             "/v1/tokens/{name}",
             axum::routing::delete(routes::revoke_token),
         )
-        .merge(dashboard::routes())
+        .merge(dashboard::routes(Arc::clone(&state)))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body))
@@ -247,6 +254,7 @@ pub async fn serve(
         profiles: config.profiles.clone(),
         pool: pool::RunPool::new(config.pool),
         metrics: metrics::ServerMetrics::default(),
+        sessions: sessions::Sessions::new(config.behind_tls),
     });
     let app = router(Arc::clone(&state), &config);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
