@@ -23,6 +23,7 @@ macro_rules! say {
     }};
 }
 
+mod authoring;
 mod remote;
 use remote::remote;
 
@@ -83,6 +84,10 @@ enum Command {
     Serve(ServeArgs),
     /// Governance figures: conformance, denials, escalation, recovery, evidence completeness.
     Report(ReportArgs),
+    /// Create a tool project (source, profile, sample input, README) in Rust, Python or JavaScript.
+    New(authoring::NewArgs),
+    /// Build a tool project into a component (installs nothing; a missing toolchain is named with its install command).
+    Build(authoring::BuildArgs),
     /// Sign a tool component with a publisher key (for `admission.tools = ["signer:…"]`).
     Sign {
         /// The component.
@@ -431,7 +436,10 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             ))
         })
     };
-    if let Some(server) = &cli.server {
+    // Authoring is local work on a project directory, with or without a server.
+    if let Some(server) = &cli.server
+        && !matches!(cli.command, Command::New(_) | Command::Build(_))
+    {
         return remote(server, cli.command);
     }
     match cli.command {
@@ -445,6 +453,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Approvals(cmd) => approvals(home()?, cmd),
         Command::Report(args) => report(home()?, args),
         Command::Sign { wasm, key, out } => sign(&wasm, &key, out),
+        Command::New(args) => authoring::new(args),
+        Command::Build(args) => authoring::build(args),
     }
 }
 
