@@ -42,6 +42,20 @@ from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload
 from . import _schema
 from ._schema import InputError
 
+# The bindings componentize-py generates from the WIT world. A component
+# contains only the modules imported while it is built (the interpreter is
+# snapshotted after importing the app), so they are imported here, at the
+# top, never inside a function. Outside a component (the SDK's own tests on
+# CPython) they do not exist, and the helpers that need them are not called.
+try:
+    from componentize_py_types import Err as _Err
+    from wit_world.imports import approval as _approval
+    from wit_world.imports import credentials as _credentials
+    from wit_world.imports import evidence as _evidence
+except ImportError:
+    _Err = None  # type: ignore[assignment, misc]
+    _approval = _credentials = _evidence = None  # type: ignore[assignment]
+
 __all__ = ["tool", "note", "token", "request_approval", "ToolError", "InputError"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,12 +71,9 @@ def note(key: str, value: str) -> None:
     Raises `ToolError` when the note is too large or the evidence log cannot
     be written (the runner then aborts the run).
     """
-    from componentize_py_types import Err
-    from wit_world.imports import evidence
-
     try:
-        evidence.note(key, value)
-    except Err as e:
+        _evidence.note(key, value)
+    except _Err as e:
         raise ToolError(f"note {key!r} was not recorded: {e.value}") from None
 
 
@@ -73,12 +84,9 @@ def token(audience: str) -> str:
     audience. Upstream API secrets are never handed to the tool: the
     runner injects them into matching outbound requests instead.
     """
-    from componentize_py_types import Err
-    from wit_world.imports import credentials
-
     try:
-        return credentials.token(audience)
-    except Err as e:
+        return _credentials.token(audience)
+    except _Err as e:
         raise ToolError(f"no token for {audience!r}: {e.value}") from None
 
 
@@ -89,12 +97,9 @@ def request_approval(action: str, detail: str) -> bool:
     approved, False when denied or expired. Raises `ToolError` when the
     profile has no approval rule for tool requests.
     """
-    from componentize_py_types import Err
-    from wit_world.imports import approval
-
     try:
-        return approval.request(action, detail) == approval.Decision.APPROVED
-    except Err as e:
+        return _approval.request(action, detail) == _approval.Decision.APPROVED
+    except _Err as e:
         raise ToolError(f"approval for {action!r} could not be requested: {e.value}") from None
 
 
@@ -149,12 +154,7 @@ def _export(module_name: str) -> None:
     `@tool` defines it there, so the tool author writes only the function.
     """
 
-    def _bindings() -> Any:
-        import wit_world
-
-        return wit_world
-
-    wit_world = _bindings()
+    import wit_world
     from componentize_py_types import Err
 
     try:
@@ -214,12 +214,8 @@ def _define(
 
 
 def _in_component() -> bool:
-    """Whether the generated bindings are importable (inside componentize-py)."""
-    try:
-        import wit_world  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the generated bindings are there (inside componentize-py)."""
+    return _evidence is not None
 
 
 @overload

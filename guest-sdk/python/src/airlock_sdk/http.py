@@ -40,6 +40,16 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from . import ToolError
 
+# Imported at the top: a component contains only the modules imported while
+# it is built (see the package's __init__). Absent outside a component.
+try:
+    from componentize_py_types import Err
+    from wit_world.imports import outgoing_handler, streams
+    from wit_world.imports import wasi_http_types as t
+except ImportError:
+    Err = None  # type: ignore[assignment, misc]
+    outgoing_handler = streams = t = None  # type: ignore[assignment]
+
 __all__ = [
     "Response",
     "HttpError",
@@ -198,10 +208,8 @@ def request(
     before sending anything when the URL, method or a header is malformed,
     and `HttpError` when the host refuses or cannot complete the request.
     """
-    from componentize_py_types import Err
-    from wit_world.imports import outgoing_handler, streams
-    from wit_world.imports import wasi_http_types as t
-
+    if t is None:
+        raise ToolError("airlock_sdk.http works only inside a component built by airlock build")
     scheme, authority, path = split_url(url, params)
     shown = f"{scheme}://{authority}{path}"
     header_list = _header_list(headers)
