@@ -46,6 +46,7 @@
 //! seal kept elsewhere (`airlock runs verify` prints its position) detects it.
 
 pub mod chain;
+mod decisions;
 pub mod otlp;
 pub mod report;
 pub mod review;

@@ -144,6 +144,15 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN submitted_by TEXT;
     CREATE INDEX runs_by_submitter ON runs(submitted_by);
     "#,
+    // 5: approvals bound to the request and signed decisions
+    // (`crate::trust::decision`). `request` is the JSON of the outbound request as
+    // its approver sees it (method, full URL, body size, SHA-256, rendered
+    // body, request digest); `decision_signature` the JSON of the
+    // decision's signature.
+    r#"
+    ALTER TABLE approvals ADD COLUMN request TEXT;
+    ALTER TABLE approvals ADD COLUMN decision_signature TEXT;
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` with the settings every

@@ -26,6 +26,7 @@
 //! | a finished run without a seal | [`Problem::Unsealed`] |
 //! | a whole sealed run deleted (not the newest) | [`Problem::MissingRunInSealChain`] at its position |
 //! | the run row's status/exit code changed | [`Problem::RowMismatch`] |
+//! | an approval decision not signed by its decider's pinned key (or a trusted server) | [`Problem::UnverifiedDecision`] |
 //!
 //! If the seal's signature does not verify, its count and head are not
 //! trusted; a chain problem is still reported before the signature failure
@@ -201,6 +202,16 @@ pub enum Problem {
         /// What the sealed evidence says.
         sealed_value: String,
     },
+    /// An `approval.decision` event's signature does not verify.
+    #[error("run {run_id}: event #{seq}: {reason}")]
+    UnverifiedDecision {
+        /// The run.
+        run_id: String,
+        /// The decision event.
+        seq: u64,
+        /// Why it does not verify.
+        reason: String,
+    },
 }
 
 impl Problem {
@@ -211,7 +222,8 @@ impl Problem {
             | Problem::Deleted { seq, .. }
             | Problem::Reordered { seq, .. }
             | Problem::Inserted { seq, .. }
-            | Problem::HeadMismatch { seq, .. } => Some(*seq),
+            | Problem::HeadMismatch { seq, .. }
+            | Problem::UnverifiedDecision { seq, .. } => Some(*seq),
             _ => None,
         }
     }
@@ -226,7 +238,8 @@ impl Problem {
             | Problem::BadSignature { run_id, .. }
             | Problem::Unsealed { run_id, .. }
             | Problem::HeadMismatch { run_id, .. }
-            | Problem::RowMismatch { run_id, .. } => Some(run_id),
+            | Problem::RowMismatch { run_id, .. }
+            | Problem::UnverifiedDecision { run_id, .. } => Some(run_id),
             Problem::MissingRunInSealChain { run_id, .. } => run_id.as_deref(),
         }
     }
@@ -243,6 +256,7 @@ impl Problem {
             Problem::MissingRunInSealChain { .. } => "missing_run_in_seal_chain",
             Problem::HeadMismatch { .. } => "head_mismatch",
             Problem::RowMismatch { .. } => "row_mismatch",
+            Problem::UnverifiedDecision { .. } => "unverified_decision",
         }
     }
 }
@@ -520,6 +534,14 @@ fn check_run(
     }
     if let Some(problem) = check_row(conn, run_id, &status, &raw)? {
         return Ok(Verification::broken(problem));
+    }
+    let events: Vec<Event> = raw.iter().filter_map(|r| r.decode(run_id).ok()).collect();
+    if let Some((seq, reason)) = super::decisions::first_unverified(&events, keys) {
+        return Ok(Verification::broken(Problem::UnverifiedDecision {
+            run_id: run_id.to_owned(),
+            seq,
+            reason,
+        }));
     }
     Ok(Verification::Intact {
         events: stored,

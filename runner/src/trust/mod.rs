@@ -3,11 +3,14 @@
 //! - [`keys`]: the runner's Ed25519 signing key and the trusted public keys;
 //! - [`tokens`]: run tokens (EdDSA JWTs) issued to tools, and their
 //!   verification;
-//! - [`access`]: API tokens and the roles of `airlock serve`.
+//! - [`access`]: API tokens and the roles of `airlock serve`;
+//! - [`decision`]: approvers' own keys, pinned in the trust file, and the
+//!   signatures on approval decisions.
 //!
-//! Defends against forged seals and tokens, and against a caller acting
-//! beyond its role.
+//! Defends against forged seals, tokens and decisions, and against a
+//! caller acting beyond its role.
 
 pub mod access;
+pub mod decision;
 pub mod keys;
 pub mod tokens;
