@@ -153,6 +153,19 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE approvals ADD COLUMN request TEXT;
     ALTER TABLE approvals ADD COLUMN decision_signature TEXT;
     "#,
+    // 6: which profile governs each tool (`crate::admission::bindings`): one row per
+    // change, the latest per tool is current; `profile` NULL is an
+    // unbinding.
+    r#"
+    CREATE TABLE tool_bindings (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        tool     TEXT NOT NULL,
+        profile  TEXT,
+        bound_by TEXT NOT NULL,
+        bound_at TEXT NOT NULL
+    );
+    CREATE INDEX tool_bindings_by_tool ON tool_bindings(tool, seq);
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` with the settings every
