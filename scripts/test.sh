@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every test: host unit tests, the end-to-end tests (which build the guest
-# components from examples/ and tests/guests/ first), the dashboard's
-# browser test (headless Chromium from Debian's packages, driven by
-# playwright-core from tests/dashboard/), the MCP tests' real clients (the
-# official Python and TypeScript SDKs, pinned in tests/mcp/), and the guest
-# SDK's own tests.
+# components from examples/ and tests/guests/ first, the Python and
+# JavaScript ones with the pinned toolchains scripts/lang-toolchains.sh
+# installs from PyPI and npm), the dashboard's browser test (headless
+# Chromium from Debian's packages, driven by playwright-core from
+# tests/dashboard/), the MCP tests' real clients (the official Python and
+# TypeScript SDKs, pinned in tests/mcp/), and the guest SDKs' own tests
+# (Rust, Python, JavaScript).
 #
 #   bash scripts/test.sh
 set -euo pipefail
@@ -20,6 +22,7 @@ if [ ! -x /usr/bin/chromium ]; then
     sudo_or_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 (cd tests/dashboard && npm ci --no-audit --no-fund --silent)
+bash scripts/lang-toolchains.sh
 (cd tests/mcp && npm ci --no-audit --no-fund --silent)
 if [ ! -x tests/mcp/.venv/bin/python ]; then
     python3 -m venv tests/mcp/.venv
@@ -28,3 +31,5 @@ tests/mcp/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/mcp
 bash scripts/build-guests.sh >/dev/null
 cargo test --locked --workspace
 cargo test --locked --manifest-path guest-sdk/Cargo.toml
+python3 -m unittest discover -s guest-sdk/python/tests
+node --test guest-sdk/js/test/
