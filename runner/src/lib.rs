@@ -5,6 +5,7 @@
 pub mod access;
 pub mod admission;
 pub mod approvals;
+pub mod checkpoint;
 pub mod classification;
 pub mod cli;
 pub mod clock;
@@ -27,3 +28,4 @@ pub mod server;
 pub mod signing;
 pub mod submit;
 pub mod tokens;
+pub mod trust_file;
