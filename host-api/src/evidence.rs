@@ -32,7 +32,7 @@ impl Decision {
 /// An event before the log assigns it `run_id`, `seq`, `ts`, `prev` and `hash`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventDraft {
-    /// Dotted, stable event kind, e.g. `fs.write` (see DESIGN.md).
+    /// Dotted, stable event kind, e.g. `fs.write` (see ARCHITECTURE.md).
     pub kind: &'static str,
     /// `allowed`/`denied` where a policy decided; `None` for plain facts.
     pub decision: Option<Decision>,

@@ -35,14 +35,15 @@
 mod guests;
 
 use airlock_host_api::RunState;
-use airlock_runner::approvals::Approvals;
-use airlock_runner::engine::{LoadedTool, Runtime};
+use airlock_runner::config::home::Home;
+use airlock_runner::config::profile::{self, Profile};
+use airlock_runner::escalation::approvals::Approvals;
 use airlock_runner::evidence::Store;
-use airlock_runner::home::Home;
-use airlock_runner::keys::RunnerKey;
-use airlock_runner::profile::{self, Profile};
-use airlock_runner::run::{RunRequest, RunStatus, Runner};
-use airlock_runner::sandbox;
+use airlock_runner::execution::engine::{LoadedTool, Runtime};
+use airlock_runner::execution::request::RunRequest;
+use airlock_runner::execution::runner::{RunStatus, Runner};
+use airlock_runner::execution::sandbox;
+use airlock_runner::trust::keys::RunnerKey;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -206,14 +207,14 @@ fn engine(fuel: bool) -> Engine {
         .consume_fuel(fuel)
         .epoch_interruption(true)
         .wasm_component_model(true)
-        .max_wasm_stack(airlock_runner::engine::MAX_WASM_STACK);
+        .max_wasm_stack(airlock_runner::execution::engine::MAX_WASM_STACK);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(16)
         .total_core_instances(64)
         .total_memories(32)
         .total_tables(64)
         .total_stacks(16)
-        .max_memory_size(airlock_runner::engine::POOL_MAX_MEMORY);
+        .max_memory_size(airlock_runner::execution::engine::POOL_MAX_MEMORY);
     config.allocation_strategy(pool);
     Engine::new(&config).expect("engine")
 }

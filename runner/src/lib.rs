@@ -1,31 +1,24 @@
-//! airlock's runner: profiles, the engine, the sandbox of a run, the
-//! evidence store and the CLI. The binary (`airlock`) is a thin layer over
-//! this library; tests and `airlock serve` use the same API.
+//! airlock's runner, in layers (see ARCHITECTURE.md at the repository root):
+//!
+//! - [`frontend`]: the CLI, the HTTP API and the dashboard, thin adapters
+//!   that parse, authenticate and print;
+//! - [`service`]: the operations every front end calls;
+//! - [`admission`], [`execution`], [`escalation`]: the three things that
+//!   happen to a run: the checks before it starts, the sandbox it runs in,
+//!   the humans it waits for;
+//! - [`evidence`], [`trust`], [`config`]: what those layers record, sign and
+//!   read: the hash-chained log and its verification, keys and tokens,
+//!   profiles and the home directory.
+//!
+//! A module imports only from its own layer or a lower one. The binary
+//! (`airlock`) is a thin layer over this library; tests and `airlock serve`
+//! use the same API.
 
-pub mod access;
 pub mod admission;
-pub mod approvals;
-pub mod checkpoint;
-pub mod classification;
-pub mod cli;
-pub mod clock;
-pub mod engine;
+pub mod config;
+pub mod escalation;
 pub mod evidence;
-pub mod gate;
-pub mod home;
-pub mod idempotency;
-pub mod keys;
-pub mod otlp;
-pub mod profile;
-pub mod recorder;
-pub mod registry;
-pub mod remote;
-pub mod report;
-pub mod review;
-pub mod run;
-pub mod sandbox;
-pub mod server;
-pub mod signing;
-pub mod submit;
-pub mod tokens;
-pub mod trust_file;
+pub mod execution;
+pub mod frontend;
+pub mod service;
+pub mod trust;

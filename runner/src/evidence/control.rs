@@ -27,11 +27,11 @@
 //! that every tool, token and decided approval in the tables matches the
 //! newest entry about it. What it does not: deleting the newest entries
 //! together with the change they record (a checkpoint's `control` line,
-//! see `crate::checkpoint`, covers the log's head).
+//! see [`super::checkpoint`], covers the log's head).
 
 use super::chain::now_rfc3339;
 use super::{GENESIS_PREV, Store, StoreError};
-use crate::keys::{RunnerKey, TrustedKeys};
+use crate::trust::keys::{RunnerKey, TrustedKeys};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value, json};

@@ -13,12 +13,16 @@
 //! - [`schema`]: the SQLite file, connection settings and versioned migrations;
 //! - [`auth`]: per-event authenticators only the runner key can make;
 //! - [`chain`]: the [`Event`] model, canonical encoding and hashing;
+//! - [`checkpoint`]: signed checkpoints of the seal chain (truncation, rollback);
 //! - [`control`]: the signed control log of tool, token and approval changes;
 //! - [`store`]: [`Store`] (open, begin runs, queries, crash recovery);
 //! - [`runlog`]: [`RunLog`], the per-run appender and sealer;
 //! - [`seal`]: [`Seal`], the signed statement over a run's chain head;
 //! - [`verify`]: [`verify_run`] / [`verify_all`] and the [`Problem`]s they report;
-//! - [`writer`]: the one writer connection and the shared fsync of seals.
+//! - [`writer`]: the one writer connection and the shared fsync of seals;
+//! - [`report`]: the governance report over many runs (`airlock report`);
+//! - [`review`]: the incident review of one run (`airlock runs review`);
+//! - [`otlp`]: export of a run as OpenTelemetry spans.
 //!
 //! What it defends against:
 //! - **Lost evidence on a crash.** Each event that records a side effect is
@@ -48,12 +52,16 @@
 //!
 //! Known limit: deleting the *newest* seals together with their runs
 //! (truncating the tail), or restoring an older copy of the store, leaves no
-//! hole behind; a signed checkpoint kept elsewhere (`crate::checkpoint`,
+//! hole behind; a signed checkpoint kept elsewhere ([`checkpoint`],
 //! `airlock runs checkpoint`) detects it.
 
 pub mod auth;
 pub mod chain;
+pub mod checkpoint;
 pub mod control;
+pub mod otlp;
+pub mod report;
+pub mod review;
 pub mod runlog;
 pub mod schema;
 pub mod seal;

@@ -48,7 +48,7 @@ use super::store::{
     PendingRow, finish_run, insert_event, insert_run_row, run_status, sealed_record,
 };
 use super::writer::Writer;
-use crate::keys::RunnerKey;
+use crate::trust::keys::RunnerKey;
 use airlock_host_api::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
 use rusqlite::{Connection, TransactionBehavior};
 use std::fs::{self, File};

@@ -25,7 +25,7 @@
 
 use super::StoreError;
 use super::chain::now_rfc3339;
-use crate::keys::RunnerKey;
+use crate::trust::keys::RunnerKey;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 

@@ -28,7 +28,7 @@ use super::schema::{DB_FILE, migrate, open_connection};
 use super::seal::{RunRecord, Seal, seal_in_tx, to_sql_int};
 use super::writer::Writer;
 use super::{GENESIS_PREV, StoreError};
-use crate::keys::RunnerKey;
+use crate::trust::keys::RunnerKey;
 use airlock_host_api::evidence::EventDraft;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};

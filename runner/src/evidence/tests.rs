@@ -2,7 +2,7 @@
 //! of tampering done with raw SQL on the database file.
 
 use super::*;
-use crate::keys::{RunnerKey, TrustedKeys};
+use crate::trust::keys::{RunnerKey, TrustedKeys};
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink};
 use rusqlite::{Connection, params};
 use serde_json::json;

@@ -42,7 +42,7 @@
 use super::chain::Event;
 use super::store::{RawEvent, RawSeal, load_raw_events, load_raw_seals, load_run_ids, run_status};
 use super::{GENESIS_PREV, Store, StoreError};
-use crate::keys::TrustedKeys;
+use crate::trust::keys::TrustedKeys;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;

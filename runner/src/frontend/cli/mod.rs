@@ -1,14 +1,15 @@
 //! The `airlock` command line: parses arguments, calls the library, prints
-//! results and maps failures to DESIGN.md's exit codes. Nothing here
+//! results and maps failures to the exit codes in ARCHITECTURE.md. Nothing here
 //! decides policy.
 
-use crate::engine::{LoadError, Runtime};
+use crate::admission::registry::Registry;
+use crate::config::home::Home;
+use crate::config::profile::{self, ProfileError};
 use crate::evidence::{Store, Verification, verify_all, verify_run};
-use crate::home::Home;
-use crate::keys::{RunnerKey, TrustedKeys};
-use crate::profile::{self, ProfileError};
-use crate::registry::Registry;
-use crate::run::{RunError, RunReport, RunRequest, RunStatus, Runner};
+use crate::execution::engine::{LoadError, Runtime};
+use crate::execution::request::RunRequest;
+use crate::execution::runner::{RunError, RunReport, RunStatus, Runner};
+use crate::trust::keys::{RunnerKey, TrustedKeys};
 use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -208,7 +209,7 @@ enum TokensCommand {
     Create {
         /// What the token may do.
         #[arg(long, value_enum)]
-        role: crate::access::Role,
+        role: crate::trust::access::Role,
         /// Who holds it (unique; recorded with the runs and decisions it makes).
         #[arg(long)]
         name: String,
@@ -261,7 +262,7 @@ struct RunArgs {
     workflow: Option<String>,
     /// Classification of the input: public, internal, confidential or restricted.
     #[arg(long)]
-    classification: Option<crate::classification::Classification>,
+    classification: Option<crate::config::classification::Classification>,
     /// Print a machine-readable result instead of the tool's output.
     #[arg(long)]
     json: bool,
@@ -306,8 +307,8 @@ pub(crate) struct TrustArgs {
 
 impl TrustArgs {
     /// The trust these arguments pin, or the home's keys (unpinned).
-    fn resolve(&self, home: &Home) -> Result<crate::trust_file::Trust, Failure> {
-        Ok(crate::trust_file::Trust::resolve(
+    fn resolve(&self, home: &Home) -> Result<crate::trust::pinned::Trust, Failure> {
+        Ok(crate::trust::pinned::Trust::resolve(
             home.root(),
             self.trust.as_deref(),
             &self.keys,
@@ -437,8 +438,8 @@ impl From<crate::evidence::StoreError> for Failure {
     }
 }
 
-impl From<crate::keys::KeyError> for Failure {
-    fn from(e: crate::keys::KeyError) -> Self {
+impl From<crate::trust::keys::KeyError> for Failure {
+    fn from(e: crate::trust::keys::KeyError) -> Self {
         Failure::usage(e.to_string())
     }
 }
@@ -513,7 +514,7 @@ fn runner_key(home: &Home) -> Result<RunnerKey, Failure> {
 fn open_store(home: &Home) -> Result<Store, Failure> {
     let store = Store::open(home.root())?;
     if let Ok(key) = RunnerKey::load(home.root()) {
-        for run_id in crate::run::recover_interrupted(&store, home, &key)? {
+        for run_id in crate::execution::runner::recover_interrupted(&store, home, &key)? {
             let forged = store
                 .run(&run_id)
                 .is_ok_and(|row| row.status == crate::evidence::FORGED_STATUS);
@@ -542,7 +543,9 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     let runtime =
         Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
     let (tool, tool_name, signer) = resolve_tool(&store, &runtime, &args.tool)?;
-    let stdin = if tool.world == crate::engine::World::Command && !std::io::stdin().is_terminal() {
+    let stdin = if tool.world == crate::execution::engine::World::Command
+        && !std::io::stdin().is_terminal()
+    {
         let mut buf = Vec::new();
         std::io::stdin()
             .take(MAX_STDIN)
@@ -603,7 +606,7 @@ fn resolve_tool(
     tool: &Path,
 ) -> Result<
     (
-        std::sync::Arc<crate::engine::LoadedTool>,
+        std::sync::Arc<crate::execution::engine::LoadedTool>,
         String,
         Option<String>,
     ),
@@ -810,13 +813,14 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
         } => export(&store, &id, &format, out.as_deref(), otlp.as_deref()),
         RunsCommand::Review { id, format } => {
             let keys = TrustedKeys::load(home.root())?;
-            let review = crate::review::load(&store, &keys, &id).map_err(|e| Failure {
-                code: EXIT_EVIDENCE,
-                message: e.to_string(),
-            })?;
+            let review =
+                crate::evidence::review::load(&store, &keys, &id).map_err(|e| Failure {
+                    code: EXIT_EVIDENCE,
+                    message: e.to_string(),
+                })?;
             let page = match format.as_str() {
-                "html" => crate::review::html(&review),
-                _ => crate::review::markdown(&review),
+                "html" => crate::evidence::review::html(&review),
+                _ => crate::evidence::review::markdown(&review),
             };
             let _ = std::io::stdout().lock().write_all(page.as_bytes());
             Ok(0)
@@ -835,12 +839,16 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
                 let text = std::fs::read(path).map_err(|e| {
                     Failure::usage(format!("cannot read checkpoint {}: {e}", path.display()))
                 })?;
-                let verdict =
-                    crate::checkpoint::check(&store, keys, &path.display().to_string(), &text)
-                        .map_err(|e| Failure {
-                            code: EXIT_TAMPERED,
-                            message: e.to_string(),
-                        })?;
+                let verdict = crate::evidence::checkpoint::check(
+                    &store,
+                    keys,
+                    &path.display().to_string(),
+                    &text,
+                )
+                .map_err(|e| Failure {
+                    code: EXIT_TAMPERED,
+                    message: e.to_string(),
+                })?;
                 say!("{verdict}");
                 intact &= verdict.is_consistent();
             }
@@ -861,7 +869,7 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
         }
         RunsCommand::Checkpoint { out } => {
             let key = runner_key(&home)?;
-            let note = crate::checkpoint::make(&store, &key).map_err(|e| Failure {
+            let note = crate::evidence::checkpoint::make(&store, &key).map_err(|e| Failure {
                 code: EXIT_EVIDENCE,
                 message: e.to_string(),
             })?;
@@ -921,22 +929,23 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
         KeysCommand::Init => RunnerKey::init(home.root())?,
         KeysCommand::Show => RunnerKey::load(home.root())?,
         KeysCommand::Generate { path } => {
-            let key_id =
-                crate::signing::generate_key(&path).map_err(|e| Failure::usage(e.to_string()))?;
+            let key_id = crate::admission::signing::generate_key(&path)
+                .map_err(|e| Failure::usage(e.to_string()))?;
             say!("key id      {key_id}");
             say!("key file    {}", path.display());
             return Ok(0);
         }
         KeysCommand::Trust => {
             let key = RunnerKey::load(home.root())?;
-            print!("{}", crate::trust_file::render(&[key.public_key_hex()]));
+            print!("{}", crate::trust::pinned::render(&[key.public_key_hex()]));
             return Ok(0);
         }
         KeysCommand::Jwks => {
             let keys = TrustedKeys::load(home.root())?;
             say!(
                 "{}",
-                serde_json::to_string_pretty(&crate::tokens::jwks(&keys)).unwrap_or_default()
+                serde_json::to_string_pretty(&crate::trust::tokens::jwks(&keys))
+                    .unwrap_or_default()
             );
             return Ok(0);
         }
@@ -949,8 +958,8 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
 
 fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
     let store = open_store(&home)?;
-    let approvals = crate::approvals::Approvals::new(&store);
-    let refused = |e: crate::approvals::ApprovalError| Failure::usage(e.to_string());
+    let approvals = crate::escalation::approvals::Approvals::new(&store);
+    let refused = |e: crate::escalation::approvals::ApprovalError| Failure::usage(e.to_string());
     let (decide, approve) = match cmd {
         ApprovalsCommand::List { pending, json } => {
             let records = approvals.list(pending).map_err(refused)?;
@@ -1012,7 +1021,7 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
 }
 
 fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
-    let capacity = crate::engine::MAX_POOL_INSTANCES as usize;
+    let capacity = crate::execution::engine::MAX_POOL_INSTANCES as usize;
     if args.pool == 0 || args.pool > capacity {
         return Err(Failure::usage(format!(
             "--pool {}: give 1 to {capacity} (concurrent runs; each reserves address space in the engine's instance pool)",
@@ -1023,7 +1032,7 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
     // Room for every pool slot, plus the `describe()` calls of tool uploads.
     let instances = u32::try_from(args.pool)
         .unwrap_or(u32::MAX)
-        .max(crate::engine::POOL_INSTANCES);
+        .max(crate::execution::engine::POOL_INSTANCES);
     let key = runner_key(&home)?;
     let store = Store::open(home.root())?;
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
@@ -1034,7 +1043,7 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         key: std::sync::Arc::new(key),
         home,
     });
-    let config = crate::server::ServeConfig {
+    let config = crate::frontend::http::ServeConfig {
         profiles: args.dir.profiles.clone(),
         pool: args.pool,
         drain: args.drain_timeout,
@@ -1058,8 +1067,9 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
                     "--checkpoint-every 0s: give a positive interval, e.g. 60s",
                 ));
             }
-            crate::checkpoint::create_dir(&dir).map_err(|e| Failure::usage(e.to_string()))?;
-            tokio::spawn(crate::checkpoint::write_every(
+            crate::evidence::checkpoint::create_dir(&dir)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            tokio::spawn(checkpoint_every(
                 std::sync::Arc::clone(&runner),
                 dir,
                 args.checkpoint_every,
@@ -1067,7 +1077,7 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         }
         say!("airlock: serving http://{addr} (pool {})", config.pool);
         let _ = std::io::stdout().flush();
-        crate::server::serve(
+        crate::frontend::http::serve(
             std::sync::Arc::clone(&runner),
             config,
             listener,
@@ -1085,6 +1095,34 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         stopped.interrupted.len()
     );
     Ok(0)
+}
+
+/// `serve --checkpoint-dir`: a checkpoint now and then every `every`,
+/// until the process ends. Failures are logged, not fatal: the runs
+/// themselves are sealed either way.
+async fn checkpoint_every(
+    runner: std::sync::Arc<Runner>,
+    dir: PathBuf,
+    every: std::time::Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let runner = std::sync::Arc::clone(&runner);
+        let target = dir.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            crate::evidence::checkpoint::write_into(&target, &runner.store, &runner.key)
+        })
+        .await;
+        match written {
+            Ok(Ok(size)) => tracing::info!(dir = %dir.display(), size, "wrote checkpoint"),
+            Ok(Err(e)) => {
+                tracing::error!(dir = %dir.display(), error = %e, "could not write checkpoint")
+            }
+            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+        }
+    }
 }
 
 /// File descriptors a run holds while it waits (its lock file, the
@@ -1132,8 +1170,9 @@ async fn shutdown_signal() {
 fn sign(wasm: &Path, key: &Path, out: Option<PathBuf>) -> Result<i32, Failure> {
     let bytes =
         std::fs::read(wasm).map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
-    let signature = crate::signing::sign(key, &bytes).map_err(|e| Failure::usage(e.to_string()))?;
-    let out = out.unwrap_or_else(|| crate::signing::default_signature_path(wasm));
+    let signature =
+        crate::admission::signing::sign(key, &bytes).map_err(|e| Failure::usage(e.to_string()))?;
+    let out = out.unwrap_or_else(|| crate::admission::signing::default_signature_path(wasm));
     signature
         .write_file(&out)
         .map_err(|e| Failure::usage(e.to_string()))?;
@@ -1150,7 +1189,8 @@ fn sign(wasm: &Path, key: &Path, out: Option<PathBuf>) -> Result<i32, Failure> {
 fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
     let store = open_store(&home)?;
     let registry = Registry::new(&store);
-    let registry_error = |e: crate::registry::RegistryError| Failure::usage(e.to_string());
+    let registry_error =
+        |e: crate::admission::registry::RegistryError| Failure::usage(e.to_string());
     match cmd {
         ToolsCommand::Add {
             wasm,
@@ -1161,13 +1201,13 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
             let bytes = std::fs::read(&wasm)
                 .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
             let signature = signature
-                .map(|path| crate::signing::ToolSignature::read_file(&path))
+                .map(|path| crate::admission::signing::ToolSignature::read_file(&path))
                 .transpose()
                 .map_err(|e| Failure::usage(e.to_string()))?;
-            let refused = |e: crate::submit::SubmitError| {
+            let refused = |e: crate::service::submit::SubmitError| {
                 Failure::usage(format!("tool {}: {e}", wasm.display()))
             };
-            crate::submit::check_signature(signature.as_ref(), &bytes).map_err(refused)?;
+            crate::service::submit::check_signature(signature.as_ref(), &bytes).map_err(refused)?;
             let runtime = Runtime::new(&home.cache_dir())
                 .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
             let loaded = compile_with_progress(&runtime, &wasm, &bytes)?;
@@ -1175,13 +1215,13 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
                 .enable_all()
                 .build()
                 .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
-            let submission = crate::submit::Submission {
+            let submission = crate::service::submit::Submission {
                 name: name.unwrap_or_else(|| tool_name(&wasm)),
                 signature,
                 replace,
             };
             let record = rt
-                .block_on(crate::submit::register(
+                .block_on(crate::service::submit::register(
                     &runtime, &home, &store, &loaded, &bytes, submission,
                 ))
                 .map_err(refused)?;
@@ -1247,7 +1287,7 @@ fn compile_with_progress(
     runtime: &Runtime,
     path: &Path,
     bytes: &[u8],
-) -> Result<std::sync::Arc<crate::engine::LoadedTool>, Failure> {
+) -> Result<std::sync::Arc<crate::execution::engine::LoadedTool>, Failure> {
     let started = std::time::Instant::now();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let spinner = std::io::stderr().is_terminal().then(|| {
@@ -1287,12 +1327,12 @@ fn compile_with_progress(
 
 fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
     let api_tokens = || open_store(&home);
-    let refused = |e: crate::access::AccessError| Failure::usage(e.to_string());
+    let refused = |e: crate::trust::access::AccessError| Failure::usage(e.to_string());
     let (token, audience) = match cmd {
         TokensCommand::Verify { token, audience } => (token, audience),
         TokensCommand::Create { role, name } => {
             let store = api_tokens()?;
-            let (record, secret) = crate::access::ApiTokens::new(&store)
+            let (record, secret) = crate::trust::access::ApiTokens::new(&store)
                 .create(&name, role)
                 .map_err(refused)?;
             eprintln!(
@@ -1305,7 +1345,7 @@ fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
         TokensCommand::List => {
             let store = api_tokens()?;
             say!("{:<24} {:<10} {:<22} REVOKED", "NAME", "ROLE", "CREATED");
-            for t in crate::access::ApiTokens::new(&store)
+            for t in crate::trust::access::ApiTokens::new(&store)
                 .list()
                 .map_err(refused)?
             {
@@ -1321,7 +1361,7 @@ fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
         }
         TokensCommand::Revoke { name } => {
             let store = api_tokens()?;
-            crate::access::ApiTokens::new(&store)
+            crate::trust::access::ApiTokens::new(&store)
                 .revoke(&name)
                 .map_err(refused)?;
             say!("revoked {name}");
@@ -1330,12 +1370,12 @@ fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
     };
     let keys = TrustedKeys::load(home.root())?;
     let now = std::time::SystemTime::now();
-    match crate::tokens::verify(
+    match crate::trust::tokens::verify(
         &keys,
         token.trim(),
         &audience,
         now,
-        crate::tokens::DEFAULT_LEEWAY,
+        crate::trust::tokens::DEFAULT_LEEWAY,
     ) {
         Ok(claims) => {
             say!(
@@ -1355,18 +1395,19 @@ fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
 fn report(home: Home, args: ReportArgs) -> Result<i32, Failure> {
     let store = open_store(&home)?;
     let keys = TrustedKeys::load(home.root())?;
-    let filter = crate::report::ReportFilter {
+    let filter = crate::evidence::report::ReportFilter {
         since: args.since,
         profile: args.profile,
     };
-    let report = crate::report::compute(&store, &keys, &filter, std::time::SystemTime::now())
-        .map_err(|e| Failure {
-            code: match e {
-                crate::report::ReportError::WindowTooLong { .. } => EXIT_USAGE,
-                _ => EXIT_EVIDENCE,
-            },
-            message: e.to_string(),
-        })?;
+    let report =
+        crate::evidence::report::compute(&store, &keys, &filter, std::time::SystemTime::now())
+            .map_err(|e| Failure {
+                code: match e {
+                    crate::evidence::report::ReportError::WindowTooLong { .. } => EXIT_USAGE,
+                    _ => EXIT_EVIDENCE,
+                },
+                message: e.to_string(),
+            })?;
     if args.json {
         say!(
             "{}",
@@ -1375,7 +1416,7 @@ fn report(home: Home, args: ReportArgs) -> Result<i32, Failure> {
     } else {
         let _ = std::io::stdout()
             .lock()
-            .write_all(crate::report::text(&report).as_bytes());
+            .write_all(crate::evidence::report::text(&report).as_bytes());
     }
     Ok(0)
 }
@@ -1390,7 +1431,7 @@ fn export(
     out: Option<&Path>,
     otlp: Option<&str>,
 ) -> Result<i32, Failure> {
-    use crate::otlp::OtlpError;
+    use crate::evidence::otlp::OtlpError;
     let row = store.run(id)?;
     let events = store.events(&row.id)?;
     let otlp_failure = |e: OtlpError| Failure {
@@ -1402,7 +1443,7 @@ fn export(
         message: e.to_string(),
     };
     let body = if format == "otlp" || otlp.is_some() {
-        crate::otlp::to_json(&row, &events).map_err(otlp_failure)?
+        crate::evidence::otlp::to_json(&row, &events).map_err(otlp_failure)?
     } else {
         events
             .iter()
@@ -1410,7 +1451,7 @@ fn export(
             .collect()
     };
     if let Some(endpoint) = otlp {
-        let url = crate::otlp::post(endpoint, &body).map_err(otlp_failure)?;
+        let url = crate::evidence::otlp::post(endpoint, &body).map_err(otlp_failure)?;
         eprintln!(
             "airlock: exported run {} ({} spans) to {url}",
             row.id,

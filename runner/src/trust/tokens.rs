@@ -39,7 +39,7 @@
 //! a seal signs canonical JSON (it starts with `{`), a JWS signs
 //! `base64url(header).base64url(claims)`, which never does.
 
-use crate::keys::{RunnerKey, TrustedKeys};
+use crate::trust::keys::{RunnerKey, TrustedKeys};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;

@@ -14,11 +14,19 @@
 //! that could not be recognised. Any failed check stops the run with exit 3
 //! before anything is instantiated; every check is evaluated, so the
 //! refusal lists all of them.
+//!
+//! Submodules: [`registry`] (registered tools and the `admission.tools`
+//! allowlist), [`signing`] (Ed25519 tool signatures), [`idempotency`]
+//! (recognising retries).
 
-use crate::engine::LoadedTool;
-use crate::idempotency::Prior;
-use crate::profile::{CredentialKind, Profile, SECRET_PLACEHOLDER};
-use crate::run::RunRequest;
+pub mod idempotency;
+pub mod registry;
+pub mod signing;
+
+use crate::admission::idempotency::Prior;
+use crate::config::profile::{CredentialKind, Profile, SECRET_PLACEHOLDER};
+use crate::execution::engine::LoadedTool;
+use crate::execution::request::RunRequest;
 use airlock_host_api::credentials::InjectedSecret;
 use airlock_host_api::data::OnDetect;
 use airlock_host_api::detect;
@@ -81,8 +89,11 @@ pub fn admit(
     }];
     let world = tool.world.wit_name();
     checks.push(
-        match crate::registry::tool_allowed(&policy.tools, &tool.digest, request.signer.as_deref())
-        {
+        match crate::admission::registry::tool_allowed(
+            &policy.tools,
+            &tool.digest,
+            request.signer.as_deref(),
+        ) {
             Ok(entry) => Check {
                 name: "tool",
                 rule: entry,

@@ -37,7 +37,7 @@
 //! chain is an incomplete run listed with its first problem.
 
 use crate::evidence::{Store, StoreError, verify_run};
-use crate::keys::TrustedKeys;
+use crate::trust::keys::TrustedKeys;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 use serde_json::Value;

@@ -24,7 +24,7 @@
 //! users may rewrite (refused, like a group-writable `.pub`); huge or
 //! malformed files (size-capped, strict parsing that names the bad entry).
 
-use crate::keys::{KeyError, TrustedKeys, key_id_of, parse_public_hex};
+use crate::trust::keys::{KeyError, TrustedKeys, key_id_of, parse_public_hex};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -101,7 +101,7 @@ impl Trust {
         Ok(Trust {
             keys: TrustedKeys::load(home)?,
             approvers: BTreeMap::new(),
-            source: TrustSource::Home(crate::keys::keys_dir(home)),
+            source: TrustSource::Home(crate::trust::keys::keys_dir(home)),
         })
     }
 
@@ -244,9 +244,9 @@ mod tests {
     #[test]
     fn a_rendered_trust_file_reads_back_and_pins_only_its_keys() -> TestResult {
         let home = tempfile::tempdir()?;
-        let key = crate::keys::RunnerKey::init(home.path())?;
+        let key = crate::trust::keys::RunnerKey::init(home.path())?;
         let other = tempfile::tempdir()?;
-        let stranger = crate::keys::RunnerKey::init(other.path())?;
+        let stranger = crate::trust::keys::RunnerKey::init(other.path())?;
         let path = other.path().join("trust.toml");
         std::fs::write(&path, render(&[key.public_key_hex()]))?;
         let trust = Trust::resolve(home.path(), Some(&path), &[])?;

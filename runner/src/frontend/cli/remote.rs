@@ -7,7 +7,7 @@ use super::{
     RunsCommand, ToolsCommand, print_outcome, read_input, tool_name,
 };
 use crate::evidence::Event;
-use crate::remote::{Client, RemoteError};
+use crate::frontend::remote::{Client, RemoteError};
 use serde_json::{Value, json};
 
 impl From<RemoteError> for Failure {
@@ -126,7 +126,7 @@ fn tools(client: &Client, cmd: ToolsCommand) -> Result<i32, Failure> {
                     .map_err(|e| Failure::usage(format!("signature {}: {e}", path.display())))?;
                 use base64::Engine as _;
                 headers.push((
-                    crate::server::routes::SIGNATURE_HEADER,
+                    crate::frontend::http::routes::SIGNATURE_HEADER,
                     base64::engine::general_purpose::STANDARD.encode(text),
                 ));
             }

@@ -7,9 +7,9 @@
 //! removes them when dropped, whether the run succeeded, failed or trapped;
 //! runs with nothing to put in `/` share one empty, read-only root.
 
-use crate::home::Home;
-use crate::profile::Profile;
-use crate::run::RunRequest;
+use crate::config::home::Home;
+use crate::config::profile::Profile;
+use crate::execution::request::RunRequest;
 use airlock_host_api::approval::ApprovalGate;
 use airlock_host_api::credentials::CredentialGrants;
 use airlock_host_api::fs::{FsGrants, MountGrant, ScratchGrant};
@@ -147,8 +147,8 @@ pub fn unrecorded(
         CredentialGrants::default(),
         Arc::new(airlock_host_api::approval::NoApprovals),
     );
-    let state =
-        RunState::new(grants, Arc::new(crate::recorder::Discard)).map_err(|e| format!("{e:#}"))?;
+    let state = RunState::new(grants, Arc::new(crate::execution::recorder::Discard))
+        .map_err(|e| format!("{e:#}"))?;
     Ok((dirs, state))
 }
 

@@ -12,11 +12,11 @@
 //! code in an approver's browser.
 
 use super::AppState;
-use crate::access::{ApiTokens, Permission, Principal};
-use crate::approvals::{ApprovalRecord, Approvals};
+use crate::escalation::approvals::{ApprovalRecord, Approvals};
+use crate::evidence::report::{GovernanceReport, ReportFilter};
 use crate::evidence::{Event, RunFilter, Verification, verify_run};
-use crate::keys::TrustedKeys;
-use crate::report::{GovernanceReport, ReportFilter};
+use crate::trust::access::{ApiTokens, Permission, Principal};
+use crate::trust::keys::TrustedKeys;
 use axum::Form;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -423,11 +423,12 @@ async fn review_page(State(state): Shared, viewer: Viewer, Path(id): Path<String
     let review = TrustedKeys::load(state.runner.home.root())
         .map_err(|e| e.to_string())
         .and_then(|keys| {
-            crate::review::load(&state.runner.store, &keys, &row.id).map_err(|e| e.to_string())
+            crate::evidence::review::load(&state.runner.store, &keys, &row.id)
+                .map_err(|e| e.to_string())
         });
     match review {
         Ok(review) => {
-            let mut response = Html(crate::review::html(&review)).into_response();
+            let mut response = Html(crate::evidence::review::html(&review)).into_response();
             response.headers_mut().insert(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(CSP),
@@ -606,7 +607,7 @@ async fn governance_page(
     let report = TrustedKeys::load(state.runner.home.root())
         .map_err(|e| e.to_string())
         .and_then(|keys| {
-            crate::report::compute(&state.runner.store, &keys, &filter, SystemTime::now())
+            crate::evidence::report::compute(&state.runner.store, &keys, &filter, SystemTime::now())
                 .map_err(|e| e.to_string())
         });
     let report = match report {
@@ -639,7 +640,7 @@ fn escalation_outcomes(records: &[ApprovalRecord], since: Duration) -> Vec<(Stri
     counts.into_iter().collect()
 }
 
-fn ratio_cell(r: &crate::report::Ratio) -> String {
+fn ratio_cell(r: &crate::evidence::report::Ratio) -> String {
     let rate = r
         .rate
         .map_or("n/a".to_owned(), |rate| format!("{:.1}%", rate * 100.0));
@@ -720,7 +721,12 @@ fn governance_body(report: &GovernanceReport, outcomes: &[(String, f64)], since:
 }
 
 /// A titled table of denial counts.
-fn denial_table(body: &mut String, title: &str, what: &str, rows: &[crate::report::DenialCount]) {
+fn denial_table(
+    body: &mut String,
+    title: &str,
+    what: &str,
+    rows: &[crate::evidence::report::DenialCount],
+) {
     let _ = write!(
         body,
         "<h2>{title}</h2><table><tr><th>{what}</th><th>Denials</th></tr>"

@@ -45,11 +45,11 @@
 //! What it does not decide: [`verify`] proves that the holder of the
 //! enclosed key signed these exact bytes. Whether that key is *trusted* is
 //! the profile's decision (`admission.tools = ["signer:ed25519:…"]`, see
-//! [`crate::registry::tool_allowed`]). Known limit: key ids are 64 bits of
+//! [`crate::admission::registry::tool_allowed`]). Known limit: key ids are 64 bits of
 //! SHA-256, so an allowlist entry resists a second-preimage search of about
 //! 2^64 key generations, not the 2^128 of the key itself.
 
-use crate::keys::key_id_of;
+use crate::trust::keys::key_id_of;
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};

@@ -19,7 +19,7 @@
 //! — airlock/ed25519:3f2a9c0b1d4e5f60 AbCd…base64 key hash + signature…
 //! ```
 //!
-//! The control log ([`crate::evidence::control`]) is covered by one
+//! The control log ([`super::control`]) is covered by one
 //! extension line, `airlock-control <entries> <hash of the newest entry>`,
 //! checked the same way: fewer entries, or another hash at that position,
 //! is truncation or rollback of the log of tool, token and approval changes.
@@ -33,19 +33,15 @@
 //! rewritten. A checkpoint is trusted only if a pinned (or, unpinned, the
 //! home's) runner key signed it.
 
-use crate::evidence::Store;
-use crate::evidence::StoreError;
-use crate::keys::{RunnerKey, TrustedKeys};
-use crate::run::Runner;
+use super::{Store, StoreError};
+use crate::trust::keys::{RunnerKey, TrustedKeys};
 use ring::signature::{ED25519, UnparsedPublicKey};
 use rusqlite::types::Value as SqlValue;
 use signed_note::{Note, Verifier, VerifierList};
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
 use tlog_tiles::{Checkpoint, Hash, HashReader};
 
 /// The checkpoint extension line that covers the control log.
@@ -153,7 +149,7 @@ impl fmt::Display for CheckpointVerdict {
 
 /// The leaves of the seal log, in position order, as stored.
 fn leaves(store: &Store) -> Result<Vec<Vec<u8>>, CheckpointError> {
-    let raw = store.with_conn(|conn| crate::evidence::store::load_raw_seals(conn, None))?;
+    let raw = store.with_conn(|conn| super::store::load_raw_seals(conn, None))?;
     Ok(raw
         .iter()
         .map(|seal| {
@@ -257,7 +253,7 @@ pub fn make(store: &Store, key: &RunnerKey) -> Result<String, CheckpointError> {
     let head = current(store)?;
     let name = origin(key.key_id());
     let bad = |e: String| CheckpointError::Malformed("the new checkpoint".to_owned(), e);
-    let (entries, control_head) = crate::evidence::control::head(store)?;
+    let (entries, control_head) = super::control::head(store)?;
     let extension = if entries == 0 {
         String::new()
     } else {
@@ -338,7 +334,7 @@ pub fn check(
         else {
             return Err(malformed(format!("bad {CONTROL_EXTENSION} line {line:?}")));
         };
-        let (have, _) = crate::evidence::control::head(store)?;
+        let (have, _) = super::control::head(store)?;
         if have < entries {
             return Ok(CheckpointVerdict::Truncated {
                 log: "control-log entries",
@@ -346,7 +342,7 @@ pub fn check(
                 stored: have,
             });
         }
-        if crate::evidence::control::hash_at(store, entries)?.as_deref() != Some(hash) {
+        if super::control::hash_at(store, entries)?.as_deref() != Some(hash) {
             return Ok(CheckpointVerdict::Rewritten {
                 log: "control-log entries",
                 size: entries,
@@ -389,29 +385,6 @@ pub fn write_into(dir: &Path, store: &Store, key: &RunnerKey) -> Result<u64, Che
         std::fs::rename(&tmp, dir.join(&name)).map_err(io)?;
     }
     Ok(size)
-}
-
-/// `airlock serve --checkpoint-dir`: a checkpoint now and then every `every`,
-/// until the process ends. Failures are logged, not fatal: the runs
-/// themselves are sealed either way.
-pub async fn write_every(runner: Arc<Runner>, dir: PathBuf, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let runner = Arc::clone(&runner);
-        let target = dir.clone();
-        let written =
-            tokio::task::spawn_blocking(move || write_into(&target, &runner.store, &runner.key))
-                .await;
-        match written {
-            Ok(Ok(size)) => tracing::info!(dir = %dir.display(), size, "wrote checkpoint"),
-            Ok(Err(e)) => {
-                tracing::error!(dir = %dir.display(), error = %e, "could not write checkpoint")
-            }
-            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
-        }
-    }
 }
 
 #[cfg(test)]

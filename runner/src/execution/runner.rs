@@ -1,23 +1,24 @@
 //! One governed run, from request to sealed result.
 //!
 //! `request -> profile -> checks -> sandbox -> execute -> seal -> result ->
-//! teardown`, as in DESIGN.md. The result is returned only after the run's
+//! teardown`, as in ARCHITECTURE.md. The result is returned only after the run's
 //! evidence is committed and its seal is synced; the run's ephemeral
 //! directories are removed whether the tool succeeded, failed or trapped.
 
 use crate::admission;
-use crate::approvals::RunContext;
-use crate::clock::RunClock;
-use crate::engine::{LoadedTool, Runtime, World};
+use crate::admission::idempotency::{self, Prior};
+use crate::config::home::Home;
+use crate::config::profile::{CredentialKind, Profile};
+use crate::escalation::approvals::RunContext;
+use crate::escalation::gate::StoreGate;
 use crate::evidence::{RunLog, RunMeta, RunOutcome, Store, StoreError};
-use crate::gate::StoreGate;
-use crate::home::Home;
-use crate::idempotency::{self, Prior};
-use crate::keys::RunnerKey;
-use crate::profile::{CredentialKind, Profile};
-use crate::recorder::Recorder;
-use crate::sandbox;
-use crate::tokens::RunTokens;
+use crate::execution::clock::RunClock;
+use crate::execution::engine::{LoadedTool, Runtime, World};
+use crate::execution::recorder::Recorder;
+use crate::execution::request::RunRequest;
+use crate::execution::sandbox;
+use crate::trust::keys::RunnerKey;
+use crate::trust::tokens::RunTokens;
 use airlock_host_api::RunState;
 use airlock_host_api::approval::{ApprovalGate, NoApprovals};
 use airlock_host_api::credentials::{CredentialGrants, TokenGrant, TokenIssuer};
@@ -29,37 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime::{Store as WasmStore, Trap};
 use wasmtime_wasi::I32Exit;
-
-/// What to run and why.
-#[derive(Debug, Clone, Default)]
-pub struct RunRequest {
-    /// The tool's display name (file stem or registered name).
-    pub tool_name: String,
-    /// JSON input for `airlock:host/tool` tools (defaults to `{}`).
-    pub input: Option<String>,
-    /// Arguments after `--`, for command tools.
-    pub args: Vec<String>,
-    /// Stdin for command tools.
-    pub stdin: Vec<u8>,
-    /// Why the agent runs the tool.
-    pub intent: Option<String>,
-    /// Who (agent or person) asked for the run.
-    pub actor: Option<String>,
-    /// Key identifying retries of the same logical action.
-    pub idempotency_key: Option<String>,
-    /// The workflow the run belongs to.
-    pub workflow: Option<String>,
-    /// The tool's verified signer, when it was registered with a signature.
-    pub signer: Option<String>,
-    /// Classification of the data the run carries.
-    pub classification: Option<crate::classification::Classification>,
-    /// The run id to use (a UUID v7), when the caller must know it before
-    /// the run starts (`airlock serve` answers `?wait=false` with it);
-    /// `None` makes a new one.
-    pub run_id: Option<uuid::Uuid>,
-    /// The API token that asked for the run (`airlock serve`).
-    pub submitted_by: Option<String>,
-}
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -92,7 +62,7 @@ impl RunStatus {
         }
     }
 
-    /// The `airlock run` exit code (DESIGN.md).
+    /// The `airlock run` exit code (ARCHITECTURE.md).
     pub fn exit_code(self) -> i32 {
         match self {
             RunStatus::Ok => 0,
@@ -592,7 +562,7 @@ impl Runner {
         let prior = match &request.idempotency_key {
             Some(key) => idempotency::check(
                 &self.store,
-                &crate::keys::TrustedKeys::of_runner(&self.key),
+                &crate::trust::keys::TrustedKeys::of_runner(&self.key),
                 key,
                 &identity(tool, profile, request, input),
             )
@@ -774,7 +744,7 @@ pub fn recover_interrupted(
     for run_id in &recovered {
         home.remove_run_tmp(run_id);
     }
-    let approvals = crate::approvals::Approvals::new(store);
+    let approvals = crate::escalation::approvals::Approvals::new(store);
     let open = match approvals.list(true) {
         Ok(open) => open,
         Err(err) => {
@@ -956,7 +926,7 @@ fn classify(err: wasmtime::Error, store: &WasmStore<RunState>, fuel_label: &str)
         }),
         Some(Trap::StackOverflow) => Ending::Limit(LimitExceeded {
             limit: Limit::Stack,
-            value: format!("{} bytes", crate::engine::MAX_WASM_STACK),
+            value: format!("{} bytes", crate::execution::engine::MAX_WASM_STACK),
             detail: "wasm call stack exhausted (deep recursion)".into(),
         }),
         _ => Ending::Trapped(format!("{err:#}")),

@@ -6,11 +6,11 @@
 //! `escalation_timeout` after that it expires as a denial. Every outcome is
 //! an `approval.decision` event. No approval waits forever.
 
-use crate::approvals::{
+use crate::escalation::approvals::{
     Action, ApprovalRule, ApprovalStatus, Approvals, NewApproval, RunContext, matching_rule,
 };
-use crate::clock::RunClock;
 use crate::evidence::Store;
+use crate::execution::clock::RunClock;
 use airlock_host_api::approval::{ApprovalGate, GateAction, GateFuture, GateOutcome};
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink, EvidenceUnavailable};
 use std::sync::Arc;

@@ -1943,7 +1943,7 @@ mod tests {
         fn new() -> Res<Fixture> {
             let home = tempfile::tempdir()?;
             let store = Store::open(home.path())?;
-            let key = crate::keys::RunnerKey::init(home.path())?;
+            let key = crate::trust::keys::RunnerKey::init(home.path())?;
             let id = uuid::Uuid::now_v7();
             let run = store.begin_run(
                 RunMeta {

@@ -37,7 +37,7 @@ pub const POOL_INSTANCES: u32 = 256;
 pub const MAX_POOL_INSTANCES: u32 = 2048;
 
 /// Largest linear memory slot; profiles may grant up to this much.
-pub const POOL_MAX_MEMORY: usize = crate::profile::MAX_MEMORY as usize;
+pub const POOL_MAX_MEMORY: usize = crate::config::profile::MAX_MEMORY as usize;
 
 /// The wasm stack a guest may use before it traps (deep recursion ends the
 /// run with a stack limit instead of overflowing the host stack).

@@ -1,8 +1,8 @@
 //! The `/v1` API handlers. Each handler authenticates first ([`Caller`]),
 //! names the permission it needs, then calls the same library code the CLI
-//! uses: tool submission ([`crate::submit`]), runs ([`crate::run::Runner`]),
+//! uses: tool submission ([`crate::service::submit`]), runs ([`crate::execution::runner::Runner`]),
 //! evidence and verification ([`crate::evidence`]), approvals
-//! ([`crate::approvals`]) and API tokens ([`crate::access`]).
+//! ([`crate::escalation::approvals`]) and API tokens ([`crate::trust::access`]).
 //!
 //! Runs started by a submitter are visible only to that submitter and to
 //! readers of every run (auditors, admins); another caller asking for one gets
@@ -12,14 +12,15 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::pool::Refusal;
-use crate::access::{ApiTokens, Permission, Role};
-use crate::approvals::{ApprovalError, ApprovalRecord, Approvals};
-use crate::classification::Classification;
+use crate::admission::registry::{Registry, RegistryError, ToolRecord};
+use crate::config::classification::Classification;
+use crate::escalation::approvals::{ApprovalError, ApprovalRecord, Approvals};
 use crate::evidence::{RunFilter, RunRow, Verification, verify_run};
-use crate::keys::TrustedKeys;
-use crate::registry::{Registry, RegistryError, ToolRecord};
-use crate::run::{RunError, RunRequest};
-use crate::submit::{Submission, SubmitError};
+use crate::execution::request::RunRequest;
+use crate::execution::runner::RunError;
+use crate::service::submit::{Submission, SubmitError};
+use crate::trust::access::{ApiTokens, Permission, Role};
+use crate::trust::keys::TrustedKeys;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
@@ -78,7 +79,7 @@ pub async fn submit_tool(
         None => None,
         Some(value) => Some(decode_signature(value.as_bytes())?),
     };
-    crate::submit::check_signature(signature.as_ref(), &bytes).map_err(submit_error)?;
+    crate::service::submit::check_signature(signature.as_ref(), &bytes).map_err(submit_error)?;
     let runner = Arc::clone(&state.runner);
     let label = std::path::PathBuf::from(format!("{}.wasm", q.name));
     let compiled = {
@@ -89,7 +90,7 @@ pub async fn submit_tool(
             .map_err(|e| submit_error(e.into()))?
     };
     let runner = &state.runner;
-    let record = crate::submit::register(
+    let record = crate::service::submit::register(
         &runner.runtime,
         &runner.home,
         &runner.store,
@@ -106,7 +107,7 @@ pub async fn submit_tool(
     Ok((StatusCode::CREATED, Json(record)))
 }
 
-fn decode_signature(value: &[u8]) -> Result<crate::signing::ToolSignature, ApiError> {
+fn decode_signature(value: &[u8]) -> Result<crate::admission::signing::ToolSignature, ApiError> {
     use base64::Engine as _;
     let json = base64::engine::general_purpose::STANDARD
         .decode(value)
@@ -117,7 +118,7 @@ fn decode_signature(value: &[u8]) -> Result<crate::signing::ToolSignature, ApiEr
                 "the {SIGNATURE_HEADER} header must be the signature file (from `airlock sign`) in base64"
             ))
         })?;
-    crate::signing::ToolSignature::from_json(&json)
+    crate::admission::signing::ToolSignature::from_json(&json)
         .map_err(|e| ApiError::bad_request(format!("{SIGNATURE_HEADER}: {e}")))
 }
 
@@ -232,7 +233,7 @@ pub async fn start_run(
         .map_err(|e| ApiError::bad_request(format!("classification: {e}")))?;
     // The server's file paths stay on the server: the caller learns which
     // profile and key are at fault; the server's log has the file.
-    let profile = crate::profile::load(&state.profiles, &body.profile).map_err(|e| {
+    let profile = crate::config::profile::load(&state.profiles, &body.profile).map_err(|e| {
         tracing::warn!(error = %e, "a run request named an unusable profile");
         let key = if e.key.is_empty() {
             String::new()
@@ -591,7 +592,7 @@ pub async fn create_token(
 pub async fn list_tokens(
     State(state): Shared,
     caller: Caller,
-) -> Result<Json<Vec<crate::access::ApiToken>>, ApiError> {
+) -> Result<Json<Vec<crate::trust::access::ApiToken>>, ApiError> {
     caller.require(Permission::ManageTokens)?;
     Ok(Json(
         ApiTokens::new(&state.runner.store)
@@ -613,8 +614,8 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn access_error(e: crate::access::AccessError) -> ApiError {
-    use crate::access::AccessError as E;
+fn access_error(e: crate::trust::access::AccessError) -> ApiError {
+    use crate::trust::access::AccessError as E;
     match e {
         E::Duplicate { .. } => ApiError::conflict(e.to_string()),
         E::NotFound { .. } => ApiError::not_found(e.to_string()),
@@ -638,7 +639,7 @@ pub async fn healthz(State(state): Shared) -> Json<Value> {
 pub async fn jwks(State(state): Shared) -> Result<Json<Value>, ApiError> {
     let keys = TrustedKeys::load(state.runner.home.root())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(crate::tokens::jwks(&keys)))
+    Ok(Json(crate::trust::tokens::jwks(&keys)))
 }
 
 /// `GET /v1/openapi.json`: the API description kept in the repository.

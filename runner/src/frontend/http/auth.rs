@@ -1,5 +1,5 @@
 //! Who is calling: the `Authorization: Bearer` token of each request,
-//! checked against the store's API tokens (see [`crate::access`]).
+//! checked against the store's API tokens (see [`crate::trust::access`]).
 //!
 //! A request without a token, or with an unknown or revoked one, is refused
 //! with 401 before its handler runs; a handler then names the permission it
@@ -7,7 +7,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::access::{ApiTokens, Permission, Principal};
+use crate::trust::access::{ApiTokens, Permission, Principal};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;

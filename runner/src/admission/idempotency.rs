@@ -11,7 +11,7 @@
 //! against its seal, which signs the SHA-256 of its result).
 
 use crate::evidence::{Store, StoreError, verify_run};
-use crate::keys::TrustedKeys;
+use crate::trust::keys::TrustedKeys;
 use serde_json::Value;
 
 /// What the earlier runs with a key say about this one.

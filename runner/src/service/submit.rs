@@ -6,11 +6,11 @@
 //! then compiled (or found in the cache), its `describe()` is called in a
 //! sandbox with no grants, and the result is recorded under its digest.
 
-use crate::engine::{LoadError, LoadedTool, Runtime};
+use crate::admission::registry::{NewTool, Registry, RegistryError, ToolRecord};
+use crate::admission::signing::{SigningError, ToolSignature};
+use crate::config::home::Home;
 use crate::evidence::Store;
-use crate::home::Home;
-use crate::registry::{NewTool, Registry, RegistryError, ToolRecord};
-use crate::signing::{SigningError, ToolSignature};
+use crate::execution::engine::{LoadError, LoadedTool, Runtime};
 
 /// What to register a component as.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub enum SubmitError {
 /// Verifies `signature` against `bytes`, before anything is compiled.
 pub fn check_signature(signature: Option<&ToolSignature>, bytes: &[u8]) -> Result<(), SubmitError> {
     match signature {
-        Some(signature) => Ok(crate::signing::verify(signature, bytes)?),
+        Some(signature) => Ok(crate::admission::signing::verify(signature, bytes)?),
         None => Ok(()),
     }
 }
@@ -58,7 +58,7 @@ pub async fn register(
     bytes: &[u8],
     submission: Submission,
 ) -> Result<ToolRecord, SubmitError> {
-    let info = crate::run::describe(runtime, home, loaded)
+    let info = crate::execution::runner::describe(runtime, home, loaded)
         .await
         .map_err(SubmitError::Describe)?;
     let record = Registry::new(store).add(

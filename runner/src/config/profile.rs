@@ -6,8 +6,8 @@
 //! the accepted form. A profile is validated completely before any run uses
 //! it, so a typo can never silently widen or drop a restriction.
 
-use crate::approvals::ApprovalRule;
-use crate::classification::Classification;
+use crate::config::classification::Classification;
+use crate::escalation::approvals::ApprovalRule;
 use airlock_host_api::data::OnDetect;
 use airlock_host_api::detect::Detector;
 use airlock_host_api::evidence::Capture;
@@ -528,7 +528,7 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
 
 fn validate_admission(raw: &RawAdmission) -> Result<AdmissionPolicy, Invalid> {
     for (i, entry) in raw.tools.iter().enumerate() {
-        crate::registry::parse_allow_entry(entry)
+        crate::admission::registry::parse_allow_entry(entry)
             .map_err(|e| (format!("admission.tools[{i}]"), e))?;
     }
     let max_classification = match &raw.max_classification {

@@ -10,8 +10,8 @@
 //! usable (revocation is checked on every request), and privilege creep
 //! (roles are a closed set, and each route names the roles it admits).
 
+use crate::admission::registry::MAX_NAME_LEN;
 use crate::evidence::{Store, StoreError};
-use crate::registry::MAX_NAME_LEN;
 use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -363,7 +363,7 @@ fn hash(secret: &str) -> String {
 /// Token names follow the tool-name rules (they appear in evidence and
 /// approval records).
 fn check_name(name: &str) -> Result<(), AccessError> {
-    crate::registry::check_name(name).map_err(|_| AccessError::InvalidName {
+    crate::admission::registry::check_name(name).map_err(|_| AccessError::InvalidName {
         name: name.to_owned(),
     })
 }

@@ -30,8 +30,10 @@
 //! The admission decision itself is the pure [`tool_allowed`]; profiles
 //! validate their entries with [`parse_allow_entry`].
 
+use crate::admission::signing::{
+    self, SigningError, ToolSignature, digest_of, is_key_id, parse_digest,
+};
 use crate::evidence::{Store, StoreError};
-use crate::signing::{self, SigningError, ToolSignature, digest_of, is_key_id, parse_digest};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Serialize, Serializer};
 use std::fmt;
@@ -873,7 +875,7 @@ fn serialize_schema<S: Serializer>(schema: &Option<String>, s: S) -> Result<S::O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signing::{generate_key, sign};
+    use crate::admission::signing::{generate_key, sign};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 

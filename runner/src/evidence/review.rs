@@ -17,9 +17,9 @@
 //! angle brackets become links. A tampered log is not hidden: the
 //! verification section names the first bad event.
 
-use crate::approvals::{ApprovalError, ApprovalRecord, Approvals};
+use crate::escalation::approvals::{ApprovalError, ApprovalRecord, Approvals};
 use crate::evidence::{Event, RunRow, Store, StoreError, Verification, verify_run};
-use crate::keys::TrustedKeys;
+use crate::trust::keys::TrustedKeys;
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;

@@ -1,7 +1,7 @@
 //! `airlock serve`: the runner as a shared service with an authenticated
 //! HTTP API over the same store as the CLI.
 //!
-//! Every `/v1` route needs an API token ([`crate::access`]); runs execute on
+//! Every `/v1` route needs an API token ([`crate::trust::access`]); runs execute on
 //! a bounded pool ([`pool::RunPool`]) that answers 429 when full; request
 //! bodies are capped (JSON and tool uploads separately). On shutdown
 //! ([`serve`]'s `shutdown` future: SIGTERM or Ctrl-C from the CLI) the
@@ -16,7 +16,7 @@ pub mod metrics;
 pub mod pool;
 pub mod routes;
 
-use crate::run::Runner;
+use crate::execution::runner::Runner;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -27,7 +27,7 @@ use std::time::Duration;
 
 /// The OpenAPI description of the API, kept in the repository next to this
 /// crate (`runner/openapi.json`) and served at `/v1/openapi.json`.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
+pub const OPENAPI: &str = include_str!("../../../openapi.json");
 
 /// Why a person's decision on an approval request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -44,14 +44,14 @@ pub enum DecisionRefused {
     },
     /// The approval rules refused it (not an approver, no reason, decided…).
     #[error("{0}")]
-    Approval(Box<crate::approvals::ApprovalError>),
+    Approval(Box<crate::escalation::approvals::ApprovalError>),
     /// The store failed.
     #[error("{0}")]
     Store(#[from] crate::evidence::StoreError),
 }
 
-impl From<crate::approvals::ApprovalError> for DecisionRefused {
-    fn from(e: crate::approvals::ApprovalError) -> Self {
+impl From<crate::escalation::approvals::ApprovalError> for DecisionRefused {
+    fn from(e: crate::escalation::approvals::ApprovalError) -> Self {
         DecisionRefused::Approval(Box::new(e))
     }
 }
@@ -61,12 +61,12 @@ impl From<crate::approvals::ApprovalError> for DecisionRefused {
 /// rules (listed approver or escalation owner, a reason, still open).
 pub fn decide_approval(
     store: &crate::evidence::Store,
-    who: &crate::access::Principal,
+    who: &crate::trust::access::Principal,
     id: &str,
     approve: bool,
     reason: &str,
-) -> Result<crate::approvals::ApprovalRecord, DecisionRefused> {
-    let approvals = crate::approvals::Approvals::new(store);
+) -> Result<crate::escalation::approvals::ApprovalRecord, DecisionRefused> {
+    let approvals = crate::escalation::approvals::Approvals::new(store);
     let record = approvals.get(id)?;
     let run = store.run(&record.run_id)?;
     if run.submitted_by.as_deref() == Some(who.name.as_str()) {
@@ -87,12 +87,12 @@ pub fn decide_approval(
 /// Whether `who` is shown approval request `record`: auditors and admins
 /// see every request, approvers those they are named on.
 pub fn sees_approval(
-    who: &crate::access::Principal,
-    record: &crate::approvals::ApprovalRecord,
+    who: &crate::trust::access::Principal,
+    record: &crate::escalation::approvals::ApprovalRecord,
 ) -> bool {
     matches!(
         who.role,
-        crate::access::Role::Auditor | crate::access::Role::Admin
+        crate::trust::access::Role::Auditor | crate::trust::access::Role::Admin
     ) || record.approvers.contains(&who.name)
         || record.escalate_to == who.name
 }
@@ -185,7 +185,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Stopped, ServeError> {
-    let recovered = crate::run::recover_interrupted(&runner.store, &runner.home, &runner.key)?;
+    let recovered =
+        crate::execution::runner::recover_interrupted(&runner.store, &runner.home, &runner.key)?;
     for run_id in recovered {
         tracing::warn!(%run_id, "run was interrupted (its runner ended); marked interrupted and sealed");
     }
@@ -208,7 +209,8 @@ pub async fn serve(
     tracing::info!("shutting down: no new work; waiting for running runs");
     let _ = stop_tx.send(true);
     let stopped = state.pool.drain(config.drain).await;
-    let interrupted = crate::run::recover_interrupted(&runner.store, &runner.home, &runner.key)?;
+    let interrupted =
+        crate::execution::runner::recover_interrupted(&runner.store, &runner.home, &runner.key)?;
     // Handlers waiting on stopped runs have answered by now; give open
     // connections a moment to flush, then stop.
     match tokio::time::timeout(CONNECTION_GRACE, server).await {

@@ -1,0 +1,34 @@
+//! What a caller asks the runner to run: the tool, its input and who asks
+//! why. Its own module so that admission and the sandbox, which read a
+//! request, do not depend on the runner that executes it (no import cycle).
+
+/// What to run and why.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The tool's display name (file stem or registered name).
+    pub tool_name: String,
+    /// JSON input for `airlock:host/tool` tools (defaults to `{}`).
+    pub input: Option<String>,
+    /// Arguments after `--`, for command tools.
+    pub args: Vec<String>,
+    /// Stdin for command tools.
+    pub stdin: Vec<u8>,
+    /// Why the agent runs the tool.
+    pub intent: Option<String>,
+    /// Who (agent or person) asked for the run.
+    pub actor: Option<String>,
+    /// Key identifying retries of the same logical action.
+    pub idempotency_key: Option<String>,
+    /// The workflow the run belongs to.
+    pub workflow: Option<String>,
+    /// The tool's verified signer, when it was registered with a signature.
+    pub signer: Option<String>,
+    /// Classification of the data the run carries.
+    pub classification: Option<crate::config::classification::Classification>,
+    /// The run id to use (a UUID v7), when the caller must know it before
+    /// the run starts (`airlock serve` answers `?wait=false` with it);
+    /// `None` makes a new one.
+    pub run_id: Option<uuid::Uuid>,
+    /// The API token that asked for the run (`airlock serve`).
+    pub submitted_by: Option<String>,
+}
