@@ -1070,8 +1070,26 @@ fn recovery_of_an_edited_running_row_is_forged_at_the_row() -> TestResult {
     fx.raw()?
         .execute("UPDATE runs SET tool = 'pay' WHERE id = ?1", params![id])?;
     fx.store.recover_interrupted(&fx.key)?;
+    // The row is bound into the run key, so its events stop authenticating
+    // too: the first of them is named, and the row with it.
     let (seq, problem) = expect_broken(fx.verify(&id)?)?;
-    assert_eq!(seq, None);
+    assert_eq!(seq, Some(1), "{problem}");
+    assert!(
+        matches!(&problem, Problem::Forged { reason, .. } if reason.contains("row")),
+        "{problem}"
+    );
+
+    // A forged row with no events at all is named as the row.
+    let log = fx.begin()?;
+    let empty = log.run_id().to_owned();
+    drop(log);
+    fx.raw()?.execute(
+        "UPDATE runs SET profile = 'payments' WHERE id = ?1",
+        params![empty],
+    )?;
+    fx.store.recover_interrupted(&fx.key)?;
+    let (seq, problem) = expect_broken(fx.verify(&empty)?)?;
+    assert_eq!(seq, None, "{problem}");
     assert!(
         matches!(&problem, Problem::Forged { where_, .. } if where_ == "the run's row"),
         "{problem}"
