@@ -3,7 +3,11 @@
 //! JavaScript off, signs in with an auditor token, opens a run and sees its
 //! timeline and verification badge, views the governance charts, then signs
 //! in as an approver and approves a pending payment, which then goes
-//! through. Screenshots land in `target/test-artifacts/dashboard/`.
+//! through. Before that, the signed-in approver opens a page on another
+//! port of 127.0.0.1 whose form posts "approve" to the dashboard (issue 20,
+//! finding 3: the cookie alone was enough); the dashboard refuses it and
+//! the request stays pending. Screenshots land in
+//! `target/test-artifacts/dashboard/`.
 //!
 //! Needs Debian's `chromium` and `node`; `scripts/test.sh` installs them and
 //! the driver's npm package (`tests/dashboard/`).
@@ -15,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::api::{Server, token};
-use support::server::HttpServer;
+use support::server::{HttpServer, Running};
 use support::{Env, LIMITS, guests, payments_needing_approval, profile_body, text};
 
 fn driver_dir() -> PathBuf {
@@ -84,6 +88,28 @@ fn an_auditor_reads_a_run_and_an_approver_approves_in_the_browser() {
         std::thread::sleep(Duration::from_millis(50));
     };
 
+    // The attacker's page: same host, another port, a form that posts an
+    // approval to the dashboard with a button the approver clicks.
+    let attacker = Running::start(|_| {
+        axum::Router::new().route(
+            "/",
+            axum::routing::get(
+                |axum::extract::Query(q): axum::extract::Query<
+                    std::collections::HashMap<String, String>,
+                >| async move {
+                    let target = q.get("target").cloned().unwrap_or_default();
+                    axum::response::Html(format!(
+                        "<!DOCTYPE html><title>win a prize</title><form method=\"post\" action=\"{target}\">\
+                         <input type=\"hidden\" name=\"verdict\" value=\"approve\">\
+                         <input type=\"hidden\" name=\"reason\" value=\"forged\">\
+                         <input type=\"hidden\" name=\"csrf\" value=\"guess\">\
+                         <button id=\"bait\">Claim</button></form>"
+                    ))
+                },
+            ),
+        )
+    });
+
     let out = Command::new("node")
         .arg(driver_dir().join("e2e.mjs"))
         .env("BASE", &server.base)
@@ -92,6 +118,7 @@ fn an_auditor_reads_a_run_and_an_approver_approves_in_the_browser() {
         .env("RUN_ID", &run_id)
         .env("APPROVAL_ID", &approval_id)
         .env("ARTIFACTS", artifacts())
+        .env("ATTACKER", format!("http://127.0.0.1:{}", attacker.port()))
         .output()
         .expect("run node");
     assert!(

@@ -118,6 +118,9 @@ fn approved_payment(env: &Env, server: &HttpServer) -> Value {
             ),
         ),
     );
+    if !env.approver_key("oncall").exists() {
+        env.approver("oncall");
+    }
     let input = format!(
         r#"{{"invoice":"INV-7","amount_cents":1200,"base_url":"http://127.0.0.1:{port}"}}"#
     );
@@ -153,15 +156,7 @@ fn approved_payment(env: &Env, server: &HttpServer) -> Value {
         std::thread::sleep(Duration::from_millis(50));
     };
     let id = request["id"].as_str().expect("approval id");
-    let approved = env.cmd(&[
-        "approvals",
-        "approve",
-        id,
-        "--as",
-        "oncall",
-        "--reason",
-        "matches PO 4711",
-    ]);
+    let approved = env.decide("approve", id, "oncall", "matches PO 4711");
     assert!(approved.status.success(), "{}", text(&approved.stderr));
     let out = child.wait_with_output().expect("wait for the run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -22,9 +22,11 @@ fn net_profile(env: &Env, name: &str, net: &str, extra: &str) {
     );
 }
 
-fn credential(host: &str) -> String {
+/// A `[credentials.weather]` section; `origin` is the inject table's
+/// origin key, e.g. `url = "http://127.0.0.1:8080"`.
+fn credential(origin: &str) -> String {
     format!(
-        "[credentials.weather]\nsource = \"env:WEATHER_API_KEY\"\ninject = {{ host = \"{host}\", header = \"Authorization\", value = \"Bearer {{secret}}\" }}\nttl = \"60s\"\n"
+        "[credentials.weather]\nsource = \"env:WEATHER_API_KEY\"\ninject = {{ {origin}, header = \"Authorization\", value = \"Bearer {{secret}}\" }}\nttl = \"60s\"\n"
     )
 }
 
@@ -62,7 +64,7 @@ fn weather_gets_its_key_injected_and_the_key_is_never_seen_or_stored() {
         &env,
         "weather",
         &format!("allow = [{{ url = \"http://127.0.0.1:{port}/v1/*\", methods = [\"GET\"] }}]"),
-        &credential("127.0.0.1"),
+        &credential(&format!("url = \"http://127.0.0.1:{port}\"")),
     );
     let input = format!(r#"{{"city":"Oslo","base_url":"http://127.0.0.1:{port}"}}"#);
     let out = env
@@ -127,7 +129,7 @@ fn an_upstream_that_echoes_the_key_is_scrubbed_before_the_guest_reads_it() {
         &env,
         "echo",
         &format!("allow = [\"http://127.0.0.1:{port}/v1/*\"]"),
-        &credential("127.0.0.1"),
+        &credential(&format!("url = \"http://127.0.0.1:{port}\"")),
     );
     let (lines, run_id) = probe(
         &env,
@@ -360,7 +362,7 @@ fn a_missing_secret_fails_admission_naming_it() {
         &env,
         "weather",
         "allow = [\"https://api.weather.example/v1/*\"]",
-        &credential("api.weather.example"),
+        &credential("host = \"api.weather.example\""),
     );
     let out = env
         .airlock()

@@ -208,6 +208,41 @@ fn approvals_are_decided_over_the_api_and_never_by_the_runs_submitter() {
         payments.hits().is_empty(),
         "nothing is sent before approval"
     );
+    // The approver sees the exact request and reads the run's evidence,
+    // and only the evidence of runs it is asked to decide.
+    let shown = server.get(&format!("/v1/approvals/{id}"), &oncall);
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    assert!(
+        shown.json["request"]["body_shown"]
+            .as_str()
+            .is_some_and(|b| b.contains("INV-1")),
+        "{}",
+        shown.text
+    );
+    let evidence = server.get(&format!("/v1/runs/{run_id}/evidence"), &oncall);
+    assert_eq!(evidence.status, 200, "{}", evidence.text);
+    assert!(
+        evidence.text.contains("approval.request"),
+        "{}",
+        evidence.text
+    );
+    server.submit(&agent, "hello", &guests::example("hello"));
+    let other = server.post(
+        "/v1/runs",
+        &agent,
+        json!({"tool": "hello", "profile": "pay", "intent": "greet", "actor": "agent-7"}),
+    );
+    assert_eq!(other.status, 200, "{}", other.text);
+    let other_id = other.json["run_id"].as_str().expect("run id");
+    let refused = server.get(&format!("/v1/runs/{other_id}/evidence"), &oncall);
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    // A decision on a request that is no longer the one reviewed is refused.
+    let stale = server.post(
+        &format!("/v1/approvals/{id}/approve"),
+        &oncall,
+        json!({"reason": "ok", "request_sha256": "0".repeat(64)}),
+    );
+    assert_eq!(stale.status, 409, "{}", stale.text);
     let no_reason = server.post(
         &format!("/v1/approvals/{id}/approve"),
         &oncall,

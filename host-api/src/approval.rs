@@ -12,6 +12,7 @@
 //! forever (escalation, then expiry as a denial).
 
 use crate::evidence::EvidenceUnavailable;
+use crate::net::review::RequestReview;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,8 +24,13 @@ pub enum GateAction {
     Net {
         /// The request method.
         method: String,
-        /// `scheme://host[:port]/path`.
+        /// `scheme://host[:port]/path` (what rules match).
         url: String,
+        /// The request as its approver sees it, and the digest a decision
+        /// must approve for it to be sent. `None` only when asking
+        /// [`ApprovalGate::covers`] (which matches method and URL), so that
+        /// requests no rule covers are not rendered.
+        review: Option<Arc<RequestReview>>,
     },
     /// A file opened for writing (`fs write PATH`), by guest path.
     FsWrite {
@@ -56,6 +62,9 @@ pub enum GateOutcome {
         id: String,
         /// Who approved.
         by: String,
+        /// The [`RequestReview::request_sha256`] the decision approved, for
+        /// an outbound request.
+        request_sha256: Option<String>,
     },
     /// A human denied it, or it expired.
     Denied {
@@ -93,9 +102,15 @@ impl ApprovalGate for NoApprovals {
     }
 }
 
+/// The rule that refuses a request whose digest is not the one approved.
+pub const BINDING_RULE: &str =
+    "approval binding: what is sent must hash-match the request that was approved";
+
 /// Asks `gate` about `action` when a rule covers it; `Some(reason)` (naming
-/// the approval) when the action was denied or expired, `None` to go ahead.
-/// Takes the gate by value so callers hold no host state across the wait.
+/// the approval) when the action was denied or expired, or when an
+/// outbound request's approval covers another digest than the request's
+/// ([`BINDING_RULE`]); `None` to go ahead. Takes the gate by value so
+/// callers hold no host state across the wait.
 pub async fn denial(
     gate: Arc<dyn ApprovalGate>,
     action: GateAction,
@@ -103,8 +118,31 @@ pub async fn denial(
     if !gate.covers(&action) {
         return Ok(None);
     }
+    let expected = match &action {
+        GateAction::Net { review, .. } => review.as_ref().map(|r| r.request_sha256.clone()),
+        _ => None,
+    };
     Ok(match gate.request(action).await? {
         GateOutcome::Denied { id, reason } => Some(format!("approval {id}: {reason}")),
-        GateOutcome::Approved { .. } | GateOutcome::NotRequired => None,
+        GateOutcome::Approved {
+            id, request_sha256, ..
+        } => binding_mismatch(&id, expected.as_deref(), request_sha256.as_deref()),
+        GateOutcome::NotRequired => None,
+    })
+}
+
+/// `Some(reason)` when approval `id` of a request whose digest is
+/// `expected` approved `approved` instead ([`BINDING_RULE`]).
+pub fn binding_mismatch(
+    id: &str,
+    expected: Option<&str>,
+    approved: Option<&str>,
+) -> Option<String> {
+    let expected = expected?;
+    (approved != Some(expected)).then(|| {
+        format!(
+            "approval {id} approved request sha256 {}, but the request to send has sha256 {expected}; nothing was sent ({BINDING_RULE})",
+            approved.unwrap_or("(none)")
+        )
     })
 }

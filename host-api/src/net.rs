@@ -2,7 +2,9 @@
 //! (`wasi:sockets`), decided against the profile's `[net]` section.
 //!
 //! Every request is decided by [`policy::decide_request`] (scheme, host,
-//! port, path glob, method), then the host resolves the name itself, checks
+//! port, path glob, method), waits for any approval it needs (see
+//! [`review`]: the approval covers the exact bytes), then the host resolves
+//! the name itself ([`resolve`]; after the wait, never before it), checks
 //! every resolved address with [`policy::decide_address`] (private,
 //! loopback, link-local, metadata and other non-public ranges are refused
 //! unless an allow entry names that literal address) and connects to the
@@ -20,6 +22,8 @@
 pub mod lookup;
 pub mod policy;
 pub mod providers;
+pub mod resolve;
+pub mod review;
 mod send;
 
 use crate::credentials::InjectedSecret;
@@ -48,6 +52,8 @@ pub struct NetGrants {
     pub request_body: u64,
     /// Largest response body the guest may receive.
     pub response_body: u64,
+    /// Where request names are resolved (`[net] hosts`, else the system).
+    pub resolver: resolve::Resolver,
 }
 
 impl Default for NetGrants {
@@ -61,6 +67,7 @@ impl Default for NetGrants {
             timeout: DEFAULT_TIMEOUT,
             request_body: DEFAULT_REQUEST_BODY,
             response_body: DEFAULT_RESPONSE_BODY,
+            resolver: resolve::Resolver::System,
         }
     }
 }

@@ -723,7 +723,14 @@ fn main() {
         let deny_all = || {
             for record in approvals.list(true).expect("list") {
                 approvals
-                    .decide(&record.id, "oncall", false, "benchmark", SystemTime::now())
+                    .decide(
+                        &record.id,
+                        "oncall",
+                        false,
+                        "benchmark",
+                        SystemTime::now(),
+                        &airlock_runner::trust::decision::ServerSigner(&runner.key),
+                    )
                     .expect("deny");
             }
         };

@@ -2,9 +2,12 @@
 // (the dashboard must work without it): sign in with an auditor token, open
 // a run, see its evidence timeline and verification badge, look at the
 // governance charts, then sign in as an approver and approve the pending
-// request. Screenshots go to $ARTIFACTS. Exits non-zero on any failure.
+// request. Before approving, the signed-in approver visits a page on
+// another port of the same host ($ATTACKER: same site, other origin) whose
+// form posts an approval to the dashboard; the dashboard must refuse it.
+// Screenshots go to $ARTIFACTS. Exits non-zero on any failure.
 //
-// Env: BASE, AUDITOR_TOKEN, APPROVER_TOKEN, RUN_ID, APPROVAL_ID, ARTIFACTS.
+// Env: BASE, AUDITOR_TOKEN, APPROVER_TOKEN, RUN_ID, APPROVAL_ID, ARTIFACTS, ATTACKER.
 import { chromium } from 'playwright-core';
 
 const env = (name) => {
@@ -66,6 +69,18 @@ try {
 
   // Approver: approve from the inbox.
   await signIn(env('APPROVER_TOKEN'));
+  const cookies = await context.cookies(base);
+  const session = cookies.find((c) => c.name === 'airlock_session');
+  expect(session && session.httpOnly && session.sameSite === 'Strict', 'an HttpOnly, SameSite=Strict session cookie');
+  expect(!session.value.includes(env('APPROVER_TOKEN')), 'the cookie holds a session id, not the API token');
+
+  // The attack: a page on another port posts the approve form.
+  await page.goto(`${env('ATTACKER')}/?target=${encodeURIComponent(`${base}/approvals/${approvalId}/decide`)}`);
+  const [forged] = await Promise.all([page.waitForNavigation(), page.click('#bait')]);
+  expect(forged.status() === 403, `the cross-origin approve is refused with 403, got ${forged.status()}`);
+  expect((await page.textContent('main')).includes('state-changing requests must come from the dashboard'), 'the refusal names the rule');
+  await page.goto(`${base}/approvals`);
+  expect(await page.locator(`#approval-${approvalId} form`).count() === 1, 'the request is still waiting');
   await page.goto(`${base}/approvals`);
   const card = page.locator(`#approval-${approvalId}`);
   expect(await card.count() === 1, 'approver sees the request');

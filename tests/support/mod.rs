@@ -44,14 +44,75 @@ impl Env {
         std::fs::write(self.profiles().join(format!("{name}.toml")), body).expect("write profile");
     }
 
-    /// `airlock` with this env's home, no inherited environment besides PATH.
+    /// `airlock` with this env's home, no inherited environment besides
+    /// PATH, and the env's trust file (AIRLOCK_TRUST) once it has one.
     pub fn airlock(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AIRLOCK_HOME", self.home())
             .stdin(Stdio::null());
+        if self.trust_file().exists() {
+            cmd.env("AIRLOCK_TRUST", self.trust_file());
+        }
         cmd
+    }
+
+    /// The operator's pinned trust file.
+    pub fn trust_file(&self) -> PathBuf {
+        self.dir.path().join("trust.toml")
+    }
+
+    /// Where approver `name`'s own key is kept (outside the home).
+    pub fn approver_key(&self, name: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("approver-keys")
+            .join(format!("{name}.pk8"))
+    }
+
+    /// Creates approver `name`'s key with `airlock keys generate --approver`
+    /// and pins its public key for `name` in the trust file, as an operator
+    /// would; returns the public key (hex).
+    pub fn approver(&self, name: &str) -> String {
+        let key = self.approver_key(name);
+        let out = self
+            .airlock()
+            .args(["keys", "generate", "--approver", name, "--out"])
+            .arg(&key)
+            .output()
+            .expect("spawn airlock");
+        assert!(out.status.success(), "keys generate: {}", text(&out.stderr));
+        let public = text(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("public key").map(|k| k.trim().to_owned()))
+            .expect("the public key is printed");
+        let mut trust = std::fs::read_to_string(self.trust_file()).unwrap_or_default();
+        if !trust.contains("[approvers]\n") {
+            trust.push_str("\n[approvers]\n");
+        }
+        trust.push_str(&format!("{name} = [\"{public}\"]\n"));
+        std::fs::write(self.trust_file(), trust).expect("write the trust file");
+        public
+    }
+
+    /// `airlock approvals VERB ID --as WHO --key <WHO's key> --reason R`:
+    /// a decision signed with the approver's own key.
+    pub fn decide(&self, verb: &str, id: &str, who: &str, reason: &str) -> Output {
+        self.airlock()
+            .args([
+                "approvals",
+                verb,
+                id,
+                "--as",
+                who,
+                "--reason",
+                reason,
+                "--key",
+            ])
+            .arg(self.approver_key(who))
+            .output()
+            .expect("spawn airlock")
     }
 
     /// `airlock run --json --profiles DIR --profile P TOOL [extra…]`.

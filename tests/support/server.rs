@@ -17,6 +17,8 @@ pub struct Hit {
     pub path: String,
     pub authorization: Option<String>,
     pub idempotency_key: Option<String>,
+    pub accept_encoding: Option<String>,
+    pub range: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -78,6 +80,11 @@ impl Drop for Running {
 /// - `POST /v1/payments`: a payment (`pay_<n>`, n counting payments received)
 /// - `POST /v1/chat/completions`: an OpenAI-style completion naming the model
 /// - `GET /v1/redirect`: 302 to `/private`
+/// - `GET /v1/leak/{plain,base64,hex,percent,head,tail}`: the Authorization
+///   header received, echoed verbatim (honouring `Range: bytes=A-B`), as
+///   base64, hex, percent-encoded every byte, or its first or second half,
+///   the way a careless upstream could reflect a credential
+/// - `GET /v1/leak/encoded`: a body labelled `Content-Encoding: gzip`
 /// - `* /v1/*` and `/private`: 200 with a short text body
 /// - anything else: 404
 pub struct HttpServer {
@@ -132,8 +139,13 @@ fn handle(
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        accept_encoding: text(header::ACCEPT_ENCODING),
+        range: text(header::RANGE),
         body: body.to_vec(),
     });
+    if let Some(form) = uri.path().strip_prefix("/v1/leak/") {
+        return leak(form, authorization.unwrap_or_default(), text(header::RANGE));
+    }
     match uri.path() {
         "/v1/current" => {
             let city = uri
@@ -192,6 +204,37 @@ fn handle(
         .into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// The `/v1/leak/*` routes: `echo` (the Authorization header received) in
+/// the spelling `form` names.
+fn leak(form: &str, echo: String, range: Option<String>) -> Response {
+    use base64::Engine as _;
+    let half = echo.len() / 2;
+    let body = match form {
+        "plain" => {
+            let slice = range
+                .as_deref()
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+                .filter(|(a, b)| a <= b && *b < echo.len());
+            if let Some((a, b)) = slice {
+                return (StatusCode::PARTIAL_CONTENT, echo[a..=b].to_owned()).into_response();
+            }
+            echo
+        }
+        "base64" => base64::engine::general_purpose::STANDARD.encode(&echo),
+        "hex" => echo.bytes().map(|b| format!("{b:02x}")).collect(),
+        "percent" => echo.bytes().map(|b| format!("%{b:02X}")).collect(),
+        "head" => echo[..half].to_owned(),
+        "tail" => echo[half..].to_owned(),
+        "encoded" => {
+            return ([(header::CONTENT_ENCODING, "gzip")], echo).into_response();
+        }
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    body.into_response()
 }
 
 /// A raw TCP server on 127.0.0.1 that answers each connection's first

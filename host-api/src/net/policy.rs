@@ -46,7 +46,9 @@
 //!   would see `a%2Fb` as one segment, but a server may decode it into a
 //!   separator: under a rule with a path, requests whose path holds an
 //!   encoded slash or backslash, or a `..;`-style segment, are refused.
-//! - Methods compare case-insensitively (`get` is `GET`).
+//! - Methods compare case-insensitively (`get` is `GET`). An entry without
+//!   `methods` allows the ordinary ones ([`DEFAULT_METHODS`]); others must be
+//!   listed; `CONNECT` and `TRACE` are never sent.
 //! - Literal IP hosts match only the same address: a `127.0.0.1` rule does
 //!   not match `::ffff:127.0.0.1`, `127.0.0.2` or `0.0.0.0`. A request must
 //!   write an address in its canonical form: shorthand and disguises
@@ -91,6 +93,20 @@ pub const NON_PUBLIC_RULE: &str = "net: loopback, private, link-local, metadata 
 /// name lookup. Guards against raw-socket exfiltration and DNS tunnelling:
 /// only listed peers are reachable and only listed names are looked up.
 pub const NO_TCP_RULE: &str = "net.tcp: no entry matches (deny by default)";
+
+/// The rule named when a request uses `CONNECT` or `TRACE`. Guards against
+/// tunnels the host cannot inspect (`CONNECT`) and requests an upstream
+/// reflects whole, injected credentials included (`TRACE`): neither is
+/// ever sent, whatever an allow entry lists.
+pub const NEVER_METHOD_RULE: &str = "net: CONNECT and TRACE are never sent";
+
+/// The methods an allow entry without `methods` permits: the ordinary
+/// request methods. Anything else (WebDAV, extension methods) must be
+/// listed by an entry; `CONNECT` and `TRACE` never go out.
+pub const DEFAULT_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// The methods no rule may grant (see [`NEVER_METHOD_RULE`]).
+const NEVER_METHODS: [&str; 2] = ["CONNECT", "TRACE"];
 
 /// The accepted form of an allow entry, quoted in every parse error so a
 /// refused profile says how to fix it.
@@ -138,13 +154,13 @@ impl PolicyError {
 /// table with the pattern and the methods it allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowEntry {
-    /// `"https://api.example.com/v1/*"`: any method.
+    /// `"https://api.example.com/v1/*"`: the ordinary methods ([`DEFAULT_METHODS`]).
     Url(String),
     /// `{ url = "https://api.example.com/v1/*", methods = ["GET"] }`.
     Detailed {
         /// The URL pattern.
         url: String,
-        /// Allowed methods; `None` allows any.
+        /// Allowed methods; `None` allows [`DEFAULT_METHODS`].
         methods: Option<Vec<String>>,
     },
 }
@@ -285,7 +301,7 @@ impl Eq for EgressRule {}
 
 impl EgressRule {
     /// Parses a URL pattern `scheme://host[:port][/path-glob]` and the
-    /// methods it allows (`None`: any method).
+    /// methods it allows (`None`: [`DEFAULT_METHODS`]).
     ///
     /// `scheme` is `http` or `https` (its default port applies when none is
     /// given); `host` is a DNS name, `*.` followed by a domain (any
@@ -428,6 +444,16 @@ impl EgressRule {
         self.to_string()
     }
 
+    /// Whether the rule is for `https://`.
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::Https
+    }
+
+    /// Whether the host is a `*.` wildcard rather than one name or address.
+    pub fn has_wildcard_host(&self) -> bool {
+        matches!(self.host, HostPattern::Subdomains(_))
+    }
+
     fn matches_host_port(&self, scheme: Scheme, host: &Host<&str>, port: u16) -> bool {
         self.scheme == scheme && self.port == port && self.host.matches(host)
     }
@@ -525,10 +551,17 @@ fn compile_path(path: &str) -> Result<PathGlob, String> {
 
 fn normalize_methods(list: &[String]) -> Result<Vec<String>, String> {
     if list.is_empty() {
-        return Err("methods = [] allows nothing; omit methods to allow any".into());
+        return Err(
+            "methods = [] allows nothing; omit methods to allow the ordinary ones (GET, HEAD, \
+             POST, PUT, PATCH, DELETE, OPTIONS)"
+                .into(),
+        );
     }
     list.iter()
         .map(|m| {
+            if NEVER_METHODS.iter().any(|n| n.eq_ignore_ascii_case(m)) {
+                return Err(format!("{NEVER_METHOD_RULE}; remove {m:?}"));
+            }
             let valid = !m.is_empty()
                 && m.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -673,6 +706,13 @@ pub fn decide_request(rules: &[EgressRule], method: &str, url: &str) -> RequestV
         }
     }
     let method = method.to_ascii_uppercase();
+    if NEVER_METHODS.contains(&method.as_str()) {
+        return RequestVerdict::deny(
+            NEVER_METHOD_RULE,
+            format!("method {method} is never sent (tunnels and reflected requests)"),
+            Some(target),
+        );
+    }
     let path = parsed.path();
     // The most specific near miss explains the refusal: 1 host matched on
     // another scheme or port, 2 path, 3 method.
@@ -716,13 +756,21 @@ pub fn decide_request(rules: &[EgressRule], method: &str, url: &str) -> RequestV
                 continue;
             }
         }
-        if let Some(methods) = &rule.methods
-            && !methods.contains(&method)
-        {
-            miss(
-                3,
-                format!("method {method} is not among the methods of {}", entry()),
-            );
+        let listed = match &rule.methods {
+            Some(methods) => methods.contains(&method),
+            None => DEFAULT_METHODS.contains(&method.as_str()),
+        };
+        if !listed {
+            let reason = match &rule.methods {
+                Some(_) => format!("method {method} is not among the methods of {}", entry()),
+                None => format!(
+                    "method {method} is not an ordinary method ({}); list it in the entry's \
+                     methods to allow it: {}",
+                    DEFAULT_METHODS.join(", "),
+                    entry()
+                ),
+            };
+            miss(3, reason);
             continue;
         }
         return RequestVerdict {

@@ -1,10 +1,12 @@
-//! Sending one outbound HTTP request for a guest: decide, record, inject,
-//! resolve, check the address, connect to exactly that address, buffer and
-//! record the response.
+//! Sending one outbound HTTP request for a guest: decide, buffer the body,
+//! wait for any approval (bound to the request's digest), inject, resolve,
+//! check the address, connect to exactly that address, buffer and record
+//! the response.
 
 use super::NetGrants;
 use super::policy::{self, Target};
 use super::providers::{self, ProviderVerdict};
+use super::review::{self, RequestReview};
 use crate::approval::{self, ApprovalGate, GateAction};
 use crate::credentials::{self, InjectedSecret};
 use crate::evidence::{Decision, EventDraft, EvidenceSink, sha256_hex};
@@ -141,21 +143,40 @@ pub(super) async fn send(
         }
     };
 
-    let address = match choose_address(ctx, &target, &shown_url).await {
-        Ok(address) => address,
-        Err(err) => return Err(err),
-    };
-
+    // The approver sees, and the decision covers, these exact bytes; the
+    // body is buffered and nothing below changes method, URL or body.
     let gated_url = shown_url.split('?').next().unwrap_or(&shown_url).to_owned();
-    let net_action = GateAction::Net {
+    let probe = GateAction::Net {
         method: method.clone(),
-        url: gated_url,
+        url: gated_url.clone(),
+        review: None,
     };
-    if let Some(reason) = approve(ctx, net_action).await? {
-        ctx.record(refused(&parts.headers, "approval".to_owned(), reason))?;
-        return Err(Error::HttpRequestDenied);
+    let mut approved = None;
+    if ctx.approvals.covers(&probe) {
+        let review = Arc::new(RequestReview::new(&method, &parts.uri, &body));
+        let net_action = GateAction::Net {
+            method: method.clone(),
+            url: gated_url,
+            review: Some(Arc::clone(&review)),
+        };
+        if let Some(reason) = approve(ctx, net_action).await? {
+            let rule = if reason.contains(approval::BINDING_RULE) {
+                approval::BINDING_RULE.to_owned()
+            } else {
+                "approval".to_owned()
+            };
+            ctx.record(
+                refused(&parts.headers, rule, reason)
+                    .field("body_bytes", review.body_bytes)
+                    .field("body_sha256", review.body_sha256.clone())
+                    .field("request_sha256", review.request_sha256.clone()),
+            )?;
+            return Err(Error::HttpRequestDenied);
+        }
+        approved = Some(review);
     }
-    let injected: Vec<&InjectedSecret> = credentials::secrets_for(&ctx.secrets, &host).collect();
+    let injected: Vec<&InjectedSecret> =
+        credentials::secrets_for(&ctx.secrets, &method, &url).collect();
     for secret in &injected {
         let action = GateAction::Credential {
             name: secret.name.clone(),
@@ -172,6 +193,36 @@ pub(super) async fn send(
             return Err(Error::HttpRequestDenied);
         }
     }
+    // Checked after any approval wait: the grant's lifetime is wall clock.
+    let now = Instant::now();
+    if let Some(secret) = injected.iter().find(|s| s.expired(now)) {
+        ctx.record(
+            EventDraft::new("credential.use")
+                .decision(Decision::Denied)
+                .target(secret.name.clone())
+                .field("host", host.clone())
+                .field("rule", secret.ttl_rule.clone())
+                .field(
+                    "reason",
+                    "the credential's ttl has passed; the request would have carried it, so it \
+                     is not sent (raise the ttl or make the request earlier in the run)",
+                ),
+        )?;
+        return Err(Error::HttpRequestDenied);
+    }
+    if !injected.is_empty() {
+        // The response must reach the scrubber whole and uncompressed: no
+        // slices of it, no encodings it cannot see through.
+        parts.headers.remove(http::header::RANGE);
+        parts.headers.remove(http::header::IF_RANGE);
+        parts.headers.insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+    }
+    // The name is resolved after every wait, so the address checked is
+    // the one the name has now, and the connection goes to it.
+    let address = choose_address(ctx, &target, &shown_url).await?;
     for secret in &injected {
         let (Ok(name), Ok(mut value)) = (
             http::HeaderName::from_bytes(secret.header.as_bytes()),
@@ -186,10 +237,27 @@ pub(super) async fn send(
                 .decision(Decision::Allowed)
                 .target(secret.name.clone())
                 .field("host", host.clone())
-                .field("header", secret.header.clone()),
+                .field("header", secret.header.clone())
+                .field("origin", secret.origin.display()),
         )?;
     }
 
+    // Defence in depth: what goes out is what the approval covered.
+    if let Some(review) = &approved {
+        let sent_sha256 = review::request_sha256(&method, &parts.uri.to_string(), &body);
+        if sent_sha256 != review.request_sha256 {
+            let reason = format!(
+                "the request to send has sha256 {sent_sha256}, not the approved {}",
+                review.request_sha256
+            );
+            ctx.record(refused(
+                &parts.headers,
+                approval::BINDING_RULE.to_owned(),
+                reason,
+            ))?;
+            return Err(Error::HttpRequestDenied);
+        }
+    }
     if let Some(key) = &ctx.idempotency_key
         && !matches!(parts.method, http::Method::GET | http::Method::HEAD)
     {
@@ -212,6 +280,9 @@ pub(super) async fn send(
         .field("address", address.to_string())
         .field("body_bytes", body.len() as u64)
         .field("body_sha256", sha256_hex(&body));
+    if let Some(review) = &approved {
+        allowed = allowed.field("request_sha256", review.request_sha256.clone());
+    }
     if let Some(model) = model {
         allowed = allowed.field("model", model);
     }
@@ -234,17 +305,60 @@ pub(super) async fn send(
             return Err(err);
         }
     };
-    let body = match credentials::scrub(&body, &injected) {
-        Some(scrubbed) => Bytes::from(scrubbed),
+    if !injected.is_empty()
+        && let Some(coding) = head.headers.get(http::header::CONTENT_ENCODING)
+        && !coding.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        let coding = String::from_utf8_lossy(coding.as_bytes()).into_owned();
+        ctx.record(
+            EventDraft::new("net.response")
+                .decision(Decision::Denied)
+                .target(shown_url)
+                .field("status", head.status.as_u16())
+                .field(
+                    "rule",
+                    "credentials: responses to credentialed requests must be unencoded",
+                )
+                .field(
+                    "reason",
+                    format!(
+                        "the response is {coding}-encoded although identity was asked for; the \
+                         secret could not be scrubbed from it"
+                    ),
+                )
+                .field("duration_ms", started.elapsed().as_millis() as u64),
+        )?;
+        return Err(Error::HttpResponseContentCoding(Some(coding)));
+    }
+    let scrubber = credentials::Scrubber::new(injected.iter().map(|s| s.secret.as_str()));
+    let mut head = head;
+    let body = match scrubber.scrub(&body) {
+        Some(scrubbed) => {
+            // The guest sees the scrubbed body; its length must agree.
+            if head.headers.contains_key(http::header::CONTENT_LENGTH) {
+                head.headers
+                    .insert(http::header::CONTENT_LENGTH, scrubbed.len().into());
+            }
+            Bytes::from(scrubbed)
+        }
         None => body,
     };
-    let mut head = head;
-    for value in head.headers.values_mut() {
-        if let Some(scrubbed) = credentials::scrub(value.as_bytes(), &injected)
-            && let Ok(clean) = http::HeaderValue::from_bytes(&scrubbed)
-        {
-            *value = clean;
+    if !injected.is_empty() {
+        let mut clean = http::HeaderMap::with_capacity(head.headers.len());
+        for (name, value) in &head.headers {
+            if scrubber.scrub(name.as_str().as_bytes()).is_some() {
+                continue;
+            }
+            let value = match scrubber.scrub(value.as_bytes()) {
+                Some(scrubbed) => match http::HeaderValue::from_bytes(&scrubbed) {
+                    Ok(value) => value,
+                    Err(_) => continue,
+                },
+                None => value.clone(),
+            };
+            clean.append(name.clone(), value);
         }
+        head.headers = clean;
     }
     ctx.record(
         EventDraft::new("net.response")
@@ -290,8 +404,8 @@ async fn choose_address(
     let candidates: Vec<SocketAddr> = match &target.host {
         Host::Ipv4(ip) => vec![SocketAddr::new(IpAddr::V4(*ip), target.port)],
         Host::Ipv6(ip) => vec![SocketAddr::new(IpAddr::V6(*ip), target.port)],
-        Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), target.port)).await {
-            Ok(addrs) => addrs.collect(),
+        Host::Domain(name) => match ctx.grants.resolver.lookup(name, target.port).await {
+            Ok(addrs) => addrs,
             Err(e) => {
                 ctx.record(
                     EventDraft::new("net.connect")

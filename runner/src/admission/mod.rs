@@ -177,10 +177,12 @@ pub fn admit(
         });
     }
     let mut secrets = Vec::new();
+    // An injected secret's ttl runs from admission, on the wall clock.
+    let admitted_at = std::time::Instant::now();
     for credential in &profile.credentials {
         let CredentialKind::Inject {
             source,
-            host,
+            origin,
             header,
             template,
         } = &credential.kind
@@ -198,7 +200,12 @@ pub fn admit(
                 });
                 secrets.push(InjectedSecret {
                     name: credential.name.clone(),
-                    host: host.clone(),
+                    origin: origin.clone(),
+                    expires: admitted_at + credential.ttl.value,
+                    ttl_rule: format!(
+                        "credentials.{}.ttl = \"{}\"",
+                        credential.name, credential.ttl.label
+                    ),
                     header: header.clone(),
                     value: template.replace(SECRET_PLACEHOLDER, &secret),
                     secret,

@@ -8,6 +8,7 @@
 
 use crate::config::classification::Classification;
 use crate::escalation::approvals::ApprovalRule;
+use airlock_host_api::credentials;
 use airlock_host_api::data::OnDetect;
 use airlock_host_api::detect::Detector;
 use airlock_host_api::evidence::Capture;
@@ -15,6 +16,7 @@ use airlock_host_api::fs::{MountMode, SCRATCH_GUEST_PATH};
 use airlock_host_api::net::NetGrants;
 use airlock_host_api::net::policy::{AllowEntry, EgressRule, TcpRule};
 use airlock_host_api::net::providers::ProviderRule;
+use airlock_host_api::net::resolve::{Resolver, parse_hosts};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -138,12 +140,13 @@ impl fmt::Display for SecretSource {
 /// What a `[credentials.NAME]` grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialKind {
-    /// An upstream secret injected into requests for one host.
+    /// An upstream secret injected into requests for one origin.
     Inject {
         /// Where the secret is read from at admission.
         source: SecretSource,
-        /// The request host that gets it.
-        host: String,
+        /// The requests that get it: `inject.url` (with `inject.methods`),
+        /// or `https://HOST` for the older `inject.host`.
+        origin: EgressRule,
         /// The header set.
         header: String,
         /// The header value, with `{secret}` where the secret goes.
@@ -301,6 +304,7 @@ struct RawNet {
     timeout: Option<String>,
     request_body: Option<String>,
     response_body: Option<String>,
+    hosts: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -316,7 +320,9 @@ struct RawCredential {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInject {
-    host: String,
+    host: Option<String>,
+    url: Option<String>,
+    methods: Option<Vec<String>>,
     header: String,
     value: String,
 }
@@ -463,6 +469,9 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
     let mounts = validate_mounts(&raw.fs.mount, base, scratch.is_some())?;
     let capture = validate_capture(&raw.evidence)?;
     let mut net = validate_net(&raw.net)?;
+    if let Some(hosts) = &raw.net.hosts {
+        net.resolver = validate_hosts(&base.join(hosts))?;
+    }
     net.providers = raw
         .providers
         .iter()
@@ -582,6 +591,20 @@ fn validate_admission(raw: &RawAdmission) -> Result<AdmissionPolicy, Invalid> {
     Ok(policy)
 }
 
+/// `[net] hosts`: a hosts file (relative to the profile) that request
+/// names resolve from before DNS (see `airlock_host_api::net::resolve`). It
+/// is read again at every lookup; here it must already exist and parse.
+fn validate_hosts(path: &Path) -> Result<Resolver, Invalid> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        (
+            "net.hosts".to_owned(),
+            format!("{} cannot be read ({e}); give a TOML file of `\"name\" = [\"address\"]` lines, relative to the profile file", path.display()),
+        )
+    })?;
+    parse_hosts(&text).map_err(|e| ("net.hosts".to_owned(), format!("{}: {e}", path.display())))?;
+    Ok(Resolver::HostsFile(path.to_owned()))
+}
+
 fn validate_net(raw: &RawNet) -> Result<NetGrants, Invalid> {
     let allow = raw
         .allow
@@ -670,23 +693,11 @@ fn validate_credentials(
                         format!("{:?} is not an HTTP header name", inject.header),
                     ));
                 }
-                let host = inject
-                    .host
-                    .trim()
-                    .trim_end_matches('.')
-                    .to_ascii_lowercase();
-                if host.is_empty() || host.contains(['/', ':', '*', '@']) {
-                    return Err((
-                        key("inject.host"),
-                        format!(
-                            "{:?} is not a host name (use e.g. \"api.weather.example\")",
-                            inject.host
-                        ),
-                    ));
-                }
+                let origin =
+                    inject_origin(inject).map_err(|(field, problem)| (key(field), problem))?;
                 CredentialKind::Inject {
                     source,
-                    host,
+                    origin,
                     header: inject.header.clone(),
                     template: inject.value.clone(),
                 }
@@ -720,6 +731,43 @@ fn validate_credentials(
         });
     }
     Ok(credentials)
+}
+
+/// The origin rule of an `inject` table: `url` (a `[net] allow`-style
+/// pattern, with optional `methods`), or `host`, the older form, which
+/// means `https://HOST` on port 443 and nothing else (never plain http,
+/// never another port). Over http only one exactly named host may get a
+/// secret (see [`credentials::check_origin`]).
+fn inject_origin(inject: &RawInject) -> Result<EgressRule, (&'static str, String)> {
+    const FORM: &str = "use url = \"https://api.example.com\" (scheme, host, port and an \
+         optional path glob), or host = \"api.example.com\" for https on port 443";
+    let origin = match (&inject.host, &inject.url) {
+        (Some(host), None) => {
+            if inject.methods.is_some() {
+                return Err((
+                    "inject.methods",
+                    "methods go with url = \"…\", not host".into(),
+                ));
+            }
+            let name = host.trim().trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() || name.contains(['/', ':', '*', '@', '[', ']']) {
+                return Err((
+                    "inject.host",
+                    format!("{host:?} is not a host name ({FORM})"),
+                ));
+            }
+            EgressRule::parse(&format!("https://{name}"), None)
+                .map_err(|e| ("inject.host", format!("{e} ({FORM})")))?
+        }
+        (None, Some(url)) => EgressRule::parse(url, inject.methods.clone())
+            .map_err(|e| ("inject.url", format!("{e} ({FORM})")))?,
+        (Some(_), Some(_)) => {
+            return Err(("inject", format!("give url or host, not both ({FORM})")));
+        }
+        (None, None) => return Err(("inject", format!("names no origin ({FORM})"))),
+    };
+    credentials::check_origin(&origin).map_err(|problem| ("inject.url", problem))?;
+    Ok(origin)
 }
 
 fn http_header_name_invalid(name: &str) -> bool {

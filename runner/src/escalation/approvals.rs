@@ -53,13 +53,19 @@
 //!   [`MAX_WAIT`], so a typo cannot hold a run (and its instance and
 //!   credentials) open indefinitely, nor overflow a deadline.
 //!
-//! Not defended here: who runs `airlock approvals approve` is asserted by
-//! the caller (`who`), not authenticated; the CLI or the server decides how
-//! much to trust it. Rows edited in the database are decoded without
-//! panicking, but trusted; the decision is also recorded in the run's
-//! signed evidence by the gate.
+//! - **Unauthenticated decisions.** Every decision is signed by a
+//!   [`DecisionSigner`] over the request as stored at that moment (its
+//!   digest included): the approver's own pinned key locally, the server's
+//!   key for a token-authenticated decision (see [`crate::trust::decision`]).
+//!
+//! Not defended here: rows edited in the database are decoded without
+//! panicking but not trusted by this module's readers alone; the run's gate
+//! checks the decision's signature and the request digest before it acts,
+//! and records both in the run's signed evidence.
 
 use crate::evidence::{MIN_PREFIX_LEN, Store, StoreError};
+use crate::trust::decision::{DecisionSignature, DecisionSigner, DecisionStatement};
+use airlock_host_api::net::review::RequestReview;
 use globset::{GlobBuilder, GlobMatcher};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
@@ -99,7 +105,7 @@ pub const WHEN_FORMS: &str = "\"net METHOD URL-GLOB\" (METHOD in uppercase or *,
 /// Columns read for an [`ApprovalRecord`], in [`decode_row`]'s order.
 const COLUMNS: &str = "id, run_id, tool, profile, intent, actor, action, detail, risk, owner, \
      runbook, rule, approvers, escalate_to, status, decided_by, reason, created_at, deadline, \
-     expires_at, escalated_at, decided_at";
+     expires_at, escalated_at, decided_at, request, decision_signature";
 
 /// Statuses in which a request can still be decided (SQL list).
 const OPEN_SQL: &str = "('pending','escalated')";
@@ -905,6 +911,8 @@ pub struct NewApproval {
     pub timeout: Duration,
     /// From escalation to expiry.
     pub escalation_timeout: Duration,
+    /// The outbound request as its approver sees it (net actions).
+    pub request: Option<RequestReview>,
 }
 
 impl NewApproval {
@@ -926,7 +934,15 @@ impl NewApproval {
             escalate_to: rule.escalate_to.clone(),
             timeout: rule.timeout,
             escalation_timeout: rule.escalation_timeout,
+            request: None,
         }
+    }
+
+    /// The same request, showing `review` (method, full URL, body and
+    /// digests) to its approvers.
+    pub fn with_request(mut self, review: RequestReview) -> NewApproval {
+        self.request = Some(review);
+        self
     }
 }
 
@@ -979,6 +995,51 @@ pub struct ApprovalRecord {
     pub escalated_at: Option<String>,
     /// When it was decided or expired.
     pub decided_at: Option<String>,
+    /// The outbound request exactly as it will be sent (method, full URL,
+    /// body size and SHA-256, the body rendered, the request digest a
+    /// decision approves); `None` for other actions.
+    pub request: Option<RequestReview>,
+    /// The decision's signature (see [`crate::trust::decision`]).
+    pub decision_signature: Option<DecisionSignature>,
+}
+
+impl ApprovalRecord {
+    /// What the decider signed (or must sign) for `decision` (`approved` or
+    /// `denied`) by `by` with `reason` at `decided_at`.
+    pub fn statement(
+        &self,
+        decision: &str,
+        by: &str,
+        reason: &str,
+        decided_at: &str,
+    ) -> DecisionStatement {
+        DecisionStatement {
+            context: crate::trust::decision::DECISION_CONTEXT,
+            approval: self.id.clone(),
+            run_id: self.run_id.clone(),
+            action: self.action.clone(),
+            request_sha256: self.request.as_ref().map(|r| r.request_sha256.clone()),
+            decision: decision.to_owned(),
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            decided_at: decided_at.to_owned(),
+        }
+    }
+
+    /// The statement of the stored decision, if the request was decided.
+    pub fn decided_statement(&self) -> Option<DecisionStatement> {
+        let decision = match self.status {
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            _ => return None,
+        };
+        Some(self.statement(
+            decision,
+            self.decided_by.as_deref()?,
+            self.reason.as_deref()?,
+            self.decided_at.as_deref()?,
+        ))
+    }
 }
 
 /// Why an approval operation was refused or failed.
@@ -1093,6 +1154,14 @@ pub enum ApprovalError {
         /// What is wrong.
         problem: String,
     },
+    /// The decision could not be signed for its decider.
+    #[error("approval {id}: refused an unsigned decision: {reason}")]
+    Unsigned {
+        /// The request.
+        id: String,
+        /// Why it could not be signed.
+        reason: String,
+    },
     /// A stored row cannot be decoded (the database was edited or damaged).
     #[error(
         "approval {id}: its stored row is unreadable: {reason} (the database may have been edited; run `airlock runs verify`)"
@@ -1199,13 +1268,24 @@ impl<'a> Approvals<'a> {
             expires_at: time("escalation_timeout", expires)?,
             escalated_at: None,
             decided_at: None,
+            request: new.request,
+            decision_signature: None,
         };
+        let request_json = record
+            .request
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|source| StoreError::Encode {
+                what: "the request under review",
+                source,
+            })?;
         self.store.with_conn(|conn| {
             conn.execute(
                 "INSERT INTO approvals (id, run_id, tool, profile, intent, actor, action, detail,
                     risk, owner, runbook, rule, approvers, escalate_to, status, created_at,
-                    deadline, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                    deadline, expires_at, request)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                 params![
                     record.id,
                     record.run_id,
@@ -1225,6 +1305,7 @@ impl<'a> Approvals<'a> {
                     record.created_at,
                     record.deadline,
                     record.expires_at,
+                    request_json,
                 ],
             )
             .map_err(StoreError::sqlite("recording an approval request"))
@@ -1293,6 +1374,11 @@ impl<'a> Approvals<'a> {
     /// - [`ApprovalError::NotAnApprover`]: `who` is not an approver and is
     ///   not `escalate_to` of an escalated request.
     ///
+    /// - [`ApprovalError::Unsigned`]: `signer` cannot sign the decision
+    ///   (see [`crate::trust::decision`]): the statement it signs names the
+    ///   request's id, run, action and request digest as stored at this
+    ///   moment, the decision, `who`, `reason` and `now`.
+    ///
     /// All checks and the update run in one `BEGIN IMMEDIATE` transaction;
     /// the update only applies to an open request, so of two concurrent
     /// deciders exactly one wins and the other gets
@@ -1304,6 +1390,7 @@ impl<'a> Approvals<'a> {
         approve: bool,
         reason: &str,
         now: SystemTime,
+        signer: &dyn DecisionSigner,
     ) -> Result<ApprovalRecord, ApprovalError> {
         let who = who.trim();
         let reason = reason.trim();
@@ -1368,13 +1455,23 @@ impl<'a> Approvals<'a> {
             } else {
                 ApprovalStatus::Denied
             };
+            let statement = record.statement(status.as_str(), who, reason, &now_text);
+            let signature = signer
+                .sign(&statement)
+                .map_err(|reason| ApprovalError::Unsigned { id: id.clone(), reason })?;
+            let signature_json =
+                serde_json::to_string(&signature).map_err(|source| StoreError::Encode {
+                    what: "the decision's signature",
+                    source,
+                })?;
             let changed = tx
                 .execute(
                     &format!(
-                        "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4, decided_at = ?5
+                        "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4, decided_at = ?5,
+                            decision_signature = ?6
                          WHERE id = ?1 AND status IN {OPEN_SQL}"
                     ),
-                    params![id, status.as_str(), who, reason, now_text],
+                    params![id, status.as_str(), who, reason, now_text, signature_json],
                 )
                 .map_err(StoreError::sqlite("recording an approval decision"))?;
             if changed != 1 {
@@ -1581,8 +1678,28 @@ fn decode_row(row: &rusqlite::Row<'_>) -> Result<ApprovalRecord, ApprovalError> 
         expires_at: row.get(19).map_err(|e| corrupt("expires_at", e))?,
         escalated_at: row.get(20).map_err(|e| corrupt("escalated_at", e))?,
         decided_at: row.get(21).map_err(|e| corrupt("decided_at", e))?,
+        request: json_column(row, 22, "request", &id)?,
+        decision_signature: json_column(row, 23, "decision_signature", &id)?,
         id,
     })
+}
+
+/// An optional column holding JSON of `T`.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    column: &str,
+    id: &str,
+) -> Result<Option<T>, ApprovalError> {
+    let corrupt = |reason: String| ApprovalError::Corrupt {
+        id: id.to_owned(),
+        reason: format!("the approvals.{column} column {reason}"),
+    };
+    let text: Option<String> = row
+        .get(index)
+        .map_err(|e| corrupt(format!("cannot be read ({e})")))?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(format!("is not valid JSON ({e})"))))
+        .transpose()
 }
 
 /// Latest time RFC 3339 formatting handles (start of year 10000).
@@ -1609,6 +1726,21 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 mod tests {
     use super::*;
     use crate::evidence::{RunLog, RunMeta};
+    use crate::trust::decision::SignerKind;
+
+    /// Signs with a digest of the statement (the tests here are about who
+    /// may decide and when; keys are `crate::trust::decision`'s tests).
+    struct TestSigner;
+
+    impl DecisionSigner for TestSigner {
+        fn sign(&self, statement: &DecisionStatement) -> Result<DecisionSignature, String> {
+            Ok(DecisionSignature {
+                signer: SignerKind::Approver,
+                key_id: "test".to_owned(),
+                signature: airlock_host_api::evidence::sha256_hex(&statement.bytes()),
+            })
+        }
+    }
     use tempfile::TempDir;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -1987,9 +2119,12 @@ mod tests {
                 Some("https://runbooks.example/payments".to_owned()),
             )?;
             let action = net("POST", "https://payments.example/pay");
-            Ok(self
-                .approvals()
-                .create(NewApproval::new(&run, &rule, &action), now)?)
+            let uri: axum::http::Uri = "https://payments.example/pay?invoice=42".parse()?;
+            let review = RequestReview::new("POST", &uri, br#"{"amount_cents":1200}"#);
+            Ok(self.approvals().create(
+                NewApproval::new(&run, &rule, &action).with_request(review),
+                now,
+            )?)
         }
     }
 
@@ -2026,8 +2161,25 @@ mod tests {
             vec![second.id.clone(), first.id.clone()]
         );
 
-        let approved = a.decide(&first.id, " alice ", true, " looks right ", t0() + mins(1))?;
+        let approved = a.decide(
+            &first.id,
+            " alice ",
+            true,
+            " looks right ",
+            t0() + mins(1),
+            &TestSigner,
+        )?;
         assert_eq!(approved.status, ApprovalStatus::Approved);
+        // The exact request is kept, and the signature covers its digest.
+        let request = approved.request.clone().ok_or("the request under review")?;
+        assert_eq!(request.url, "https://payments.example/pay?invoice=42");
+        assert!(request.body_shown.contains("\"amount_cents\": 1200"));
+        let statement = approved.decided_statement().ok_or("decided")?;
+        assert_eq!(statement.request_sha256, Some(request.request_sha256));
+        assert_eq!(
+            approved.decision_signature,
+            Some(TestSigner.sign(&statement)?)
+        );
         assert_eq!(approved.decided_by.as_deref(), Some("alice"));
         assert_eq!(approved.reason.as_deref(), Some("looks right"));
         assert!(approved.decided_at.is_some());
@@ -2040,6 +2192,7 @@ mod tests {
             false,
             "wrong account",
             t0() + mins(2),
+            &TestSigner,
         )?;
         assert_eq!(denied.status, ApprovalStatus::Denied);
         assert_eq!(denied.id, second.id);
@@ -2059,19 +2212,19 @@ mod tests {
         let r = fx.request(t0())?;
         let at = t0() + mins(1);
 
-        let err = a.decide(&r.id, "alice", true, "  ", at);
+        let err = a.decide(&r.id, "alice", true, "  ", at, &TestSigner);
         assert!(
             matches!(err, Err(ApprovalError::ReasonRequired { .. })),
             "{err:?}"
         );
 
-        let err = a.decide(&r.id, "eve", true, "ok", at);
+        let err = a.decide(&r.id, "eve", true, "ok", at, &TestSigner);
         assert!(
             matches!(&err, Err(ApprovalError::NotAnApprover { who, escalated: false, .. }) if who == "eve"),
             "{err:?}"
         );
         // Names are compared exactly.
-        let err = a.decide(&r.id, "Alice", true, "ok", at);
+        let err = a.decide(&r.id, "Alice", true, "ok", at, &TestSigner);
         assert!(
             matches!(err, Err(ApprovalError::NotAnApprover { .. })),
             "{err:?}"
@@ -2079,7 +2232,7 @@ mod tests {
 
         // The actor is listed as an approver ("Mallory") and still refused.
         for who in ["mallory", "Mallory", " MALLORY "] {
-            let err = a.decide(&r.id, who, true, "mine", at);
+            let err = a.decide(&r.id, who, true, "mine", at, &TestSigner);
             assert!(
                 matches!(err, Err(ApprovalError::SelfApproval { .. })),
                 "{who}: {err:?}"
@@ -2087,7 +2240,7 @@ mod tests {
         }
 
         // escalate_to: refused before escalation, allowed after.
-        let err = a.decide(&r.id, "lead", true, "ok", at);
+        let err = a.decide(&r.id, "lead", true, "ok", at, &TestSigner);
         match &err {
             Err(
                 e @ ApprovalError::NotAnApprover {
@@ -2104,12 +2257,26 @@ mod tests {
         assert_eq!(escalated.status, ApprovalStatus::Escalated);
         assert!(escalated.escalated_at.is_some());
         assert_eq!(a.list(true)?.len(), 1);
-        let done = a.decide(&r.id, "lead", false, "not this week", t0() + mins(20))?;
+        let done = a.decide(
+            &r.id,
+            "lead",
+            false,
+            "not this week",
+            t0() + mins(20),
+            &TestSigner,
+        )?;
         assert_eq!(done.status, ApprovalStatus::Denied);
         assert_eq!(done.decided_by.as_deref(), Some("lead"));
 
         // Final.
-        let err = a.decide(&r.id, "alice", true, "changed my mind", t0() + mins(21));
+        let err = a.decide(
+            &r.id,
+            "alice",
+            true,
+            "changed my mind",
+            t0() + mins(21),
+            &TestSigner,
+        );
         assert!(
             matches!(&err, Err(ApprovalError::AlreadyDecided { status: ApprovalStatus::Denied, by: Some(by), .. }) if by == "lead"),
             "{err:?}"
@@ -2125,7 +2292,7 @@ mod tests {
         let a = fx.approvals();
         let r = fx.request(t0())?;
         assert!(a.escalate(&r.id, t0() + mins(15))?);
-        let done = a.decide(&r.id, "bob", true, "ok", t0() + mins(16))?;
+        let done = a.decide(&r.id, "bob", true, "ok", t0() + mins(16), &TestSigner)?;
         assert_eq!(done.status, ApprovalStatus::Approved);
         Ok(())
     }
@@ -2137,10 +2304,10 @@ mod tests {
 
         // Past expires_at while still open: refused and marked expired.
         let r = fx.request(t0())?;
-        let err = a.decide(&r.id, "alice", true, "late", t0() + mins(45));
+        let err = a.decide(&r.id, "alice", true, "late", t0() + mins(45), &TestSigner);
         assert!(matches!(err, Err(ApprovalError::Expired { .. })), "{err:?}");
         assert_eq!(a.status(&r.id)?.status, ApprovalStatus::Expired);
-        let err = a.decide(&r.id, "alice", true, "late", t0() + mins(1));
+        let err = a.decide(&r.id, "alice", true, "late", t0() + mins(1), &TestSigner);
         assert!(matches!(err, Err(ApprovalError::Expired { .. })), "{err:?}");
 
         // Expired by the gate's timer.
@@ -2150,7 +2317,7 @@ mod tests {
         let expired = a.status(&r.id)?;
         assert_eq!(expired.status, ApprovalStatus::Expired);
         assert!(expired.decided_by.is_none());
-        let err = a.decide(&r.id, "lead", true, "late", t0() + mins(1));
+        let err = a.decide(&r.id, "lead", true, "late", t0() + mins(1), &TestSigner);
         assert!(matches!(err, Err(ApprovalError::Expired { .. })), "{err:?}");
         assert!(a.list(true)?.is_empty());
         Ok(())
@@ -2179,7 +2346,7 @@ mod tests {
             Err(ApprovalError::NotFound { .. })
         ));
         assert!(matches!(
-            a.decide(&missing, "alice", true, "ok", t0()),
+            a.decide(&missing, "alice", true, "ok", t0(), &TestSigner),
             Err(ApprovalError::NotFound { .. })
         ));
         assert!(matches!(a.get("abc"), Err(ApprovalError::BadId { .. })));
@@ -2268,7 +2435,7 @@ mod tests {
         assert_eq!(ok.detail.as_deref(), Some("y"));
         assert_eq!(ok.actor, None);
         // Without an actor nobody is refused as self-approval.
-        a.decide(&ok.id, "alice", true, "ok", t0())?;
+        a.decide(&ok.id, "alice", true, "ok", t0(), &TestSigner)?;
         Ok(())
     }
 
@@ -2290,7 +2457,14 @@ mod tests {
                         let id = r.id.clone();
                         s.spawn(move || {
                             barrier.wait();
-                            Approvals::new(store).decide(&id, who, approve, "race", t0() + mins(1))
+                            Approvals::new(store).decide(
+                                &id,
+                                who,
+                                approve,
+                                "race",
+                                t0() + mins(1),
+                                &TestSigner,
+                            )
                         })
                     })
                     .collect();

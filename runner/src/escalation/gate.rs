@@ -5,14 +5,27 @@
 //! escalates to `escalate_to` (`approval.escalate`); at
 //! `escalation_timeout` after that it expires as a denial. Every outcome is
 //! an `approval.decision` event. No approval waits forever.
+//!
+//! An outbound request's approval record shows the exact request (method,
+//! full URL, body rendered, SHA-256s; see
+//! `airlock_host_api::net::review`). A decision counts only if its
+//! signature verifies ([`crate::trust::decision::check`]: the approver's pinned
+//! key, or the server that authenticated the decider's token); one that
+//! does not is a denial under [`crate::trust::decision::SIGNATURE_RULE`]. An
+//! approval of another request digest than the one waiting ends the run as
+//! refused, and the host does not send the request.
 
 use crate::escalation::approvals::{
-    Action, ApprovalRule, ApprovalStatus, Approvals, NewApproval, RunContext, matching_rule,
+    Action, ApprovalRecord, ApprovalRule, ApprovalStatus, Approvals, NewApproval, RunContext,
+    matching_rule,
 };
 use crate::evidence::Store;
 use crate::execution::clock::RunClock;
+use crate::trust::decision::SIGNATURE_RULE;
+use crate::trust::keys::TrustedKeys;
 use airlock_host_api::approval::{ApprovalGate, GateAction, GateFuture, GateOutcome};
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink, EvidenceUnavailable};
+use airlock_host_api::net::review::RequestReview;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -24,6 +37,7 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// The store-backed gate of one run.
 pub struct StoreGate {
     store: Store,
+    home: std::path::PathBuf,
     rules: Vec<ApprovalRule>,
     run: RunContext,
     evidence: Arc<dyn EvidenceSink>,
@@ -43,6 +57,7 @@ impl StoreGate {
     ) -> Result<StoreGate, crate::evidence::StoreError> {
         Ok(StoreGate {
             store: Store::open(home)?,
+            home: home.to_owned(),
             rules,
             run,
             evidence,
@@ -67,29 +82,41 @@ impl StoreGate {
         rule_index: usize,
         rule: &ApprovalRule,
         action: Action,
+        review: Option<RequestReview>,
     ) -> Result<GateOutcome, EvidenceUnavailable> {
         let approvals = Approvals::new(&self.store);
+        let expected = review.as_ref().map(|r| r.request_sha256.clone());
+        let mut new = NewApproval::new(&self.run, rule, &action);
+        if let Some(review) = review {
+            new = new.with_request(review);
+        }
         let record = approvals
-            .create(
-                NewApproval::new(&self.run, rule, &action),
-                SystemTime::now(),
-            )
+            .create(new, SystemTime::now())
             .map_err(Self::unavailable)?;
         let id = record.id.clone();
-        self.evidence.append(
-            EventDraft::new("approval.request")
-                .decision(Decision::Allowed)
-                .target(record.action.clone())
-                .field("approval", id.clone())
-                .field(
-                    "rule",
-                    format!("approval[{rule_index}] when = \"{}\"", rule.when_text()),
-                )
-                .field("approvers", rule.approvers().to_vec())
-                .field("escalate_to", rule.escalate_to())
-                .field("deadline", record.deadline.clone())
-                .field("expires_at", record.expires_at.clone()),
-        )?;
+        let mut asked = EventDraft::new("approval.request")
+            .decision(Decision::Allowed)
+            .target(record.action.clone())
+            .field("approval", id.clone())
+            .field(
+                "rule",
+                format!("approval[{rule_index}] when = \"{}\"", rule.when_text()),
+            )
+            .field("approvers", rule.approvers().to_vec())
+            .field("escalate_to", rule.escalate_to())
+            .field("deadline", record.deadline.clone())
+            .field("expires_at", record.expires_at.clone());
+        if let Some(request) = &record.request {
+            // What the approver is shown, as sizes and digests (the
+            // rendered body stays with the request, not in the log).
+            asked = asked
+                .field("method", request.method.clone())
+                .field("url", request.url.clone())
+                .field("body_bytes", request.body_bytes)
+                .field("body_sha256", request.body_sha256.clone())
+                .field("request_sha256", request.request_sha256.clone());
+        }
+        self.evidence.append(asked)?;
         let _paused = self.clock.pause();
         let escalate_at = SystemTime::now() + rule.timeout();
         let mut expire_at: Option<SystemTime> = None;
@@ -98,26 +125,32 @@ impl StoreGate {
             let now = SystemTime::now();
             let current = approvals.status(&id).map_err(Self::unavailable)?;
             match current.status {
+                ApprovalStatus::Approved | ApprovalStatus::Denied => {
+                    if let Err(reason) = self.check_signature(&current, rule) {
+                        return self.unverified(&current, id, reason);
+                    }
+                }
+                _ => {}
+            }
+            match current.status {
                 ApprovalStatus::Approved => {
                     let by = current.decided_by.clone().unwrap_or_default();
-                    self.record_decision(
-                        &current.action,
-                        &id,
-                        "approved",
-                        Some(&by),
-                        current.reason.as_deref(),
-                    )?;
-                    return Ok(GateOutcome::Approved { id, by });
+                    self.record_signed_decision(&current, "approved")?;
+                    let approved = current.request.as_ref().map(|r| r.request_sha256.clone());
+                    if expected.is_some() && approved != expected {
+                        // The host refuses to send it (and records why);
+                        // the run ends as refused.
+                        self.denied.store(true, Ordering::Relaxed);
+                    }
+                    return Ok(GateOutcome::Approved {
+                        id,
+                        by,
+                        request_sha256: approved,
+                    });
                 }
                 ApprovalStatus::Denied => {
                     let by = current.decided_by.clone().unwrap_or_default();
-                    self.record_decision(
-                        &current.action,
-                        &id,
-                        "denied",
-                        Some(&by),
-                        current.reason.as_deref(),
-                    )?;
+                    self.record_signed_decision(&current, "denied")?;
                     self.denied.store(true, Ordering::Relaxed);
                     let reason = format!("denied by {by}: {}", current.reason.unwrap_or_default());
                     return Ok(GateOutcome::Denied { id, reason });
@@ -147,6 +180,91 @@ impl StoreGate {
                 _ => {}
             }
         }
+    }
+
+    /// Whether the decision on `record` was made by someone `rule` (as the
+    /// profile says, not as the stored row says) lets decide, other than
+    /// the run's actor, and is signed by someone allowed to vouch for them
+    /// (keys read now, so a newly pinned key counts).
+    fn check_signature(&self, record: &ApprovalRecord, rule: &ApprovalRule) -> Result<(), String> {
+        let by = record.decided_by.as_deref().unwrap_or_default().trim();
+        if !(rule.approvers().iter().any(|a| a == by) || rule.escalate_to() == by) {
+            return Err(format!(
+                "{by:?} is not an approver of this request (rule \"{}\")",
+                rule.when_text()
+            ));
+        }
+        if let Some(actor) = &self.run.actor
+            && actor.trim().eq_ignore_ascii_case(by)
+        {
+            return Err(format!("{by:?} started this run (no self-approval)"));
+        }
+        let signature = record
+            .decision_signature
+            .as_ref()
+            .ok_or("the decision carries no signature")?;
+        let statement = record
+            .decided_statement()
+            .ok_or("the decision has no decider, reason or time")?;
+        let keys = TrustedKeys::load(&self.home).map_err(|e| e.to_string())?;
+        crate::trust::decision::check(&statement, signature, &keys)
+    }
+
+    /// A decision whose signature does not verify: recorded, and a denial.
+    fn unverified(
+        &self,
+        record: &ApprovalRecord,
+        id: String,
+        reason: String,
+    ) -> Result<GateOutcome, EvidenceUnavailable> {
+        let mut event = EventDraft::new("approval.decision")
+            .decision(Decision::Denied)
+            .target(record.action.clone())
+            .field("approval", id.clone())
+            .field("outcome", "unverified")
+            .field("rule", SIGNATURE_RULE)
+            .field("reason", reason.clone());
+        if let Some(by) = &record.decided_by {
+            event = event.field("claimed_by", by.clone());
+        }
+        self.evidence.append(event)?;
+        self.denied.store(true, Ordering::Relaxed);
+        Ok(GateOutcome::Denied {
+            id,
+            reason: format!("the decision was not accepted: {reason} ({SIGNATURE_RULE})"),
+        })
+    }
+
+    /// The `approval.decision` event of a verified decision: who, why,
+    /// when, the request digest decided on and the signature, so that
+    /// `airlock runs verify` can check it again.
+    fn record_signed_decision(
+        &self,
+        record: &ApprovalRecord,
+        outcome: &str,
+    ) -> Result<(), EvidenceUnavailable> {
+        let mut event = EventDraft::new("approval.decision")
+            .decision(if outcome == "approved" {
+                Decision::Allowed
+            } else {
+                Decision::Denied
+            })
+            .target(record.action.clone())
+            .field("approval", record.id.clone())
+            .field("outcome", outcome.to_owned())
+            .field("by", record.decided_by.clone().unwrap_or_default())
+            .field("reason", record.reason.clone().unwrap_or_default())
+            .field("decided_at", record.decided_at.clone().unwrap_or_default());
+        if let Some(request) = &record.request {
+            event = event.field("request_sha256", request.request_sha256.clone());
+        }
+        if let Some(signature) = &record.decision_signature {
+            event = event.field(
+                "signature",
+                serde_json::to_value(signature).unwrap_or_default(),
+            );
+        }
+        self.evidence.append(event)
     }
 
     fn expired(&self, action: &str, id: String) -> Result<GateOutcome, EvidenceUnavailable> {
@@ -193,7 +311,7 @@ impl StoreGate {
 
 fn to_action(action: &GateAction) -> Action {
     match action.clone() {
-        GateAction::Net { method, url } => Action::Net { method, url },
+        GateAction::Net { method, url, .. } => Action::Net { method, url },
         GateAction::FsWrite { path } => Action::FsWrite { path },
         GateAction::Credential { name } => Action::Credential { name },
         GateAction::ToolRequest { action, detail } => Action::ToolRequest { action, detail },
@@ -207,11 +325,15 @@ impl ApprovalGate for StoreGate {
 
     fn request(&self, action: GateAction) -> GateFuture<'_> {
         Box::pin(async move {
+            let review = match &action {
+                GateAction::Net { review, .. } => review.as_deref().cloned(),
+                _ => None,
+            };
             let action = to_action(&action);
             let Some((index, rule)) = matching_rule(&self.rules, &action) else {
                 return Ok(GateOutcome::NotRequired);
             };
-            self.wait(index, rule, action).await
+            self.wait(index, rule, action, review).await
         })
     }
 }

@@ -59,6 +59,7 @@ pub mod auth;
 pub mod chain;
 pub mod checkpoint;
 pub mod control;
+mod decisions;
 pub mod otlp;
 pub mod report;
 pub mod review;

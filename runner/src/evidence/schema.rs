@@ -144,7 +144,16 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN submitted_by TEXT;
     CREATE INDEX runs_by_submitter ON runs(submitted_by);
     "#,
-    // 5: integrity against whoever can write the store (`super::auth`,
+    // 5: approvals bound to the request and signed decisions
+    // (`crate::trust::decision`). `request` is the JSON of the outbound request as
+    // its approver sees it (method, full URL, body size, SHA-256, rendered
+    // body, request digest); `decision_signature` the JSON of the
+    // decision's signature.
+    r#"
+    ALTER TABLE approvals ADD COLUMN request TEXT;
+    ALTER TABLE approvals ADD COLUMN decision_signature TEXT;
+    "#,
+    // 6: integrity against whoever can write the store (`super::auth`,
     // `super::control`). `runs.auth` and `events.auth` are HMAC tags only
     // the runner key can make (NULL on rows written before this version);
     // `seals.record` is the run row as sealed (JSON, covered by the seal's

@@ -34,6 +34,7 @@
 //! | a column of the run row changed (tool, digest, profile, submitter, start, status, exit code, result, end time) | [`Problem::RowMismatch`] naming the column |
 //! | a `running` run fabricated or extended without the runner key, then recovered | [`Problem::Forged`] at the first unauthenticated event |
 //! | a run still `running` (in progress, or not recovered yet) | [`Verification::Unsealed`], not intact |
+//! | an approval decision not signed by its decider's pinned key (or a trusted server) | [`Problem::UnverifiedDecision`] |
 //!
 //! If the seal's signature does not verify, its count and head are not
 //! trusted; a chain problem is still reported before the signature failure
@@ -235,6 +236,16 @@ pub enum Problem {
         /// What recovery found.
         reason: String,
     },
+    /// An `approval.decision` event's signature does not verify.
+    #[error("run {run_id}: event #{seq}: {reason}")]
+    UnverifiedDecision {
+        /// The run.
+        run_id: String,
+        /// The decision event.
+        seq: u64,
+        /// Why it does not verify.
+        reason: String,
+    },
 }
 
 impl Problem {
@@ -245,7 +256,8 @@ impl Problem {
             | Problem::Deleted { seq, .. }
             | Problem::Reordered { seq, .. }
             | Problem::Inserted { seq, .. }
-            | Problem::HeadMismatch { seq, .. } => Some(*seq),
+            | Problem::HeadMismatch { seq, .. }
+            | Problem::UnverifiedDecision { seq, .. } => Some(*seq),
             Problem::Forged { seq, .. } => *seq,
             _ => None,
         }
@@ -262,7 +274,8 @@ impl Problem {
             | Problem::Unsealed { run_id, .. }
             | Problem::HeadMismatch { run_id, .. }
             | Problem::RowMismatch { run_id, .. }
-            | Problem::Forged { run_id, .. } => Some(run_id),
+            | Problem::Forged { run_id, .. }
+            | Problem::UnverifiedDecision { run_id, .. } => Some(run_id),
             Problem::MissingRunInSealChain { run_id, .. } => run_id.as_deref(),
         }
     }
@@ -280,6 +293,7 @@ impl Problem {
             Problem::HeadMismatch { .. } => "head_mismatch",
             Problem::RowMismatch { .. } => "row_mismatch",
             Problem::Forged { .. } => "forged",
+            Problem::UnverifiedDecision { .. } => "unverified_decision",
         }
     }
 }
@@ -574,6 +588,14 @@ fn check_run(
     };
     if let Some(problem) = row_problem {
         return Ok(Verification::broken(problem));
+    }
+    let events: Vec<Event> = raw.iter().filter_map(|r| r.decode(run_id).ok()).collect();
+    if let Some((seq, reason)) = super::decisions::first_unverified(&events, keys) {
+        return Ok(Verification::broken(Problem::UnverifiedDecision {
+            run_id: run_id.to_owned(),
+            seq,
+            reason,
+        }));
     }
     Ok(Verification::Intact {
         events: stored,

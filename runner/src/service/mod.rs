@@ -1,5 +1,8 @@
 //! The operations every front end (CLI, HTTP API, dashboard) calls.
 //!
 //! - [`submit`]: check and register a tool.
+//! - [`selftest`]: attack this binary's containment under the configured
+//!   profiles (`airlock selftest`, `serve --selftest`).
 
+pub mod selftest;
 pub mod submit;

@@ -330,6 +330,8 @@ impl RunnerKey {
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
     keys: BTreeMap<String, Vec<u8>>,
+    /// Approvers' keys pinned in the trust file (see [`crate::trust::decision`]).
+    approvers: crate::trust::decision::ApproverKeys,
 }
 
 impl TrustedKeys {
@@ -341,6 +343,7 @@ impl TrustedKeys {
                 .into_iter()
                 .map(|public| (key_id_of(&public), public))
                 .collect(),
+            approvers: crate::trust::decision::ApproverKeys::default(),
         }
     }
 
@@ -350,12 +353,40 @@ impl TrustedKeys {
         TrustedKeys::from_public_keys(hex::decode(key.public_key_hex()).ok())
     }
 
+    /// These keys with the approvers' keys of a pinned trust file.
+    pub fn with_approvers(
+        mut self,
+        approvers: crate::trust::decision::ApproverKeys,
+    ) -> TrustedKeys {
+        self.approvers = approvers;
+        self
+    }
+
+    /// The approvers' public keys pinned in the trust file named by
+    /// `AIRLOCK_TRUST` (none when it is unset), which decision signatures
+    /// are checked against.
+    pub fn approvers(&self) -> &crate::trust::decision::ApproverKeys {
+        &self.approvers
+    }
+
+    fn with_pinned_approvers(mut self) -> Result<TrustedKeys, KeyError> {
+        self.approvers =
+            crate::trust::decision::ApproverKeys::from_env().map_err(|e| KeyError::Malformed {
+                path: std::env::var_os(crate::trust::decision::TRUST_ENV)
+                    .map(PathBuf::from)
+                    .unwrap_or_default(),
+                reason: e.to_string(),
+            })?;
+        Ok(self)
+    }
+
     /// The raw 32-byte Ed25519 public key trusted under `key_id`, if any.
     pub fn public_key(&self, key_id: &str) -> Option<&[u8]> {
         self.keys.get(key_id).map(Vec::as_slice)
     }
 
-    /// Reads every `*.pub` file in `home/keys/`. A missing directory gives an
+    /// Reads every `*.pub` file in `home/keys/`, and the approvers' keys of
+    /// the trust file `AIRLOCK_TRUST` names. A missing directory gives an
     /// empty set (every seal then fails as signed by an unknown key). A file
     /// whose name does not match the key inside, or that group/others may
     /// write, is an error rather than silently skipped.
@@ -363,7 +394,9 @@ impl TrustedKeys {
         let dir = keys_dir(home);
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TrustedKeys::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return TrustedKeys::default().with_pinned_approvers();
+            }
             Err(e) => return Err(io_err(&dir, e)),
         };
         let dir_mode = fs::metadata(&dir)
@@ -425,7 +458,11 @@ impl TrustedKeys {
             }
             keys.insert(key_id, public);
         }
-        Ok(TrustedKeys { keys })
+        TrustedKeys {
+            keys,
+            approvers: crate::trust::decision::ApproverKeys::default(),
+        }
+        .with_pinned_approvers()
     }
 
     /// Checks that `signature` over `message` was made by the trusted key `key_id`.

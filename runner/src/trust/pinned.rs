@@ -11,8 +11,8 @@
 //! # airlock trust file (`airlock keys trust` prints one for this home)
 //! runners = ["3f2a…64 hex characters…"]   # Ed25519 public keys whose seals and checkpoints verify
 //!
-//! [approvers]                             # approvers' Ed25519 public keys, by name
-//! payments-oncall = "9b1c…64 hex characters…"
+//! [approvers]                             # read by `super::decision`: approvers' keys
+//! payments-oncall = ["9b1c…64 hex characters…"]
 //! ```
 //!
 //! Without either, verification falls back to the home's `keys/*.pub` (so
@@ -24,9 +24,9 @@
 //! users may rewrite (refused, like a group-writable `.pub`); huge or
 //! malformed files (size-capped, strict parsing that names the bad entry).
 
+use crate::trust::decision::ApproverKeys;
 use crate::trust::keys::{KeyError, TrustedKeys, key_id_of, parse_public_hex};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -46,9 +46,10 @@ struct TrustFile {
     /// Runner public keys (hex).
     #[serde(default)]
     runners: Vec<String>,
-    /// Approver public keys (hex) by approver name.
-    #[serde(default)]
-    approvers: BTreeMap<String, String>,
+    /// The approvers' keys: parsed by [`super::decision::ApproverKeys`].
+    /// Named here so it is not an unknown key; read by `ApproverKeys::load`.
+    #[serde(default, rename = "approvers")]
+    _approvers: toml::Table,
 }
 
 /// Where the trusted keys came from.
@@ -66,7 +67,6 @@ pub enum TrustSource {
 #[derive(Debug, Clone)]
 pub struct Trust {
     keys: TrustedKeys,
-    approvers: BTreeMap<String, Vec<u8>>,
     source: TrustSource,
 }
 
@@ -92,15 +92,17 @@ impl Trust {
                     })?,
                 );
             }
+            let approvers = ApproverKeys::from_env().map_err(|e| KeyError::Malformed {
+                path: key_files[0].clone(),
+                reason: e.to_string(),
+            })?;
             return Ok(Trust {
-                keys: TrustedKeys::from_public_keys(publics),
-                approvers: BTreeMap::new(),
+                keys: TrustedKeys::from_public_keys(publics).with_approvers(approvers),
                 source: TrustSource::KeyFiles(key_files.to_vec()),
             });
         }
         Ok(Trust {
             keys: TrustedKeys::load(home)?,
-            approvers: BTreeMap::new(),
             source: TrustSource::Home(crate::trust::keys::keys_dir(home)),
         })
     }
@@ -130,15 +132,12 @@ impl Trust {
                     .map_err(|r| bad(format!("runners[{i}]"), r))?,
             );
         }
-        let mut approvers = BTreeMap::new();
-        for (name, hex_key) in &file.approvers {
-            let public = parse_public_hex(hex_key.as_bytes())
-                .map_err(|r| bad(format!("approvers.{name}"), r))?;
-            approvers.insert(name.clone(), public);
-        }
+        let approvers = ApproverKeys::load(path).map_err(|e| KeyError::Malformed {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         Ok(Trust {
-            keys: TrustedKeys::from_public_keys(runners),
-            approvers,
+            keys: TrustedKeys::from_public_keys(runners).with_approvers(approvers),
             source: TrustSource::File(path.to_owned()),
         })
     }
@@ -146,11 +145,6 @@ impl Trust {
     /// The trusted runner keys.
     pub fn keys(&self) -> &TrustedKeys {
         &self.keys
-    }
-
-    /// The pinned public key of approver `name`, if the trust file has one.
-    pub fn approver(&self, name: &str) -> Option<&[u8]> {
-        self.approvers.get(name).map(Vec::as_slice)
     }
 
     /// Where the keys came from.

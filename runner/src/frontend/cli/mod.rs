@@ -25,6 +25,7 @@ macro_rules! say {
 
 mod remote;
 use remote::remote;
+mod selftest;
 
 /// Exit code: usage or configuration error.
 pub const EXIT_USAGE: i32 = 2;
@@ -83,6 +84,10 @@ enum Command {
     Serve(ServeArgs),
     /// Governance figures: conformance, denials, escalation, recovery, evidence completeness.
     Report(ReportArgs),
+    /// Attack this binary's containment under the configured profiles
+    /// (limit bombs, egress to private and metadata addresses, file
+    /// escapes, forged tokens); exit 1 if any attempt is not refused.
+    Selftest(selftest::SelftestArgs),
     /// Sign a tool component with a publisher key (for `admission.tools = ["signer:…"]`).
     Sign {
         /// The component.
@@ -120,6 +125,16 @@ enum ApprovalsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one request in full: the exact outbound request (method, URL
+    /// with query, body size and SHA-256, the body rendered) and the
+    /// evidence its run has recorded so far.
+    Show {
+        /// Approval id (or a unique prefix of at least 8 characters).
+        id: String,
+        /// JSON output (the request record and the run's events).
+        #[arg(long)]
+        json: bool,
+    },
     /// Approve a request: the waiting action proceeds.
     Approve(Decide),
     /// Deny a request: the waiting action fails for the tool.
@@ -134,6 +149,15 @@ struct Decide {
     /// escalated). Required locally; with --server the API token's name decides.
     #[arg(long = "as")]
     who: Option<String>,
+    /// The approver's own Ed25519 key (`airlock keys generate --approver
+    /// NAME`), pinned for NAME in the trust file (AIRLOCK_TRUST); it signs
+    /// the decision. Default: the key `keys generate --approver` writes.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The request digest you reviewed (`approvals show`): the decision is
+    /// refused if the request is no longer that one.
+    #[arg(long, value_name = "HEX")]
+    request_sha256: Option<String>,
     /// Why (recorded with the decision).
     #[arg(long)]
     reason: String,
@@ -201,6 +225,15 @@ struct ServeArgs {
     /// How often to write a checkpoint into --checkpoint-dir.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     checkpoint_every: std::time::Duration,
+    /// Clients reach this server over TLS (a terminating proxy in front):
+    /// dashboard cookies are marked `Secure` and the dashboard expects an
+    /// `https://` origin on every form it receives.
+    #[arg(long)]
+    behind_tls: bool,
+    /// Run `airlock selftest` first and refuse to start if any attempt is
+    /// not refused.
+    #[arg(long)]
+    selftest: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -392,10 +425,19 @@ enum KeysCommand {
     Show,
     /// Print the trusted public keys as a JWK Set (for services verifying run tokens).
     Jwks,
-    /// Create a publisher signing key for `airlock sign` (mode 0600).
+    /// Create a publisher signing key for `airlock sign`, or with
+    /// `--approver NAME` an approver's own decision key (mode 0600).
     Generate {
-        /// Where to write the key (PKCS#8).
-        path: PathBuf,
+        /// Where to write the key (PKCS#8); required without --approver.
+        path: Option<PathBuf>,
+        /// Create approver NAME's key for signing decisions (`airlock
+        /// approvals approve --as NAME`), by default under the user's config
+        /// directory, outside the airlock home.
+        #[arg(long, value_name = "NAME")]
+        approver: Option<String>,
+        /// Where to write the approver key (instead of PATH or the default).
+        #[arg(long, requires = "approver")]
+        out: Option<PathBuf>,
     },
     /// Print a trust file pinning this home's runner key, for
     /// `runs verify --trust FILE` (keep the file outside the home).
@@ -493,6 +535,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Tools(cmd) => tools(home()?, cmd),
         Command::Approvals(cmd) => approvals(home()?, cmd),
         Command::Report(args) => report(home()?, args),
+        Command::Selftest(args) => selftest::selftest(home()?, args),
         Command::Sign { wasm, key, out } => sign(&wasm, &key, out),
     }
 }
@@ -928,7 +971,19 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
     let key = match cmd {
         KeysCommand::Init => RunnerKey::init(home.root())?,
         KeysCommand::Show => RunnerKey::load(home.root())?,
-        KeysCommand::Generate { path } => {
+        KeysCommand::Generate {
+            path,
+            approver: Some(name),
+            out,
+        } => return generate_approver_key(&name, out.or(path)),
+        KeysCommand::Generate {
+            path,
+            approver: None,
+            ..
+        } => {
+            let path = path.ok_or_else(|| {
+                Failure::usage("give the PATH to write the publisher key to (or --approver NAME for an approver's key)")
+            })?;
             let key_id = crate::admission::signing::generate_key(&path)
                 .map_err(|e| Failure::usage(e.to_string()))?;
             say!("key id      {key_id}");
@@ -956,6 +1011,23 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
     Ok(0)
 }
 
+fn generate_approver_key(name: &str, out: Option<PathBuf>) -> Result<i32, Failure> {
+    let path = out.unwrap_or_else(|| crate::trust::decision::default_key_path(name));
+    let key = crate::trust::decision::ApproverKey::generate(name, &path)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    say!("approver    {name}");
+    say!("key id      {}", key.key_id());
+    say!("key file    {}", path.display());
+    say!("public key  {}", key.public_key_hex());
+    say!(
+        "pin it in the trust file ({}):",
+        crate::trust::decision::TRUST_ENV
+    );
+    say!("[approvers]");
+    say!("{name} = [\"{}\"]", key.public_key_hex());
+    Ok(0)
+}
+
 fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
     let store = open_store(&home)?;
     let approvals = crate::escalation::approvals::Approvals::new(&store);
@@ -971,33 +1043,40 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
                 return Ok(0);
             }
             for r in &records {
-                say!("{}  {}  {}", r.id, r.status, r.action);
+                print_approval(r);
+            }
+            return Ok(0);
+        }
+        ApprovalsCommand::Show { id, json } => {
+            let record = approvals.get(&id).map_err(refused)?;
+            let events = store.events(&record.run_id)?;
+            if json {
+                let shown = serde_json::json!({ "approval": record, "events": events });
                 say!(
-                    "    run {} · tool {} · profile {} (risk {}, owner {})",
-                    r.run_id,
-                    r.tool,
-                    r.profile,
-                    r.risk,
-                    r.owner
+                    "{}",
+                    serde_json::to_string_pretty(&shown).unwrap_or_default()
                 );
-                say!(
-                    "    intent: {} · actor: {}",
-                    r.intent.as_deref().unwrap_or("-"),
-                    r.actor.as_deref().unwrap_or("-")
-                );
-                say!(
-                    "    approvers: {} · escalates to {} at {} · expires {}",
-                    r.approvers.join(", "),
-                    r.escalate_to,
-                    r.deadline,
-                    r.expires_at
-                );
-                if let Some(runbook) = &r.runbook {
-                    say!("    runbook: {runbook}");
+                return Ok(0);
+            }
+            print_approval(&record);
+            if let Some(request) = &record.request {
+                say!("    body:");
+                for line in request.body_shown.lines() {
+                    say!("      {line}");
                 }
-                if let Some(by) = &r.decided_by {
-                    say!("    decided by {by}: {}", r.reason.as_deref().unwrap_or(""));
-                }
+            }
+            if let Some(detail) = &record.detail {
+                say!("    detail: {detail}");
+            }
+            say!("    evidence of run {} so far:", record.run_id);
+            for event in &events {
+                say!(
+                    "      #{} {} {} {}",
+                    event.seq,
+                    event.kind,
+                    event.decision.as_deref().unwrap_or("-"),
+                    event.target.as_deref().unwrap_or("")
+                );
             }
             return Ok(0);
         }
@@ -1007,6 +1086,25 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
     let who = decide.who.ok_or_else(|| {
         Failure::usage("give --as NAME: who decides (a listed approver of the request)")
     })?;
+    // A local decision is signed with the approver's own key, pinned for
+    // them in the trust file: `--as` alone proves nothing.
+    let key_path = decide
+        .key
+        .unwrap_or_else(|| crate::trust::decision::default_key_path(&who));
+    let pinned = crate::trust::decision::ApproverKeys::from_env()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let key = crate::trust::decision::ApproverKey::load(&who, &key_path).map_err(|e| {
+        Failure::usage(format!(
+            "refused to decide as {who:?} without their key: {e} (give --key FILE: the approver's own key, made by `airlock keys generate --approver {who}` and pinned in the trust file)"
+        ))
+    })?;
+    let signer = key
+        .pinned_signer(&pinned)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let signer = crate::trust::decision::Reviewed {
+        signer: &signer,
+        request_sha256: decide.request_sha256.as_deref(),
+    };
     let record = approvals
         .decide(
             &decide.id,
@@ -1014,10 +1112,56 @@ fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
             approve,
             &decide.reason,
             std::time::SystemTime::now(),
+            &signer,
         )
         .map_err(refused)?;
-    say!("{} {} by {who}", record.id, record.status);
+    say!(
+        "{} {} by {who} (signed with key {})",
+        record.id,
+        record.status,
+        key.key_id()
+    );
     Ok(0)
+}
+
+/// One approval request as `approvals list` and `approvals show` print it.
+fn print_approval(r: &crate::escalation::approvals::ApprovalRecord) {
+    say!("{}  {}  {}", r.id, r.status, r.action);
+    say!(
+        "    run {} · tool {} · profile {} (risk {}, owner {})",
+        r.run_id,
+        r.tool,
+        r.profile,
+        r.risk,
+        r.owner
+    );
+    say!(
+        "    intent (the submitter's words, not checked): {} · actor: {}",
+        r.intent.as_deref().unwrap_or("-"),
+        r.actor.as_deref().unwrap_or("-")
+    );
+    if let Some(request) = &r.request {
+        say!("    request: {} {}", request.method, request.url);
+        say!(
+            "    body: {} bytes, sha256 {} · request sha256 {}",
+            request.body_bytes,
+            request.body_sha256,
+            request.request_sha256
+        );
+    }
+    say!(
+        "    approvers: {} · escalates to {} at {} · expires {}",
+        r.approvers.join(", "),
+        r.escalate_to,
+        r.deadline,
+        r.expires_at
+    );
+    if let Some(runbook) = &r.runbook {
+        say!("    runbook: {runbook}");
+    }
+    if let Some(by) = &r.decided_by {
+        say!("    decided by {by}: {}", r.reason.as_deref().unwrap_or(""));
+    }
 }
 
 fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
@@ -1049,12 +1193,32 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         drain: args.drain_timeout,
         max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),
         max_tool: usize::try_from(args.max_tool.as_u64()).unwrap_or(usize::MAX),
+        behind_tls: args.behind_tls,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
     let stopped = rt.block_on(async {
+        if args.selftest {
+            let report = selftest::run_suite(&runner, &config.profiles).await?;
+            if !report.passed() {
+                let _ = std::io::stderr().write_all(report.table().as_bytes());
+                return Err(Failure {
+                    code: selftest::EXIT_NOT_CONTAINED,
+                    message: format!(
+                        "serve --selftest: {} attempt(s) were not refused (see the table above and run {}); not starting",
+                        report.failures().count(),
+                        report.run_id
+                    ),
+                });
+            }
+            eprintln!(
+                "airlock: selftest passed: {} attempt(s) refused (run {})",
+                report.attempts.len(),
+                report.run_id
+            );
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure::usage(format!("listening on {}: {e}", args.listen)))?;

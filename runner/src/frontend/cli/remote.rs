@@ -251,18 +251,26 @@ fn approvals(client: &Client, cmd: ApprovalsCommand) -> Result<i32, Failure> {
             pretty(&client.get(&format!("/v1/approvals?pending={pending}"))?);
             return Ok(0);
         }
+        ApprovalsCommand::Show { id, json: _ } => {
+            let record = client.get(&format!("/v1/approvals/{}", enc(&id)))?;
+            let run_id = record["run_id"].as_str().unwrap_or_default().to_owned();
+            let events = client.get(&format!("/v1/runs/{}/evidence", enc(&run_id)))?;
+            pretty(&json!({ "approval": record, "events": events }));
+            return Ok(0);
+        }
         ApprovalsCommand::Approve(decide) => (decide, "approve"),
         ApprovalsCommand::Deny(decide) => (decide, "deny"),
     };
-    if decide.who.is_some() {
+    if decide.who.is_some() || decide.key.is_some() {
         return Err(Failure::usage(
-            "with --server the API token's name decides; drop --as",
+            "with --server the API token's name decides (the server signs the decision); drop --as and --key",
         ));
     }
-    let record = client.post(
-        &format!("/v1/approvals/{}/{verb}", enc(&decide.id)),
-        &json!({ "reason": decide.reason }),
-    )?;
+    let mut body = json!({ "reason": decide.reason });
+    if let Some(reviewed) = &decide.request_sha256 {
+        body["request_sha256"] = json!(reviewed);
+    }
+    let record = client.post(&format!("/v1/approvals/{}/{verb}", enc(&decide.id)), &body)?;
     say!(
         "{} {} by {}",
         record["id"].as_str().unwrap_or(&decide.id),

@@ -4,14 +4,21 @@
 //! approve/deny, and governance charts (SVG). Plain HTML forms and links,
 //! no scripts and no external assets, so it works with JavaScript off.
 //!
-//! Signing in stores the API token in an `HttpOnly`, `SameSite=Strict`
-//! cookie; every page re-checks it against the store (a revoked token stops
-//! working at once) and applies the same role rules as the API. Every value
+//! Signing in starts a server-side session ([`super::sessions`]): the
+//! `HttpOnly`, `SameSite=Strict` (and, behind TLS, `Secure`) cookie holds a
+//! random session id, never the API token; every page re-checks the
+//! session's token against the store (a revoked token stops working at
+//! once) and applies the same role rules as the API. Every form carries the
+//! session's CSRF token and every POST must present it, and every
+//! state-changing request must come from the dashboard's own origin
+//! ([`super::sessions::check_origin`]), so a page on another port or a
+//! sibling subdomain cannot post an approval in a signed-in approver's name. Every value
 //! from the store is HTML-escaped, and each page carries a Content Security
 //! Policy that forbids scripts, so a hostile tool name or intent cannot run
 //! code in an approver's browser.
 
 use super::AppState;
+use super::sessions::{self, Current};
 use crate::escalation::approvals::{ApprovalRecord, Approvals};
 use crate::evidence::report::{GovernanceReport, ReportFilter};
 use crate::evidence::{Event, RunFilter, Verification, verify_run};
@@ -31,9 +38,6 @@ use std::time::{Duration, SystemTime};
 
 type Shared = State<Arc<AppState>>;
 
-/// The session cookie: the API token the person signed in with.
-pub const SESSION_COOKIE: &str = "airlock_session";
-
 /// Runs shown on the runs page.
 const RUNS_PAGE: usize = 200;
 
@@ -52,8 +56,8 @@ th{background:#eef1f5}code{font-size:12px;word-break:break-all}.badge{padding:2p
 .card{background:#fff;border:1px solid #e3e6ea;padding:12px;margin:12px 0}\
 form.inline{display:inline}textarea{width:100%;min-height:3em}.err{color:#8c1d1d;font-weight:600}";
 
-/// The dashboard's routes.
-pub fn routes() -> axum::Router<Arc<AppState>> {
+/// The dashboard's routes. Every POST passes [`same_origin_only`] first.
+pub fn routes(state: Arc<AppState>) -> axum::Router<Arc<AppState>> {
     axum::Router::new()
         .route("/", get(|| async { Redirect::to("/runs") }))
         .route("/login", get(login_page).post(login))
@@ -64,23 +68,51 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/approvals", get(approvals_page))
         .route("/approvals/{id}/decide", post(decide))
         .route("/governance", get(governance_page))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            same_origin_only,
+        ))
 }
 
-/// The API token in the session cookie, if any.
-pub fn session_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
-        .map(|c| c.value().to_owned())
+/// Refuses (403) a state-changing dashboard request that the browser says
+/// comes from another origin, before its handler runs.
+async fn same_origin_only(
+    State(state): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let changes_state = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if changes_state
+        && let Err(refusal) = sessions::check_origin(request.headers(), state.sessions.secure())
+    {
+        tracing::warn!(path = %request.uri().path(), %refusal, "refused a cross-origin dashboard request");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            None,
+            &format!("<p class=\"err\">{}</p>", esc(&refusal)),
+        );
+    }
+    next.run(request).await
 }
 
-/// A signed-in person; pages without one redirect to the sign-in form.
-pub struct Viewer(Principal);
+/// A signed-in person (the session's token, re-checked against the store);
+/// pages without one redirect to the sign-in form.
+pub struct Viewer {
+    principal: Principal,
+    session: Current,
+}
+
+impl std::ops::Deref for Viewer {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
 
 impl FromRequestParts<Arc<AppState>> for Viewer {
     type Rejection = Response;
@@ -89,44 +121,74 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let principal = session_token(parts).and_then(|secret| {
-            ApiTokens::new(&state.runner.store)
-                .authenticate(&secret)
+        let session = state.sessions.current(&parts.headers);
+        let viewer = session.and_then(|session| {
+            let principal = ApiTokens::new(&state.runner.store)
+                .authenticate(&session.token)
                 .ok()
-                .flatten()
+                .flatten();
+            if principal.is_none() {
+                // The token was revoked: the session ends with it.
+                state.sessions.end(&session.id);
+            }
+            principal.map(|principal| Viewer { principal, session })
         });
-        principal
-            .map(Viewer)
-            .ok_or_else(|| Redirect::to("/login").into_response())
+        viewer.ok_or_else(|| Redirect::to("/login").into_response())
     }
 }
 
 impl Viewer {
-    fn require(&self, permission: Permission) -> Result<&Principal, Box<Response>> {
-        if self.0.role.allows(permission) {
-            Ok(&self.0)
+    fn require(&self, permission: Permission) -> Result<&Viewer, Box<Response>> {
+        if self.principal.role.allows(permission) {
+            Ok(self)
         } else {
             Err(Box::new(page(
                 StatusCode::FORBIDDEN,
                 "Not allowed",
-                Some(&self.0),
+                Some(self),
                 &format!(
                     "<p class=\"err\">Your token ({}, role {}) may not see this page.</p>",
-                    esc(&self.0.name),
-                    self.0.role
+                    esc(&self.principal.name),
+                    self.principal.role
                 ),
             )))
         }
     }
+
+    /// The hidden form field carrying the session's CSRF token; every form
+    /// that changes state includes it.
+    fn csrf_field(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            attr(&self.session.csrf)
+        )
+    }
+
+    /// Whether a form's CSRF token is this session's.
+    fn csrf_ok(&self, presented: &str) -> bool {
+        sessions::csrf_matches(&self.session, presented)
+    }
 }
 
-fn page(status: StatusCode, title: &str, viewer: Option<&Principal>, body: &str) -> Response {
+/// The page shown when a form's CSRF token is missing or wrong.
+fn csrf_refused(viewer: &Viewer) -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        Some(viewer),
+        "<p class=\"err\">dashboard: the form's CSRF token is missing or is not this session's \
+         (a form from another site, or an old page); reload the page and submit again.</p>",
+    )
+}
+
+fn page(status: StatusCode, title: &str, viewer: Option<&Viewer>, body: &str) -> Response {
     let nav = match viewer {
         Some(p) => format!(
             "<a href=\"/runs\">Runs</a><a href=\"/approvals\">Approvals</a><a href=\"/governance\">Governance</a>\
-             <span class=\"who\">{} ({})</span><form class=\"inline\" method=\"post\" action=\"/logout\"><button>Sign out</button></form>",
+             <span class=\"who\">{} ({})</span><form class=\"inline\" method=\"post\" action=\"/logout\">{}<button>Sign out</button></form>",
             esc(&p.name),
-            p.role
+            p.role,
+            p.csrf_field()
         ),
         None => String::new(),
     };
@@ -145,16 +207,16 @@ fn page(status: StatusCode, title: &str, viewer: Option<&Principal>, body: &str)
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
 
-fn ok_page(title: &str, viewer: &Principal, body: &str) -> Response {
+fn ok_page(title: &str, viewer: &Viewer, body: &str) -> Response {
     page(StatusCode::OK, title, Some(viewer), body)
 }
 
-fn failure(viewer: &Principal, status: StatusCode, message: &str) -> Response {
+fn failure(viewer: &Viewer, status: StatusCode, message: &str) -> Response {
     page(
         status,
         "Something went wrong",
@@ -189,18 +251,18 @@ struct LoginForm {
 async fn login(State(state): Shared, Form(form): Form<LoginForm>) -> Response {
     let token = form.token.trim().to_owned();
     match ApiTokens::new(&state.runner.store).authenticate(&token) {
-        Ok(Some(_)) => {
-            let cookie = cookie::Cookie::build((SESSION_COOKIE, token))
-                .path("/")
-                .http_only(true)
-                .same_site(cookie::SameSite::Strict)
-                .build();
-            let mut response = Redirect::to("/runs").into_response();
-            if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
-            }
-            response
-        }
+        Ok(Some(_)) => match state.sessions.create(token) {
+            Ok(id) => with_cookie(
+                Redirect::to("/runs").into_response(),
+                &state.sessions.cookie(Some(&id)),
+            ),
+            Err(_) => page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Sign in",
+                None,
+                "<p class=\"err\">No session could be started (the system's random source failed).</p>",
+            ),
+        },
         _ => page(
             StatusCode::UNAUTHORIZED,
             "Sign in",
@@ -210,18 +272,28 @@ async fn login(State(state): Shared, Form(form): Form<LoginForm>) -> Response {
     }
 }
 
-async fn logout() -> Response {
-    let cookie = cookie::Cookie::build((SESSION_COOKIE, ""))
-        .path("/")
-        .http_only(true)
-        .same_site(cookie::SameSite::Strict)
-        .max_age(cookie::time::Duration::ZERO)
-        .build();
-    let mut response = Redirect::to("/login").into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(state): Shared, viewer: Viewer, Form(form): Form<LogoutForm>) -> Response {
+    if !viewer.csrf_ok(&form.csrf) {
+        return csrf_refused(&viewer);
+    }
+    state.sessions.end(&viewer.session.id);
+    with_cookie(
+        Redirect::to("/login").into_response(),
+        &state.sessions.cookie(None),
+    )
 }
 
 // ---- runs ----
@@ -311,7 +383,7 @@ async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQue
 /// The run `id` if the viewer may read it.
 fn visible_run(
     state: &AppState,
-    me: &Principal,
+    me: &Viewer,
     id: &str,
 ) -> Result<crate::evidence::RunRow, Box<Response>> {
     match state.runner.store.run(id) {
@@ -458,7 +530,7 @@ async fn approvals_page(
     inbox(&state, me, q.done.as_deref(), None)
 }
 
-fn inbox(state: &AppState, me: &Principal, done: Option<&str>, error: Option<&str>) -> Response {
+fn inbox(state: &AppState, me: &Viewer, done: Option<&str>, error: Option<&str>) -> Response {
     let records = match Approvals::new(&state.runner.store).list(false) {
         Ok(records) => records,
         Err(e) => return failure(me, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -500,13 +572,40 @@ fn inbox(state: &AppState, me: &Principal, done: Option<&str>, error: Option<&st
             id = attr(&r.id),
             run = attr(&r.run_id),
         );
-        if can_decide {
+        if let Some(request) = &r.request {
+            // The exact request the decision covers, not a description.
             let _ = write!(
                 body,
-                "<form method=\"post\" action=\"/approvals/{id}/decide\"><label>Reason (recorded with the decision)<br>\
+                "<table class=\"request\"><tr><th>Request</th><td><code>{} {}</code></td></tr>\
+                 <tr><th>Body</th><td>{} bytes · SHA-256 <code>{}</code></td></tr>\
+                 <tr><th>Request SHA-256</th><td><code>{}</code> (what an approval covers)</td></tr></table>\
+                 <pre class=\"body\">{}</pre>",
+                esc(&request.method),
+                esc(&request.url),
+                request.body_bytes,
+                esc(&request.body_sha256),
+                esc(&request.request_sha256),
+                esc(&request.body_shown),
+            );
+        }
+        if can_decide {
+            let reviewed = r
+                .request
+                .as_ref()
+                .map(|q| {
+                    format!(
+                        "<input type=\"hidden\" name=\"request_sha256\" value=\"{}\">",
+                        attr(&q.request_sha256)
+                    )
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                "<form method=\"post\" action=\"/approvals/{id}/decide\">{reviewed}{csrf}<label>Reason (recorded with the decision)<br>\
                  <textarea name=\"reason\" required></textarea></label>\
                  <button name=\"verdict\" value=\"approve\">Approve</button> <button name=\"verdict\" value=\"deny\">Deny</button></form>",
-                id = attr(&r.id)
+                id = attr(&r.id),
+                csrf = me.csrf_field()
             );
         }
         body.push_str("</div>");
@@ -540,6 +639,12 @@ fn inbox(state: &AppState, me: &Principal, done: Option<&str>, error: Option<&st
 struct DecideForm {
     verdict: String,
     reason: String,
+    #[serde(default)]
+    csrf: String,
+    /// The request digest the page showed: the decision is refused if the
+    /// request is no longer that one.
+    #[serde(default)]
+    request_sha256: Option<String>,
 }
 
 async fn decide(
@@ -552,6 +657,9 @@ async fn decide(
         Ok(me) => me,
         Err(denied) => return *denied,
     };
+    if !me.csrf_ok(&form.csrf) {
+        return csrf_refused(me);
+    }
     let approve = match form.verdict.as_str() {
         "approve" => true,
         "deny" => false,
@@ -564,8 +672,16 @@ async fn decide(
             );
         }
     };
-    let outcome = super::decide_approval(&state.runner.store, me, &id, approve, &form.reason)
-        .map_err(|e| e.to_string());
+    let outcome = super::decide_approval(
+        &state.runner.store,
+        &state.runner.key,
+        me,
+        &id,
+        approve,
+        &form.reason,
+        form.request_sha256.as_deref(),
+    )
+    .map_err(|e| e.to_string());
     match outcome {
         Ok(record) => Redirect::to(&format!("/approvals?done={}", record.id)).into_response(),
         Err(error) => inbox(&state, me, None, Some(&error)),

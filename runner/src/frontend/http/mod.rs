@@ -15,6 +15,7 @@ pub mod error;
 pub mod metrics;
 pub mod pool;
 pub mod routes;
+pub mod sessions;
 
 use crate::execution::runner::Runner;
 use axum::Router;
@@ -42,6 +43,18 @@ pub enum DecisionRefused {
         /// The waiting run.
         run_id: String,
     },
+    /// The request is no longer the one the decider reviewed.
+    #[error(
+        "approval {id}: the request now has sha256 {now}, not the {reviewed} you reviewed; look at it again before deciding"
+    )]
+    RequestChanged {
+        /// The approval request.
+        id: String,
+        /// The digest the decider reviewed.
+        reviewed: String,
+        /// The digest stored now.
+        now: String,
+    },
     /// The approval rules refused it (not an approver, no reason, decided…).
     #[error("{0}")]
     Approval(Box<crate::escalation::approvals::ApprovalError>),
@@ -58,16 +71,32 @@ impl From<crate::escalation::approvals::ApprovalError> for DecisionRefused {
 
 /// Decides approval request `id` as `who` (API and dashboard alike): never
 /// for a run `who` started, and otherwise under the profile's approval
-/// rules (listed approver or escalation owner, a reason, still open).
+/// rules (listed approver or escalation owner, a reason, still open), and,
+/// when `reviewed_sha256` is given, only if the request still has that
+/// digest. The
+/// decision is signed with the server's runner `key`, attesting that `who`'s
+/// token decided ([`crate::trust::decision::ServerSigner`]).
 pub fn decide_approval(
     store: &crate::evidence::Store,
+    key: &crate::trust::keys::RunnerKey,
     who: &crate::trust::access::Principal,
     id: &str,
     approve: bool,
     reason: &str,
+    reviewed_sha256: Option<&str>,
 ) -> Result<crate::escalation::approvals::ApprovalRecord, DecisionRefused> {
     let approvals = crate::escalation::approvals::Approvals::new(store);
     let record = approvals.get(id)?;
+    let now = record.request.as_ref().map(|r| r.request_sha256.as_str());
+    if let Some(reviewed) = reviewed_sha256
+        && now != Some(reviewed)
+    {
+        return Err(DecisionRefused::RequestChanged {
+            id: record.id,
+            reviewed: reviewed.to_owned(),
+            now: now.unwrap_or("(none)").to_owned(),
+        });
+    }
     let run = store.run(&record.run_id)?;
     if run.submitted_by.as_deref() == Some(who.name.as_str()) {
         return Err(DecisionRefused::OwnRun {
@@ -81,6 +110,7 @@ pub fn decide_approval(
         approve,
         reason,
         std::time::SystemTime::now(),
+        &crate::trust::decision::ServerSigner(key),
     )?)
 }
 
@@ -97,6 +127,28 @@ pub fn sees_approval(
         || record.escalate_to == who.name
 }
 
+/// Whether `who` is asked to decide a request of run `run_id` (an
+/// approver role named on one of its approval requests): approvers read the
+/// evidence of the runs they are asked to decide, and only those.
+pub fn asked_to_decide(
+    store: &crate::evidence::Store,
+    who: &crate::trust::access::Principal,
+    run_id: &str,
+) -> Result<bool, crate::escalation::approvals::ApprovalError> {
+    if !who
+        .role
+        .allows(crate::trust::access::Permission::ReadApprovals)
+    {
+        return Ok(false);
+    }
+    Ok(crate::escalation::approvals::Approvals::new(store)
+        .list(false)?
+        .iter()
+        .any(|r| {
+            r.run_id == run_id && (r.approvers.contains(&who.name) || r.escalate_to == who.name)
+        }))
+}
+
 /// How a server is set up.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -110,6 +162,10 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// Largest tool upload, bytes.
     pub max_tool: usize,
+    /// Whether clients reach the server over TLS (a terminating proxy in
+    /// front): dashboard cookies are then `Secure` and the dashboard's
+    /// origin is `https://`.
+    pub behind_tls: bool,
 }
 
 /// What the handlers share.
@@ -122,6 +178,8 @@ pub struct AppState {
     pub pool: Arc<pool::RunPool>,
     /// This process's metrics.
     pub metrics: metrics::ServerMetrics,
+    /// Signed-in dashboard browsers.
+    pub sessions: sessions::Sessions,
 }
 
 /// How a server ended.
@@ -159,6 +217,7 @@ pub fn router(state: Arc<AppState>, config: &ServeConfig) -> Router {
         .route("/v1/runs/{id}/evidence", get(routes::run_evidence))
         .route("/v1/runs/{id}/verify", get(routes::verify))
         .route("/v1/approvals", get(routes::list_approvals))
+        .route("/v1/approvals/{id}", get(routes::show_approval))
         .route("/v1/approvals/{id}/approve", post(routes::approve))
         .route("/v1/approvals/{id}/deny", post(routes::deny))
         .route(
@@ -169,7 +228,7 @@ pub fn router(state: Arc<AppState>, config: &ServeConfig) -> Router {
             "/v1/tokens/{name}",
             axum::routing::delete(routes::revoke_token),
         )
-        .merge(dashboard::routes())
+        .merge(dashboard::routes(Arc::clone(&state)))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body))
@@ -195,6 +254,7 @@ pub async fn serve(
         profiles: config.profiles.clone(),
         pool: pool::RunPool::new(config.pool),
         metrics: metrics::ServerMetrics::default(),
+        sessions: sessions::Sessions::new(config.behind_tls),
     });
     let app = router(Arc::clone(&state), &config);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

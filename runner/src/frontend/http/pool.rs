@@ -85,17 +85,19 @@ impl RunPool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        // The guard leaves the map when the task's future is dropped, whether
-        // it finished or was aborted, so `drain` sees every task go.
+        // The guard leaves the map only after the run's future is dropped,
+        // whether it finished or was aborted (see [`Ordered`]), so `drain`
+        // sees a run as gone only once everything it held (its evidence log
+        // and the log's lock) is released.
         let guard = Tracked {
             pool: Arc::clone(self),
             run_id,
             _slot: slot,
         };
         let mut tasks = self.lock();
-        let handle = tokio::spawn(async move {
-            let _guard = guard;
-            work.await
+        let handle = tokio::spawn(Ordered {
+            work: Box::pin(work),
+            _guard: guard,
         });
         tasks.insert(run_id, handle.abort_handle());
         handle
@@ -132,6 +134,28 @@ impl RunPool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, AbortHandle>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A run's future and its place in the pool, dropped in that order (struct
+/// fields drop in declaration order). An `async` block holding both would
+/// leave the drop order of its suspended locals to the compiler; if the
+/// guard went first, `drain` could find the run gone while its evidence
+/// log still held the run's lock, and the recovery that follows would
+/// skip it, leaving it `running` after the server exited.
+struct Ordered<F: Future> {
+    work: std::pin::Pin<Box<F>>,
+    _guard: Tracked,
+}
+
+impl<F: Future> Future for Ordered<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.get_mut().work.as_mut().poll(cx)
     }
 }
 

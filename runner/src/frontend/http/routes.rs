@@ -361,11 +361,28 @@ pub async fn list_runs(
     Ok(Json(state.runner.store.find_runs(&filter)?))
 }
 
-/// The run `id`, if the caller may read it; 404 otherwise.
+/// The run `id`, if the caller may read it (its own runs, every run, or a
+/// run it is asked to decide an approval of); 404 otherwise.
 fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<RunRow, ApiError> {
-    let me = caller.require(Permission::ReadOwnRuns)?;
+    let me = &caller.0;
+    let readable = |row: &RunRow| -> Result<bool, ApiError> {
+        Ok((me.role.allows(Permission::ReadOwnRuns)
+            && me.may_read_run(row.submitted_by.as_deref()))
+            || super::asked_to_decide(&state.runner.store, me, &row.id).map_err(approval_error)?)
+    };
+    if !me.role.allows(Permission::ReadOwnRuns) {
+        // Approvers read only the runs they are asked to decide.
+        let row = state.runner.store.run(id).ok();
+        return match row {
+            Some(row) if readable(&row)? => Ok(row),
+            _ => Err(caller
+                .require(Permission::ReadOwnRuns)
+                .err()
+                .unwrap_or_else(|| ApiError::not_found(format!("no run matches {id}")))),
+        };
+    }
     let row = state.runner.store.run(id)?;
-    if me.may_read_run(row.submitted_by.as_deref()) {
+    if readable(&row)? {
         Ok(row)
     } else {
         Err(ApiError::not_found(format!("no run matches {id}")))
@@ -489,11 +506,33 @@ pub async fn list_approvals(
     ))
 }
 
+/// `GET /v1/approvals/{id}`: one request in full (the exact outbound
+/// request with its rendered body and digests), if the caller sees it.
+pub async fn show_approval(
+    State(state): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ApprovalRecord>, ApiError> {
+    let me = caller.require(Permission::ReadApprovals)?;
+    let record = Approvals::new(&state.runner.store)
+        .get(&id)
+        .map_err(approval_error)?;
+    if super::sees_approval(me, &record) {
+        Ok(Json(record))
+    } else {
+        Err(ApiError::not_found(format!("no approval request {id}")))
+    }
+}
+
 /// `POST /v1/approvals/{id}/approve|deny` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecideBody {
     reason: String,
+    /// The request digest the decider reviewed (`request.request_sha256`);
+    /// refused with 409 if the request is no longer that one.
+    #[serde(default)]
+    request_sha256: Option<String>,
 }
 
 /// Approves a request.
@@ -525,9 +564,20 @@ async fn decide(
 ) -> Result<Json<ApprovalRecord>, ApiError> {
     let me = caller.require(Permission::DecideApprovals)?;
     let Json(body) = body?;
-    match super::decide_approval(&state.runner.store, me, &id, approve, &body.reason) {
+    match super::decide_approval(
+        &state.runner.store,
+        &state.runner.key,
+        me,
+        &id,
+        approve,
+        &body.reason,
+        body.request_sha256.as_deref(),
+    ) {
         Ok(decided) => Ok(Json(decided)),
         Err(e @ super::DecisionRefused::OwnRun { .. }) => Err(ApiError::forbidden(e.to_string())),
+        Err(e @ super::DecisionRefused::RequestChanged { .. }) => {
+            Err(ApiError::conflict(e.to_string()))
+        }
         Err(super::DecisionRefused::Approval(e)) => Err(approval_error(*e)),
         Err(super::DecisionRefused::Store(e)) => Err(e.into()),
     }
