@@ -261,7 +261,7 @@ fn a_key_dropped_into_the_home_is_not_trusted_under_a_pinned_trust_file() {
     // The operator pins the runner key in a file outside the home.
     let (code, trust) = said(&env, &["keys", "trust"]);
     assert_eq!(code, 0, "{trust}");
-    let trust_file = env.dir.path().join("trust.toml");
+    let trust_file = env.dir.path().join("pinned-runner-trust.toml");
     std::fs::write(&trust_file, &trust).expect("write trust file");
     let trust_arg = trust_file.to_str().expect("utf-8 path");
     let (code, out) = said(&env, &["runs", "verify", &run, "--trust", trust_arg]);
