@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every test: host unit tests, the end-to-end tests (which build the guest
-# components from examples/ and tests/guests/ first), the dashboard's
-# browser test (headless Chromium from Debian's packages, driven by
-# playwright-core from tests/dashboard/), and the guest SDK's own tests.
+# components from examples/ and tests/guests/ first, the Python and
+# JavaScript ones with the pinned toolchains scripts/lang-toolchains.sh
+# installs from PyPI and npm), the dashboard's browser test (headless
+# Chromium from Debian's packages, driven by playwright-core from
+# tests/dashboard/), and the guest SDKs' own tests (Rust, Python, JavaScript).
 #
 #   bash scripts/test.sh
 set -euo pipefail
@@ -18,6 +20,9 @@ if [ ! -x /usr/bin/chromium ]; then
     sudo_or_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 (cd tests/dashboard && npm ci --no-audit --no-fund --silent)
+bash scripts/lang-toolchains.sh
 bash scripts/build-guests.sh >/dev/null
 cargo test --locked --workspace
 cargo test --locked --manifest-path guest-sdk/Cargo.toml
+python3 -m unittest discover -s guest-sdk/python/tests
+node --test guest-sdk/js/test/

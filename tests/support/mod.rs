@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod guests;
+pub mod languages;
 pub mod server;
 
 use serde_json::Value;

@@ -200,7 +200,7 @@ pub fn admit(
                 });
                 secrets.push(InjectedSecret {
                     name: credential.name.clone(),
-                    origin: origin.clone(),
+                    origin: origin.as_ref().clone(),
                     expires: admitted_at + credential.ttl.value,
                     ttl_rule: format!(
                         "credentials.{}.ttl = \"{}\"",

@@ -146,7 +146,7 @@ pub enum CredentialKind {
         source: SecretSource,
         /// The requests that get it: `inject.url` (with `inject.methods`),
         /// or `https://HOST` for the older `inject.host`.
-        origin: EgressRule,
+        origin: Box<EgressRule>,
         /// The header set.
         header: String,
         /// The header value, with `{secret}` where the secret goes.
@@ -697,7 +697,7 @@ fn validate_credentials(
                     inject_origin(inject).map_err(|(field, problem)| (key(field), problem))?;
                 CredentialKind::Inject {
                     source,
-                    origin,
+                    origin: Box::new(origin),
                     header: inject.header.clone(),
                     template: inject.value.clone(),
                 }

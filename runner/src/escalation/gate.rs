@@ -107,11 +107,11 @@ impl StoreGate {
             .field("deadline", record.deadline.clone())
             .field("expires_at", record.expires_at.clone());
         if let Some(request) = &record.request {
-            // What the approver is shown, as sizes and digests (the
-            // rendered body stays with the request, not in the log).
+            // What the approver is shown, as sizes and digests: the full
+            // URL and the rendered body stay with the request (the log,
+            // like `net.request`, keeps no query values or payloads).
             asked = asked
                 .field("method", request.method.clone())
-                .field("url", request.url.clone())
                 .field("body_bytes", request.body_bytes)
                 .field("body_sha256", request.body_sha256.clone())
                 .field("request_sha256", request.request_sha256.clone());

@@ -3,6 +3,9 @@
 //! - [`submit`]: check and register a tool.
 //! - [`selftest`]: attack this binary's containment under the configured
 //!   profiles (`airlock selftest`, `serve --selftest`).
+//! - [`authoring`]: scaffold a tool project (`airlock new`) and build it
+//!   into a component (`airlock build`).
 
+pub mod authoring;
 pub mod selftest;
 pub mod submit;

@@ -242,9 +242,10 @@ pub async fn run(runner: &Runner, profiles: &[Profile]) -> Result<SelftestReport
     Ok(SelftestReport { attempts, run_id })
 }
 
-fn load_bombs(
-    runner: &Runner,
-) -> Result<Vec<(&'static str, &'static str, Arc<LoadedTool>)>, SelftestError> {
+/// A compiled bomb: its name, what it does, the component.
+type Bomb = (&'static str, &'static str, Arc<LoadedTool>);
+
+fn load_bombs(runner: &Runner) -> Result<Vec<Bomb>, SelftestError> {
     BOMBS
         .iter()
         .map(|(name, what, text)| {

@@ -23,6 +23,7 @@ macro_rules! say {
     }};
 }
 
+mod authoring;
 mod remote;
 use remote::remote;
 mod selftest;
@@ -84,6 +85,10 @@ enum Command {
     Serve(ServeArgs),
     /// Governance figures: conformance, denials, escalation, recovery, evidence completeness.
     Report(ReportArgs),
+    /// Create a tool project (source, profile, sample input, README) in Rust, Python or JavaScript.
+    New(authoring::NewArgs),
+    /// Build a tool project into a component (installs nothing; a missing toolchain is named with its install command).
+    Build(authoring::BuildArgs),
     /// Attack this binary's containment under the configured profiles
     /// (limit bombs, egress to private and metadata addresses, file
     /// escapes, forged tokens); exit 1 if any attempt is not refused.
@@ -522,7 +527,10 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             ))
         })
     };
-    if let Some(server) = &cli.server {
+    // Authoring is local work on a project directory, with or without a server.
+    if let Some(server) = &cli.server
+        && !matches!(cli.command, Command::New(_) | Command::Build(_))
+    {
         return remote(server, cli.command);
     }
     match cli.command {
@@ -537,6 +545,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Report(args) => report(home()?, args),
         Command::Selftest(args) => selftest::selftest(home()?, args),
         Command::Sign { wasm, key, out } => sign(&wasm, &key, out),
+        Command::New(args) => authoring::new(args),
+        Command::Build(args) => authoring::build(args),
     }
 }
 
