@@ -4,7 +4,9 @@
 # JavaScript ones with the pinned toolchains scripts/lang-toolchains.sh
 # installs from PyPI and npm), the dashboard's browser test (headless
 # Chromium from Debian's packages, driven by playwright-core from
-# tests/dashboard/), and the guest SDKs' own tests (Rust, Python, JavaScript).
+# tests/dashboard/), the MCP tests' real clients (the official Python and
+# TypeScript SDKs, pinned in tests/mcp/), and the guest SDKs' own tests
+# (Rust, Python, JavaScript).
 #
 #   bash scripts/test.sh
 set -euo pipefail
@@ -21,6 +23,11 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 (cd tests/dashboard && npm ci --no-audit --no-fund --silent)
 bash scripts/lang-toolchains.sh
+(cd tests/mcp && npm ci --no-audit --no-fund --silent)
+if [ ! -x tests/mcp/.venv/bin/python ]; then
+    python3 -m venv tests/mcp/.venv
+fi
+tests/mcp/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/mcp/requirements.txt
 bash scripts/build-guests.sh >/dev/null
 cargo test --locked --workspace
 cargo test --locked --manifest-path guest-sdk/Cargo.toml

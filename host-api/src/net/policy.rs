@@ -425,6 +425,16 @@ impl EgressRule {
         })
     }
 
+    /// Whether the entry allows only reads: it names its methods and each
+    /// is `GET` or `HEAD`. An entry without methods allows any method.
+    pub fn read_only(&self) -> bool {
+        self.methods.as_ref().is_some_and(|methods| {
+            methods
+                .iter()
+                .all(|m| m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD"))
+        })
+    }
+
     /// Parses a deserialized profile entry (see [`EgressRule::parse`]).
     pub fn from_entry(entry: &AllowEntry) -> Result<EgressRule, PolicyError> {
         match entry {

@@ -16,9 +16,10 @@
 //! refusal lists all of them.
 //!
 //! Submodules: [`registry`] (registered tools and the `admission.tools`
-//! allowlist), [`signing`] (Ed25519 tool signatures), [`idempotency`]
+//! allowlist), [`bindings`] (which profile governs each registered tool), [`signing`] (Ed25519 tool signatures), [`idempotency`]
 //! (recognising retries).
 
+pub mod bindings;
 pub mod idempotency;
 pub mod registry;
 pub mod signing;

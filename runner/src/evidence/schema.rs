@@ -153,7 +153,20 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE approvals ADD COLUMN request TEXT;
     ALTER TABLE approvals ADD COLUMN decision_signature TEXT;
     "#,
-    // 6: integrity against whoever can write the store (`super::auth`,
+    // 6: which profile governs each tool (`crate::admission::bindings`): one row per
+    // change, the latest per tool is current; `profile` NULL is an
+    // unbinding.
+    r#"
+    CREATE TABLE tool_bindings (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        tool     TEXT NOT NULL,
+        profile  TEXT,
+        bound_by TEXT NOT NULL,
+        bound_at TEXT NOT NULL
+    );
+    CREATE INDEX tool_bindings_by_tool ON tool_bindings(tool, seq);
+    "#,
+    // 7: integrity against whoever can write the store (`super::auth`,
     // `super::control`). `runs.auth` and `events.auth` are HMAC tags only
     // the runner key can make (NULL on rows written before this version);
     // `seals.record` is the run row as sealed (JSON, covered by the seal's

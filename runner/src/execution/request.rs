@@ -31,4 +31,8 @@ pub struct RunRequest {
     pub run_id: Option<uuid::Uuid>,
     /// The API token that asked for the run (`airlock serve`).
     pub submitted_by: Option<String>,
+    /// Cancelled by the caller (an MCP client's `notifications/cancelled`
+    /// or a closed connection): the guest is stopped, the run's open
+    /// approval requests expire, and the run is sealed `cancelled`.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }

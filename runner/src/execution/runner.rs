@@ -47,6 +47,8 @@ pub enum RunStatus {
     Approval,
     /// Evidence could not be made durable; the run was aborted.
     Aborted,
+    /// The caller cancelled the run before it ended (MCP cancellation).
+    Cancelled,
 }
 
 impl RunStatus {
@@ -59,6 +61,7 @@ impl RunStatus {
             RunStatus::Limit => "limit",
             RunStatus::Approval => "approval",
             RunStatus::Aborted => "aborted",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -71,9 +74,19 @@ impl RunStatus {
             RunStatus::Limit => 4,
             RunStatus::Approval => 5,
             RunStatus::Aborted => 6,
+            RunStatus::Cancelled => EXIT_CANCELLED,
         }
     }
 }
+
+/// Exit code of a run its caller cancelled: the next code after DESIGN.md's
+/// 0-6, so no existing meaning changes. Only front ends that can cancel a
+/// run (MCP) produce it.
+pub const EXIT_CANCELLED: i32 = 7;
+
+/// The `reason` of the `approval.decision` recorded for an approval request
+/// left open by a cancelled run.
+pub const CANCELLED_APPROVAL_REASON: &str = "the run was cancelled by its caller before a decision";
 
 /// Resources a run used.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -201,6 +214,7 @@ enum Ending {
     Limit(LimitExceeded),
     Evidence(EvidenceUnavailable),
     Trapped(String),
+    Cancelled,
 }
 
 /// How a run ended, in the terms its report and `run.end` use.
@@ -254,6 +268,13 @@ impl Ending {
                 None,
             ),
             Ending::Evidence(e) => (RunStatus::Aborted, None, Some(e.to_string()), None, None),
+            Ending::Cancelled => (
+                RunStatus::Cancelled,
+                None,
+                Some("the caller cancelled the run; the guest was stopped and its open approval requests expired".into()),
+                None,
+                None,
+            ),
             Ending::Trapped(msg) => (
                 RunStatus::Failed,
                 None,
@@ -407,9 +428,7 @@ impl Runner {
         // The guest is gone: record the end on the log itself, so a store
         // that recovered from a failure still gets a complete chain.
         recorder.scrub(&mut end);
-        let log = Arc::into_inner(recorder)
-            .ok_or(RunError::LogStillShared)?
-            .into_log();
+        let log = released(recorder).await?.into_log();
         let mut summary = serde_json::json!({
             "error": error,
             "guest_exit_code": guest_exit_code,
@@ -669,13 +688,20 @@ impl Runner {
             .map_err(|e| Prepared::Sandbox(format!("{e:#}")))?;
 
         let timeout = profile.limits.timeout.value;
-        let outcome = clock
-            .deadline(Instant::now(), timeout, execute(&mut store, tool, input))
-            .await;
+        let executing = clock.deadline(Instant::now(), timeout, execute(&mut store, tool, input));
+        let cancel = request.cancel.clone().unwrap_or_default();
+        let outcome = tokio::select! {
+            outcome = executing => Some(outcome),
+            () = cancel.cancelled() => None,
+        };
         let mut ending = match outcome {
-            Some(Ok(ending)) => ending,
-            Some(Err(err)) => classify(err, &store, &profile.limits.fuel.to_string()),
-            None => Ending::Limit(LimitExceeded {
+            None => {
+                self.expire_open_approvals(run_id, sink.as_ref())?;
+                Ending::Cancelled
+            }
+            Some(Some(Ok(ending))) => ending,
+            Some(Some(Err(err))) => classify(err, &store, &profile.limits.fuel.to_string()),
+            Some(None) => Ending::Limit(LimitExceeded {
                 limit: Limit::Timeout,
                 value: profile.limits.timeout.label.clone(),
                 detail: format!(
@@ -725,6 +751,39 @@ impl Runner {
         drop(store);
         drop(dirs);
         Ok((ending, stdout, stderr, usage))
+    }
+}
+
+impl Runner {
+    /// Expires the approval requests `run_id` left open when it was
+    /// cancelled, each with an `approval.decision` event, so nobody approves
+    /// an action that will never happen.
+    fn expire_open_approvals(
+        &self,
+        run_id: &str,
+        sink: &dyn EvidenceSink,
+    ) -> Result<(), EvidenceUnavailable> {
+        let unavailable = |e: crate::escalation::approvals::ApprovalError| EvidenceUnavailable {
+            reason: format!("approval store: {e}"),
+        };
+        let approvals = crate::escalation::approvals::Approvals::new(&self.store);
+        let open = approvals.list(true).map_err(unavailable)?;
+        for record in open.into_iter().filter(|r| r.run_id == run_id) {
+            if approvals
+                .expire(&record.id, SystemTime::now())
+                .map_err(unavailable)?
+            {
+                sink.append(
+                    EventDraft::new("approval.decision")
+                        .decision(Decision::Denied)
+                        .target(record.action.clone())
+                        .field("approval", record.id.clone())
+                        .field("outcome", "expired")
+                        .field("reason", CANCELLED_APPROVAL_REASON),
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -792,6 +851,28 @@ pub async fn describe(
             "describe() did not return within {}",
             profile.limits.timeout.label
         )),
+    }
+}
+
+/// How long a run's end waits for host tasks of its guest to let go of its
+/// log. An outbound request still in flight when the guest was stopped
+/// (cancelled while waiting for an approval, or at a timeout) runs as a
+/// task that is aborted when the sandbox is dropped; the abort takes effect
+/// at the task's next poll, on another worker, a moment later.
+const RELEASE_GRACE: Duration = Duration::from_secs(2);
+
+/// The run's recorder once nothing else holds it (see [`RELEASE_GRACE`]).
+async fn released(mut recorder: Arc<Recorder>) -> Result<Recorder, RunError> {
+    let deadline = Instant::now() + RELEASE_GRACE;
+    loop {
+        match Arc::try_unwrap(recorder) {
+            Ok(recorder) => return Ok(recorder),
+            Err(shared) if Instant::now() < deadline => {
+                recorder = shared;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(_) => return Err(RunError::LogStillShared),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ macro_rules! say {
 }
 
 mod authoring;
+mod mcp;
 mod remote;
 use remote::remote;
 mod selftest;
@@ -83,6 +84,8 @@ enum Command {
     Approvals(ApprovalsCommand),
     /// Serve the HTTP API (runs, tools, evidence, approvals) over this home.
     Serve(ServeArgs),
+    /// Serve the bound tools to an MCP client over stdio (each call is a governed run).
+    Mcp(mcp::McpArgs),
     /// Governance figures: conformance, denials, escalation, recovery, evidence completeness.
     Report(ReportArgs),
     /// Create a tool project (source, profile, sample input, README) in Rust, Python or JavaScript.
@@ -183,6 +186,28 @@ enum ToolsCommand {
         /// Replace a tool of the same name with a different digest.
         #[arg(long)]
         replace: bool,
+        /// Bind the tool to this profile (offered over MCP, the default of
+        /// `POST /v1/runs`); checked against --profiles.
+        #[arg(long)]
+        profile: Option<String>,
+        #[command(flatten)]
+        binding: mcp::BindingArgs,
+    },
+    /// Bind a registered tool to the profile that governs it (recorded with who and when).
+    Bind {
+        /// Tool name.
+        name: String,
+        /// Profile name (`DIR/NAME.toml`).
+        profile: String,
+        #[command(flatten)]
+        binding: mcp::BindingArgs,
+    },
+    /// Remove a tool's binding: it is no longer offered over MCP.
+    Unbind {
+        /// Tool name.
+        name: String,
+        #[command(flatten)]
+        binding: mcp::BindingArgs,
     },
     /// List registered tools.
     List {
@@ -230,6 +255,14 @@ struct ServeArgs {
     /// How often to write a checkpoint into --checkpoint-dir.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     checkpoint_every: std::time::Duration,
+    /// A browser origin allowed to call `/mcp` (e.g. `https://app.example:443`;
+    /// repeatable). Requests with any other `Origin` header are refused.
+    #[arg(long)]
+    mcp_allow_origin: Vec<String>,
+    /// A `Host` accepted on `/mcp` besides localhost, 127.0.0.1 and ::1
+    /// (repeatable; needed when clients reach the server by another name).
+    #[arg(long)]
+    mcp_allow_host: Vec<String>,
     /// Clients reach this server over TLS (a terminating proxy in front):
     /// dashboard cookies are marked `Secure` and the dashboard expects an
     /// `https://` origin on every form it receives.
@@ -536,6 +569,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         Command::Run(args) => run(home()?, args),
         Command::Serve(args) => serve(home()?, args),
+        Command::Mcp(args) => mcp::mcp(home()?, args),
         Command::Profiles(cmd) => profiles(cmd),
         Command::Runs(cmd) => runs(home()?, cmd),
         Command::Keys(cmd) => keys(home()?, cmd),
@@ -621,6 +655,7 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
         classification: args.classification,
         run_id: None,
         submitted_by: None,
+        cancel: None,
     };
     let runner = Runner {
         runtime,
@@ -1203,6 +1238,10 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         drain: args.drain_timeout,
         max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),
         max_tool: usize::try_from(args.max_tool.as_u64()).unwrap_or(usize::MAX),
+        mcp: crate::frontend::mcp::http::McpHttpConfig {
+            allowed_origins: args.mcp_allow_origin.clone(),
+            allowed_hosts: args.mcp_allow_host.clone(),
+        },
         behind_tls: args.behind_tls,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -1371,7 +1410,12 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
             name,
             signature,
             replace,
+            profile,
+            binding,
         } => {
+            if let Some(profile) = &profile {
+                profile::load(&binding.profiles, profile)?;
+            }
             let bytes = std::fs::read(&wasm)
                 .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
             let signature = signature
@@ -1410,6 +1454,23 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
                     .map(|s| format!(", signed by {s}"))
                     .unwrap_or_default()
             );
+            if let Some(profile) = profile {
+                mcp::bind(&store, &binding, &record.name, Some(&profile))?;
+            }
+            Ok(0)
+        }
+        ToolsCommand::Bind {
+            name,
+            profile,
+            binding,
+        } => {
+            registry.get(&name).map_err(registry_error)?;
+            profile::load(&binding.profiles, &profile)?;
+            mcp::bind(&store, &binding, &name, Some(&profile))?;
+            Ok(0)
+        }
+        ToolsCommand::Unbind { name, binding } => {
+            mcp::bind(&store, &binding, &name, None)?;
             Ok(0)
         }
         ToolsCommand::List { json } => {
@@ -1450,6 +1511,7 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
         }
         ToolsCommand::Remove { name } => {
             let digest = registry.remove(&name).map_err(registry_error)?;
+            mcp::unbind_removed(&store, &name)?;
             say!("removed {name} ({digest})");
             Ok(0)
         }

@@ -117,7 +117,14 @@ fn tools(client: &Client, cmd: ToolsCommand) -> Result<i32, Failure> {
             name,
             signature,
             replace,
+            profile,
+            binding: _,
         } => {
+            if profile.is_some() {
+                return Err(Failure::usage(
+                    "tools add --profile binds on the server's host only (without --server); run `airlock tools bind NAME PROFILE` there",
+                ));
+            }
             let bytes = std::fs::read(&wasm)
                 .map_err(|e| Failure::usage(format!("tool {}: {e}", wasm.display())))?;
             let mut headers = Vec::new();
@@ -151,6 +158,9 @@ fn tools(client: &Client, cmd: ToolsCommand) -> Result<i32, Failure> {
         }
         ToolsCommand::Remove { .. } => Err(Failure::usage(
             "tools remove works on the server's host only (without --server)",
+        )),
+        ToolsCommand::Bind { .. } | ToolsCommand::Unbind { .. } => Err(Failure::usage(
+            "tools bind and unbind work on the server's host only (without --server)",
         )),
     }
 }

@@ -162,6 +162,8 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// Largest tool upload, bytes.
     pub max_tool: usize,
+    /// Who may reach `/mcp` from where (Origin and Host checks).
+    pub mcp: crate::frontend::mcp::http::McpHttpConfig,
     /// Whether clients reach the server over TLS (a terminating proxy in
     /// front): dashboard cookies are then `Secure` and the dashboard's
     /// origin is `https://`.
@@ -202,8 +204,12 @@ pub enum ServeError {
     Store(#[from] crate::evidence::StoreError),
 }
 
-/// The API's routes over `state`.
-pub fn router(state: Arc<AppState>, config: &ServeConfig) -> Router {
+/// The API's routes over `state`; `stop` ends the MCP sessions at shutdown.
+pub fn router(
+    state: Arc<AppState>,
+    config: &ServeConfig,
+    stop: tokio_util::sync::CancellationToken,
+) -> Router {
     let tool_upload = post(routes::submit_tool).layer(DefaultBodyLimit::max(config.max_tool));
     Router::new()
         .route("/healthz", get(routes::healthz))
@@ -229,6 +235,11 @@ pub fn router(state: Arc<AppState>, config: &ServeConfig) -> Router {
             axum::routing::delete(routes::revoke_token),
         )
         .merge(dashboard::routes(Arc::clone(&state)))
+        .merge(crate::frontend::mcp::http::routes(
+            Arc::clone(&state),
+            &config.mcp,
+            stop,
+        ))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body))
@@ -256,7 +267,8 @@ pub async fn serve(
         metrics: metrics::ServerMetrics::default(),
         sessions: sessions::Sessions::new(config.behind_tls),
     });
-    let app = router(Arc::clone(&state), &config);
+    let mcp_stop = tokio_util::sync::CancellationToken::new();
+    let app = router(Arc::clone(&state), &config, mcp_stop.clone());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(
         axum::serve(listener, app)
@@ -269,6 +281,9 @@ pub async fn serve(
     tracing::info!("shutting down: no new work; waiting for running runs");
     let _ = stop_tx.send(true);
     let stopped = state.pool.drain(config.drain).await;
+    // MCP sessions end after the runs they wait on (which drain like every
+    // other run), so their event streams do not hold the server open.
+    mcp_stop.cancel();
     let interrupted =
         crate::execution::runner::recover_interrupted(&runner.store, &runner.home, &runner.key)?;
     // Handlers waiting on stopped runs have answered by now; give open

@@ -181,9 +181,9 @@ pub async fn show_tool(
 pub struct RunBody {
     /// A registered tool's name.
     tool: String,
-    /// Profile name (default `default`).
-    #[serde(default = "default_profile")]
-    profile: String,
+    /// Profile name (default: the profile the tool is bound to, else
+    /// `default`).
+    profile: Option<String>,
     /// The tool's JSON input.
     input: Option<Value>,
     /// Arguments for a command tool.
@@ -196,10 +196,6 @@ pub struct RunBody {
     idempotency_key: Option<String>,
     workflow: Option<String>,
     classification: Option<String>,
-}
-
-fn default_profile() -> String {
-    "default".to_owned()
 }
 
 /// `POST /v1/runs?wait=false`.
@@ -231,9 +227,15 @@ pub async fn start_run(
         .map(str::parse::<Classification>)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("classification: {e}")))?;
+    let profile_name = match body.profile {
+        Some(name) => name,
+        None => crate::admission::bindings::Bindings::new(&state.runner.store)
+            .get(&body.tool)?
+            .map_or_else(|| "default".to_owned(), |b| b.profile),
+    };
     // The server's file paths stay on the server: the caller learns which
     // profile and key are at fault; the server's log has the file.
-    let profile = crate::config::profile::load(&state.profiles, &body.profile).map_err(|e| {
+    let profile = crate::config::profile::load(&state.profiles, &profile_name).map_err(|e| {
         tracing::warn!(error = %e, "a run request named an unusable profile");
         let key = if e.key.is_empty() {
             String::new()
@@ -246,7 +248,7 @@ pub async fn start_run(
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_profile",
-            format!("profile {:?}: {key}{problem}", body.profile),
+            format!("profile {profile_name:?}: {key}{problem}"),
         )
     })?;
     let registry = Registry::new(&state.runner.store);
@@ -288,6 +290,7 @@ pub async fn start_run(
         classification,
         run_id: Some(run_id),
         submitted_by: Some(who),
+        cancel: None,
     };
     let runner = Arc::clone(&state.runner);
     let metrics = state.metrics.clone();
