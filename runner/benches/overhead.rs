@@ -20,11 +20,13 @@
 //! 6. Density: resident memory per run while runs wait in the approval gate.
 //! 7. Cold start: compiling a new tool against loading it from the on-disk
 //!    compile cache in a fresh engine (as a new process would).
+//! 8. `auth`: the event authenticator (issue 19): one HMAC-SHA256 tag per
+//!    event and one HKDF run key per run, against hashing the event alone.
 //!
 //! Run: `cargo bench -p airlock-runner --bench overhead` (guests are built
 //! first). `BENCH_ITERATIONS` (default 1000) sets the hello sample count,
 //! `BENCH_ONLY` (comma-separated: hello, throughput, churn, http, fuel,
-//! density, cold) picks sections, `BENCH_WAITING` the number of runs
+//! density, cold, auth) picks sections, `BENCH_WAITING` the number of runs
 //! waiting on approval (default 200), `BENCH_CONCURRENCY` and
 //! `BENCH_THROUGHPUT_RUNS` shape the throughput run. Prints Markdown
 //! tables; results go in BENCHMARKS.md.
@@ -132,6 +134,7 @@ fn sections() -> Vec<String> {
             "fuel",
             "density",
             "cold",
+            "auth",
         ]
         .map(String::from)
         .to_vec(),
@@ -244,6 +247,59 @@ async fn bare_command(
         .await
         .expect("call")
         .expect("exit 0");
+}
+
+/// Section 8: what the event authenticator adds per event and per run.
+fn bench_auth(key: &RunnerKey) {
+    use airlock_runner::evidence::auth::RunStart;
+    const N: u32 = 200_000;
+    let start = RunStart {
+        run_id: uuid::Uuid::now_v7().to_string(),
+        tool: "hello".into(),
+        tool_digest: format!("sha256:{}", "0".repeat(64)),
+        profile: "hello".into(),
+        submitted_by: None,
+        started_at: "2026-01-01T00:00:00.000000Z".into(),
+    };
+    let event = br#"{"kind":"fs.write","prev":"00","run_id":"r","seq":7,"target":"/out/a","ts":"2026-01-01T00:00:00.000000Z","bytes":64}"#;
+    let time = |f: &mut dyn FnMut(u32)| {
+        let began = Instant::now();
+        for i in 0..N {
+            f(i);
+        }
+        began.elapsed() / N
+    };
+    let mut sink = 0_usize;
+    let hash = time(&mut |_| {
+        sink ^= airlock_host_api::evidence::sha256_hex(std::hint::black_box(event)).len();
+    });
+    let auth = key.auth_root().for_run(&start);
+    let digest = airlock_host_api::evidence::sha256_hex(event);
+    let tag = time(&mut |_| {
+        sink ^= auth.event_tag(std::hint::black_box(&digest)).len();
+    });
+    let run_key = time(&mut |_| {
+        sink ^= key
+            .auth_root()
+            .for_run(std::hint::black_box(&start))
+            .row_tag()
+            .len();
+    });
+    std::hint::black_box(sink);
+    println!("\n## Event authenticator (issue 19)\n");
+    println!("| step | per call |\n| --- | --- |");
+    println!(
+        "| SHA-256 of one event (the existing hash, for scale) | {} |",
+        us(hash)
+    );
+    println!(
+        "| HMAC-SHA256 tag of one event (added per event) | {} |",
+        us(tag)
+    );
+    println!(
+        "| HKDF run key + row tag (added per run) | {} |",
+        us(run_key)
+    );
 }
 
 fn main() {
@@ -734,6 +790,10 @@ fn main() {
             at_all.saturating_sub(before) as f64 / 1024.0 / waiting as f64,
             at_all.saturating_sub(at_first) as f64 / 1024.0 / (waiting - first) as f64
         );
+    }
+
+    if on("auth") {
+        bench_auth(&runner.key);
     }
 
     if on("cold") {

@@ -6,9 +6,12 @@
 //! result is returned without executing again, as a replay that names the
 //! original run. Same key with anything different: refused at admission
 //! (exit 3), since the key would no longer identify one action. Defends
-//! against an agent's retry performing a side effect twice.
+//! against an agent's retry performing a side effect twice, and against
+//! an edited stored result being replayed (the earlier run must verify
+//! against its seal, which signs the SHA-256 of its result).
 
-use crate::evidence::{Store, StoreError};
+use crate::evidence::{Store, StoreError, verify_run};
+use crate::trust::keys::TrustedKeys;
 use serde_json::Value;
 
 /// What the earlier runs with a key say about this one.
@@ -43,7 +46,16 @@ pub const IDENTITY: [(&str, &str); 5] = [
 
 /// Checks `key` against earlier runs; `identity` holds this request's
 /// values of the [`IDENTITY`] fields, in that order.
-pub fn check(store: &Store, key: &str, identity: &[String; 5]) -> Result<Prior, StoreError> {
+///
+/// A result is replayed only if the earlier run verifies against `trusted`
+/// (its seal signs the run record, including the SHA-256 of the stored
+/// result): an edited result is refused, never returned.
+pub fn check(
+    store: &Store,
+    trusted: &TrustedKeys,
+    key: &str,
+    identity: &[String; 5],
+) -> Result<Prior, StoreError> {
     let mut replay = None;
     for run_id in store.runs_with_idempotency_key(key)? {
         let events = store.events(&run_id)?;
@@ -64,6 +76,15 @@ pub fn check(store: &Store, key: &str, identity: &[String; 5]) -> Result<Prior, 
         let row = store.run(&run_id)?;
         let replayable = row.status == "ok" && row.result.get("replay_of").is_none();
         if replay.is_none() && replayable {
+            let verification = verify_run(store, trusted, &run_id)?;
+            if !verification.is_intact() {
+                return Err(StoreError::Corrupt {
+                    reason: format!(
+                        "refusing to replay its result for idempotency key {key:?}: the stored run does not match its seal ({verification}); run `airlock runs verify {run_id}`"
+                    ),
+                    run_id,
+                });
+            }
             replay = Some(Prior::Replay {
                 run_id,
                 result: row.result,

@@ -377,6 +377,15 @@ impl<'a> Registry<'a> {
                 ],
             )
             .map_err(StoreError::sqlite("registering a tool"))?;
+            crate::evidence::control::append_in_tx(
+                &tx,
+                &*self.store.control_key()?,
+                crate::evidence::control::ControlChange::new(
+                    "tool.add",
+                    record.name.clone(),
+                    serde_json::json!({"digest": record.digest, "signer": record.signer}),
+                ),
+            )?;
             if let Some(old) = old_digest.filter(|old| *old != actual) {
                 remove_if_unreferenced(&tx, &dir, &old)?;
             }
@@ -470,6 +479,15 @@ impl<'a> Registry<'a> {
             };
             tx.execute("DELETE FROM tools WHERE name = ?1", params![name])
                 .map_err(StoreError::sqlite("removing a tool"))?;
+            crate::evidence::control::append_in_tx(
+                &tx,
+                &*self.store.control_key()?,
+                crate::evidence::control::ControlChange::new(
+                    "tool.remove",
+                    name,
+                    serde_json::json!({"digest": digest}),
+                ),
+            )?;
             remove_if_unreferenced(&tx, &dir, &digest)?;
             tx.commit()
                 .map_err(StoreError::sqlite("committing the tool removal"))?;

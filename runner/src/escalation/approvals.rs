@@ -1485,6 +1485,14 @@ impl<'a> Approvals<'a> {
                 });
             }
             let decided = select(&tx, &id)?.ok_or_else(|| ApprovalError::NotFound { id: id.clone() })?;
+            // Signed into the control log in the same transaction.
+            let mut change = crate::evidence::control::ControlChange::new(
+                "approval.decision",
+                id.clone(),
+                crate::evidence::control::decision_json(Some(status.as_str()), Some(who)),
+            );
+            change.actor = Some(who.to_owned());
+            crate::evidence::control::append_in_tx(&tx, &*self.store.control_key()?, change)?;
             tx.commit()
                 .map_err(StoreError::sqlite("committing an approval decision"))?;
             tracing::info!(approval = %id, who, status = %status, "approval decided");
@@ -2067,14 +2075,18 @@ mod tests {
         fn new() -> Res<Fixture> {
             let home = tempfile::tempdir()?;
             let store = Store::open(home.path())?;
+            let key = crate::trust::keys::RunnerKey::init(home.path())?;
             let id = uuid::Uuid::now_v7();
-            let run = store.begin_run(RunMeta {
-                id,
-                tool: "pay".to_owned(),
-                tool_digest: format!("sha256:{}", "0".repeat(64)),
-                profile: "payments".to_owned(),
-                submitted_by: None,
-            })?;
+            let run = store.begin_run(
+                RunMeta {
+                    id,
+                    tool: "pay".to_owned(),
+                    tool_digest: format!("sha256:{}", "0".repeat(64)),
+                    profile: "payments".to_owned(),
+                    submitted_by: None,
+                },
+                &key,
+            )?;
             Ok(Fixture {
                 home,
                 store,

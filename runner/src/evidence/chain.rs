@@ -70,6 +70,9 @@ pub struct Event {
 pub(crate) struct BuiltEvent {
     pub(crate) event: Event,
     pub(crate) fields_text: String,
+    /// The event's authenticator ([`super::auth`]), set by the run log
+    /// before the event is stored.
+    pub(crate) auth: Option<String>,
 }
 
 impl Event {
@@ -116,7 +119,11 @@ impl Event {
             what: "an event",
             source,
         })?;
-        Ok(BuiltEvent { event, fields_text })
+        Ok(BuiltEvent {
+            event,
+            fields_text,
+            auth: None,
+        })
     }
 
     /// The flat JSON object of this event, with or without `hash`.

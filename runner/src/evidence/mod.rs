@@ -11,7 +11,10 @@
 //!
 //! Modules:
 //! - [`schema`]: the SQLite file, connection settings and versioned migrations;
+//! - [`auth`]: per-event authenticators only the runner key can make;
 //! - [`chain`]: the [`Event`] model, canonical encoding and hashing;
+//! - [`checkpoint`]: signed checkpoints of the seal chain (truncation, rollback);
+//! - [`control`]: the signed control log of tool, token and approval changes;
 //! - [`store`]: [`Store`] (open, begin runs, queries, crash recovery);
 //! - [`runlog`]: [`RunLog`], the per-run appender and sealer;
 //! - [`seal`]: [`Seal`], the signed statement over a run's chain head;
@@ -33,19 +36,29 @@
 //!   or reordering events breaks the hash chain or disagrees with the signed
 //!   seal; forging a seal needs the runner's private key; deleting a whole
 //!   run leaves a hole in the global seal chain. Verification trusts only
-//!   keys from `home/keys/*.pub`, never the database.
+//!   keys it is given (a pinned trust file, or `home/keys/*.pub`), never the
+//!   database.
 //! - **Unrecorded runs.** A run whose owner process dies stays `running`
 //!   with a dead lock file; [`Store::recover_interrupted`] closes and seals
 //!   it as `interrupted`, so every run ends sealed.
+//! - **Forged history.** Recovery seals only what authenticates under the
+//!   runner key ([`auth`]); a fabricated or extended `running` run is sealed
+//!   as `forged` and reported by verification, never as intact.
+//! - **Edited run rows.** Each seal signs the run's row as sealed
+//!   ([`RunRecord`]); verification names any column that differs.
 //! - **Tampered rows turning into crashes or path tricks.** Nothing read
 //!   from the database is unwrapped; run ids are re-parsed as UUIDs before
 //!   they name a lock file.
 //!
 //! Known limit: deleting the *newest* seals together with their runs
-//! (truncating the tail) leaves no hole behind; only a copy of the latest
-//! seal kept elsewhere (`airlock runs verify` prints its position) detects it.
+//! (truncating the tail), or restoring an older copy of the store, leaves no
+//! hole behind; a signed checkpoint kept elsewhere ([`checkpoint`],
+//! `airlock runs checkpoint`) detects it.
 
+pub mod auth;
 pub mod chain;
+pub mod checkpoint;
+pub mod control;
 mod decisions;
 pub mod otlp;
 pub mod report;
@@ -62,9 +75,10 @@ mod tests;
 
 pub use chain::{ENVELOPE_FIELDS, Event, GENESIS_PREV};
 pub use runlog::{RunLog, RunOutcome};
-pub use seal::Seal;
+pub use seal::{RunRecord, Seal};
 pub use store::{
-    INTERRUPTED_EXIT_CODE, INTERRUPTED_REASON, MIN_PREFIX_LEN, RunFilter, RunMeta, RunRow, Store,
+    FORGED_STATUS, INTERRUPTED_EXIT_CODE, INTERRUPTED_REASON, MIN_PREFIX_LEN, RunFilter, RunMeta,
+    RunRow, Store,
 };
 pub use verify::{Problem, RunVerification, Verification, VerifyReport, verify_all, verify_run};
 
@@ -182,6 +196,15 @@ pub enum StoreError {
         /// The underlying error.
         #[source]
         source: serde_json::Error,
+    },
+    /// A change to tools, tokens or approvals cannot be signed into the
+    /// control log because the runner key is unusable.
+    #[error(
+        "the control log needs the runner key to record this change: {reason} (nothing was changed)"
+    )]
+    ControlKey {
+        /// Why the key could not be loaded.
+        reason: String,
     },
     /// The event draft names a field that collides with the envelope. This is
     /// a bug in the host code that built the draft, not a storage failure.

@@ -480,7 +480,9 @@ fn sections(review: &Review) -> Vec<Section> {
         ]),
     });
     let (verdict, first_bad) = match &review.verification {
-        v @ Verification::Intact { .. } => (v.to_string(), "-".to_owned()),
+        v @ (Verification::Intact { .. } | Verification::Unsealed { .. }) => {
+            (v.to_string(), "-".to_owned())
+        }
         Verification::Broken {
             first_bad_seq,
             problem,

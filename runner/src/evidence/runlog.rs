@@ -28,6 +28,9 @@
 //!   re-check inside the transaction that the run is still `running` (a
 //!   recovering process may have closed it if this run's lock file was
 //!   deleted from under it).
+//! - **Forged history.** Every event (and the run's row) carries an
+//!   authenticator only the runner key can make ([`super::auth`]), so crash
+//!   recovery can tell this log's events from ones a store writer added.
 //! - **Hiding a crash.** Dropping a `RunLog` without sealing does nothing but
 //!   release its lock, exactly like the process dying: the run stays
 //!   `running` and the next [`Store::recover_interrupted`](super::Store::recover_interrupted)
@@ -37,10 +40,13 @@
 
 use super::GENESIS_PREV;
 use super::StoreError;
+use super::auth::{RunAuth, RunStart};
 use super::chain::{BuiltEvent, Event};
 use super::schema::describe_sqlite_error;
 use super::seal::{Seal, seal_in_tx};
-use super::store::{PendingRow, finish_run, insert_event, insert_run_row, run_status};
+use super::store::{
+    PendingRow, finish_run, insert_event, insert_run_row, run_status, sealed_record,
+};
 use super::writer::Writer;
 use crate::trust::keys::RunnerKey;
 use airlock_host_api::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
@@ -70,6 +76,10 @@ pub struct RunOutcome {
 pub struct RunLog {
     run_id: String,
     writer: Arc<Writer>,
+    /// The row's values fixed at the start, sealed with the outcome.
+    start: RunStart,
+    /// The run's authenticator key.
+    auth: RunAuth,
     state: Mutex<LogState>,
     lock_path: PathBuf,
     /// Held (locked) for the run's lifetime; released when dropped.
@@ -91,20 +101,36 @@ struct LogState {
     deferred: bool,
 }
 
+/// What [`RunLog::new`] is made of.
+#[derive(Debug)]
+pub(crate) struct LogParts {
+    pub(crate) run_id: String,
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) start: RunStart,
+    pub(crate) auth: RunAuth,
+    /// The run's lock file, locked.
+    pub(crate) lock: File,
+    pub(crate) lock_path: PathBuf,
+}
+
 impl RunLog {
     /// A log whose row is already committed (`row: None`, live appends) or
     /// held with its first events until [`RunLog::commit_deferred`].
-    pub(crate) fn new(
-        run_id: String,
-        writer: Arc<Writer>,
-        row: Option<PendingRow>,
-        lock: File,
-        lock_path: PathBuf,
-    ) -> RunLog {
+    pub(crate) fn new(parts: LogParts, row: Option<PendingRow>) -> RunLog {
+        let LogParts {
+            run_id,
+            writer,
+            start,
+            auth,
+            lock,
+            lock_path,
+        } = parts;
         let deferred = row.is_some();
         RunLog {
             run_id,
             writer,
+            start,
+            auth,
             state: Mutex::new(LogState {
                 last_seq: 0,
                 head: GENESIS_PREV.to_owned(),
@@ -142,7 +168,8 @@ impl RunLog {
     pub fn append_event(&self, draft: EventDraft) -> Result<Event, StoreError> {
         let mut state = self.lock_state()?;
         let seq = state.last_seq + 1;
-        let built = Event::build(&self.run_id, seq, &state.head, draft)?;
+        let mut built = Event::build(&self.run_id, seq, &state.head, draft)?;
+        built.auth = Some(self.auth.event_tag(&built.event.hash));
         let event = built.event.clone();
         if state.deferred {
             state.held.push(built);
@@ -243,7 +270,8 @@ impl RunLog {
             let mut end_event = None;
             let (mut head, mut count) = (state.head.clone(), state.last_seq);
             if let Some(end) = end {
-                let built = Event::build(&self.run_id, count + 1, &head, end)?;
+                let mut built = Event::build(&self.run_id, count + 1, &head, end)?;
+                built.auth = Some(self.auth.event_tag(&built.event.hash));
                 count += 1;
                 head = built.event.hash.clone();
                 end_event = Some(built);
@@ -259,7 +287,8 @@ impl RunLog {
                 for built in state.held.iter().chain(&end_event) {
                     insert_event(&tx, built)?;
                 }
-                let seal = seal_in_tx(&tx, &self.run_id, &head, count, key)?;
+                let record = sealed_record(&self.start, &outcome)?;
+                let seal = seal_in_tx(&tx, &self.run_id, &head, count, record, key)?;
                 finish_run(&tx, &self.run_id, &outcome, count, &seal.sealed_at)?;
                 tx.commit()
                     .map_err(StoreError::sqlite("committing the seal"))?;

@@ -166,6 +166,29 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tool_bindings_by_tool ON tool_bindings(tool, seq);
     "#,
+    // 7: integrity against whoever can write the store (`super::auth`,
+    // `super::control`). `runs.auth` and `events.auth` are HMAC tags only
+    // the runner key can make (NULL on rows written before this version);
+    // `seals.record` is the run row as sealed (JSON, covered by the seal's
+    // signature); `control_log` is the signed, chained log of approval,
+    // tool-registry and API-token changes, one signature per entry.
+    r#"
+    ALTER TABLE runs ADD COLUMN auth TEXT;
+    ALTER TABLE events ADD COLUMN auth TEXT;
+    ALTER TABLE seals ADD COLUMN record TEXT;
+    CREATE TABLE control_log (
+        seq       INTEGER PRIMARY KEY NOT NULL,
+        ts        TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        actor     TEXT,
+        target    TEXT,
+        fields    TEXT NOT NULL,
+        prev      TEXT NOT NULL,
+        hash      TEXT NOT NULL,
+        key_id    TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` with the settings every

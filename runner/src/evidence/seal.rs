@@ -2,7 +2,9 @@
 //! one global chain of seals.
 //!
 //! A seal signs the RFC 8785 canonical JSON of `{run_id, head_hash,
-//! event_count, prev_seal, key_id, sealed_at, position}`. `position` numbers
+//! event_count, prev_seal, key_id, sealed_at, position, record}`, where
+//! `record` is the run's row as sealed ([`RunRecord`]; absent from seals
+//! made before it existed, whose signed bytes are unchanged). `position` numbers
 //! seals 1, 2, 3… in the order they were made and `prev_seal` is the
 //! signature (hex) of the seal at `position - 1` (`null` for the first).
 //!
@@ -13,6 +15,10 @@
 //!   seal's signed `prev_seal` names a signature no stored seal has.
 //! - **Forgery.** Without the private key no valid seal can be made, and
 //!   verification accepts only keys from `home/keys/*.pub`.
+//! - **Edited run rows.** `record` pins the row's tool, digest, profile,
+//!   submitter, start time, status, exit code and the SHA-256 of the stored
+//!   result, so what `runs show`, reviews, the API and replays display can be
+//!   checked against the signature.
 //! - **Two runs taking the same position.** Seals are made inside a
 //!   `BEGIN IMMEDIATE` transaction (one writer at a time) and `position` is
 //!   `UNIQUE`.
@@ -21,7 +27,7 @@ use super::StoreError;
 use super::chain::now_rfc3339;
 use crate::trust::keys::RunnerKey;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A run's seal as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +48,32 @@ pub struct Seal {
     pub signature: String,
     /// When the seal was made: RFC 3339 UTC with microseconds.
     pub sealed_at: String,
+    /// The run row as sealed; `None` on seals made by an airlock before
+    /// run rows were bound into seals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<RunRecord>,
+}
+
+/// A run's row as sealed: the columns every display of a run shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    /// Tool name.
+    pub tool: String,
+    /// Tool component digest.
+    pub tool_digest: String,
+    /// Profile name.
+    pub profile: String,
+    /// API token that submitted the run, if any.
+    pub submitted_by: Option<String>,
+    /// Start time, RFC 3339 UTC.
+    pub started_at: String,
+    /// Final status.
+    pub status: String,
+    /// Exit code.
+    pub exit_code: i32,
+    /// SHA-256 (hex) of the stored result text; `None` when there is no result.
+    pub result_sha256: Option<String>,
 }
 
 /// The signed part of a seal, in the field names of the canonical body.
@@ -54,11 +86,14 @@ struct SealBody<'a> {
     key_id: &'a str,
     sealed_at: &'a str,
     position: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a RunRecord>,
 }
 
 impl Seal {
     /// The bytes the signature covers: RFC 8785 canonical JSON of
-    /// `{run_id, head_hash, event_count, prev_seal, key_id, sealed_at, position}`.
+    /// `{run_id, head_hash, event_count, prev_seal, key_id, sealed_at,
+    /// position, record}` (`record` omitted when absent).
     pub fn signed_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_jcs::to_vec(&SealBody {
             run_id: &self.run_id,
@@ -68,6 +103,7 @@ impl Seal {
             key_id: &self.key_id,
             sealed_at: &self.sealed_at,
             position: self.position,
+            record: self.record.as_ref(),
         })
     }
 }
@@ -80,6 +116,7 @@ pub(crate) fn seal_in_tx(
     run_id: &str,
     head_hash: &str,
     event_count: u64,
+    record: RunRecord,
     key: &RunnerKey,
 ) -> Result<Seal, StoreError> {
     // The newest seal. Rows whose position is not an integer (edited) are
@@ -117,18 +154,23 @@ pub(crate) fn seal_in_tx(
         key_id: key.key_id().to_owned(),
         signature: String::new(),
         sealed_at: now_rfc3339(),
+        record: Some(record),
     };
     let body = seal.signed_bytes().map_err(|source| StoreError::Encode {
         what: "the seal",
         source,
     })?;
     seal.signature = hex::encode(key.sign(&body));
+    let record_text = serde_json::to_string(&seal.record).map_err(|source| StoreError::Encode {
+        what: "the sealed run record",
+        source,
+    })?;
 
     let position_sql = to_sql_int(run_id, "seal position", seal.position)?;
     let count_sql = to_sql_int(run_id, "event count", seal.event_count)?;
     tx.prepare_cached(
-        "INSERT INTO seals (run_id, position, head_hash, event_count, prev_seal, key_id, signature, sealed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO seals (run_id, position, head_hash, event_count, prev_seal, key_id, signature, sealed_at, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -139,7 +181,8 @@ pub(crate) fn seal_in_tx(
             seal.prev_seal,
             seal.key_id,
             seal.signature,
-            seal.sealed_at
+            seal.sealed_at,
+            record_text
         ])
     })
     .map_err(StoreError::sqlite("inserting the seal"))?;

@@ -21,10 +21,11 @@
 //!   are re-parsed as UUIDs before they name a lock file, so an edited id
 //!   cannot point the runner at another path.
 
+use super::auth::{RunAuth, RunStart};
 use super::chain::{BuiltEvent, Event, is_envelope_field};
 use super::runlog::{RunLog, RunOutcome};
 use super::schema::{DB_FILE, migrate, open_connection};
-use super::seal::{Seal, seal_in_tx, to_sql_int};
+use super::seal::{RunRecord, Seal, seal_in_tx, to_sql_int};
 use super::writer::Writer;
 use super::{GENESIS_PREV, StoreError};
 use crate::trust::keys::RunnerKey;
@@ -52,6 +53,11 @@ pub const INTERRUPTED_EXIT_CODE: i32 = -1;
 
 /// The `reason` field of the `run.end` event written when recovering a run.
 pub const INTERRUPTED_REASON: &str = "the runner process ended before the run finished";
+
+/// Status (and `run.end` status) of a run that crash recovery found was not
+/// written by a runner holding the key: its row or an event does not
+/// authenticate ([`super::auth`]).
+pub const FORGED_STATUS: &str = "forged";
 
 /// Directory under the airlock home holding one lock file per run in progress.
 pub const RUNNING_DIR: &str = "running";
@@ -128,6 +134,8 @@ pub struct Store {
     db_path: PathBuf,
     conn: Mutex<Connection>,
     writer: Arc<Writer>,
+    /// The runner key that signs control-log entries, loaded on first use.
+    control_key: std::sync::OnceLock<Arc<RunnerKey>>,
 }
 
 impl Store {
@@ -149,7 +157,20 @@ impl Store {
             writer: Arc::new(Writer::new(db_path.clone())),
             db_path,
             conn: Mutex::new(conn),
+            control_key: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The runner key that signs the control log ([`super::control`]):
+    /// the home's, created if there is none yet (as the first run does).
+    pub(crate) fn control_key(&self) -> Result<Arc<RunnerKey>, StoreError> {
+        if let Some(key) = self.control_key.get() {
+            return Ok(Arc::clone(key));
+        }
+        let (key, _) = RunnerKey::load_or_init(&self.home).map_err(|e| StoreError::ControlKey {
+            reason: e.to_string(),
+        })?;
+        Ok(Arc::clone(self.control_key.get_or_init(|| Arc::new(key))))
     }
 
     /// The airlock home this store lives in.
@@ -170,9 +191,11 @@ impl Store {
 
     /// Starts a run: takes the run's lock file, inserts the run with status
     /// `running` and this process's pid, and returns its log, which commits
-    /// every append before returning.
-    pub fn begin_run(&self, meta: RunMeta) -> Result<RunLog, StoreError> {
-        self.start(meta, false)
+    /// every append before returning. `key` is the key that will seal the
+    /// run: the row and every event carry an authenticator derived from it
+    /// ([`super::auth`]).
+    pub fn begin_run(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError> {
+        self.start(meta, false, key)
     }
 
     /// Starts a run like [`Store::begin_run`], but holds the run's row and
@@ -180,39 +203,46 @@ impl Store {
     /// seal) writes them in one transaction. For the events before the guest
     /// starts, which record no side effect: call `commit_deferred` before
     /// the guest's first instruction.
-    pub fn begin_run_deferred(&self, meta: RunMeta) -> Result<RunLog, StoreError> {
-        self.start(meta, true)
+    pub fn begin_run_deferred(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError> {
+        self.start(meta, true, key)
     }
 
-    fn start(&self, meta: RunMeta, deferred: bool) -> Result<RunLog, StoreError> {
+    fn start(&self, meta: RunMeta, deferred: bool, key: &RunnerKey) -> Result<RunLog, StoreError> {
         let run_id = meta.id.hyphenated().to_string();
         // Lock first, row second: a `running` row without a held lock always
         // means a dead owner, never one that is still starting.
         let lock_path = lock_path(&self.home, &meta.id);
         let lock = create_lock(&lock_path, &run_id)?;
-        let row = PendingRow {
-            meta,
+        let start = RunStart {
+            run_id: run_id.clone(),
+            tool: meta.tool.clone(),
+            tool_digest: meta.tool_digest.clone(),
+            profile: meta.profile.clone(),
+            submitted_by: meta.submitted_by.clone(),
             started_at: super::chain::now_rfc3339(),
         };
+        let auth = key.auth_root().for_run(&start);
+        let row = PendingRow {
+            meta,
+            started_at: start.started_at.clone(),
+            row_tag: auth.row_tag(),
+        };
+        let parts = super::runlog::LogParts {
+            run_id,
+            writer: Arc::clone(&self.writer),
+            start,
+            auth,
+            lock,
+            lock_path,
+        };
         if deferred {
-            return Ok(RunLog::new(
-                run_id,
-                Arc::clone(&self.writer),
-                Some(row),
-                lock,
-                lock_path,
-            ));
+            return Ok(RunLog::new(parts, Some(row)));
         }
-        match self.insert_run(&run_id, &row) {
-            Ok(()) => Ok(RunLog::new(
-                run_id,
-                Arc::clone(&self.writer),
-                None,
-                lock,
-                lock_path,
-            )),
+        match self.insert_run(&parts.run_id, &row) {
+            Ok(()) => Ok(RunLog::new(parts, None)),
             Err(e) => {
-                drop(lock);
+                let lock_path = parts.lock_path.clone();
+                drop(parts);
                 let _ = fs::remove_file(&lock_path);
                 Err(e)
             }
@@ -238,6 +268,13 @@ impl Store {
     /// stored chain, and seals the run as `interrupted` with exit code
     /// [`INTERRUPTED_EXIT_CODE`] and result `null`, in one transaction
     /// committed with `synchronous = FULL`. Returns the recovered run ids.
+    ///
+    /// Before sealing, the row's and every stored event's authenticator
+    /// ([`super::auth`]), hash and link are checked with `key`. A run that
+    /// fails (fabricated, extended or edited by someone without the key) is
+    /// sealed as [`FORGED_STATUS`] instead, its `run.end` naming the first
+    /// bad event, so `airlock runs verify` reports it and nothing it claims
+    /// is ever presented as intact.
     ///
     /// Runs whose lock is held (by this or another process) are left alone.
     /// Call this at the start of every invocation that opens the store.
@@ -274,7 +311,7 @@ impl Store {
             let _ = fs::remove_file(&lock_path);
             drop(lock);
             if outcome? {
-                tracing::warn!(run_id = %run_id, "recovered interrupted run");
+                tracing::debug!(run_id = %run_id, "recovered a run whose runner ended");
                 recovered.push(run_id);
             }
         }
@@ -427,8 +464,8 @@ impl Store {
     }
 }
 
-/// Appends the interrupted `run.end` and seals `run_id` inside one
-/// transaction. `Ok(false)` if the run was no longer `running`.
+/// Appends the interrupted (or forged) `run.end` and seals `run_id` inside
+/// one transaction. `Ok(false)` if the run was no longer `running`.
 fn recover_in_tx(conn: &mut Connection, run_id: &str, key: &RunnerKey) -> Result<bool, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -437,9 +474,12 @@ fn recover_in_tx(conn: &mut Connection, run_id: &str, key: &RunnerKey) -> Result
         Some(status) if status == "running" => {}
         _ => return Ok(false),
     }
-    // Continue from the last stored event. If the stored chain was edited
-    // while the owner was dead, verification reports it; the seal covers
-    // what is there.
+    let (start, row_tag) = load_run_start(&tx, run_id)?;
+    let auth = key.auth_root().for_run(&start);
+    let raw = load_raw_events(&tx, run_id)?;
+    let forgery = authenticate(run_id, &auth, row_tag.as_deref(), &raw);
+    // Continue from the last stored event, whatever it is: the seal covers
+    // what is there, and a forged run's run.end says what is wrong with it.
     let last: Option<(i64, String)> = tx
         .query_row(
             "SELECT seq, CAST(hash AS TEXT) FROM events
@@ -468,22 +508,165 @@ fn recover_in_tx(conn: &mut Connection, run_id: &str, key: &RunnerKey) -> Result
             (next, hash)
         }
     };
-    let draft = EventDraft::new("run.end")
-        .field("status", "interrupted")
-        .field("exit_code", INTERRUPTED_EXIT_CODE)
-        .field("reason", INTERRUPTED_REASON);
-    let built = Event::build(run_id, seq, &prev, draft)?;
+    let (status, draft) = match &forgery {
+        None => (
+            "interrupted",
+            EventDraft::new("run.end")
+                .field("status", "interrupted")
+                .field("exit_code", INTERRUPTED_EXIT_CODE)
+                .field("reason", INTERRUPTED_REASON),
+        ),
+        Some(forged) => {
+            let mut draft = EventDraft::new("run.end")
+                .field("status", FORGED_STATUS)
+                .field("exit_code", INTERRUPTED_EXIT_CODE)
+                .field("reason", forged.reason.clone());
+            if let Some(bad) = forged.seq {
+                draft = draft.field("first_bad_seq", bad);
+            }
+            (FORGED_STATUS, draft)
+        }
+    };
+    let mut built = Event::build(run_id, seq, &prev, draft)?;
+    built.auth = Some(auth.event_tag(&built.event.hash));
     insert_event(&tx, &built)?;
-    let seal = seal_in_tx(&tx, run_id, &built.event.hash, seq, key)?;
     let outcome = RunOutcome {
-        status: "interrupted".to_owned(),
+        status: status.to_owned(),
         exit_code: INTERRUPTED_EXIT_CODE,
         result: Value::Null,
     };
+    let record = sealed_record(&start, &outcome)?;
+    let seal = seal_in_tx(&tx, run_id, &built.event.hash, seq, record, key)?;
     finish_run(&tx, run_id, &outcome, seq, &seal.sealed_at)?;
     tx.commit()
         .map_err(StoreError::sqlite("committing the recovery"))?;
+    if let Some(forged) = forgery {
+        tracing::error!(run_id = %run_id, reason = %forged.reason, "a running run does not authenticate: sealed as forged");
+    }
     Ok(true)
+}
+
+/// Why a `running` run is not what a runner holding the key wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Forgery {
+    /// The first bad event; `None` when the run's row itself is bad.
+    pub(crate) seq: Option<u64>,
+    /// What is wrong, in words.
+    pub(crate) reason: String,
+}
+
+/// Checks a run's row tag and every stored event's hash, link and tag.
+/// Returns the first problem: the lowest bad event's (noting a bad row
+/// too), else the row's.
+pub(crate) fn authenticate(
+    run_id: &str,
+    auth: &RunAuth,
+    row_tag: Option<&str>,
+    raw: &[RawEvent],
+) -> Option<Forgery> {
+    let row = (!row_tag.is_some_and(|tag| auth.check_row(tag))).then(|| {
+        format!(
+            "run {run_id}'s row (tool, digest, profile, submitter or start time) was not written by this runner: its authenticator is {}",
+            if row_tag.is_some() { "wrong" } else { "missing" }
+        )
+    });
+    let event = first_unauthenticated_event(run_id, auth, raw);
+    match (event, row) {
+        (Some(mut event), Some(row)) => {
+            event.reason = format!("{}; and {row}", event.reason);
+            Some(event)
+        }
+        (event, row) => event.or(row.map(|reason| Forgery { seq: None, reason })),
+    }
+}
+
+/// The first event whose tag, hash or link is wrong.
+fn first_unauthenticated_event(run_id: &str, auth: &RunAuth, raw: &[RawEvent]) -> Option<Forgery> {
+    let unauthenticated =
+        raw.iter().find_map(|row| {
+            let seq = row.seq()?;
+            let ok = match (row.stored_hash(), row.stored_auth()) {
+                (Some(hash), Some(tag)) => auth.check_event(hash, tag),
+                _ => false,
+            };
+            (!ok).then(|| Forgery {
+            seq: Some(seq),
+            reason: format!(
+                "event #{seq} was not written by a runner holding the key: its authenticator is {}",
+                if row.stored_auth().is_some() { "wrong" } else { "missing" }
+            ),
+        })
+        });
+    let chain = super::verify::walk_chain(run_id, raw).map(|problem| Forgery {
+        seq: problem.seq(),
+        reason: problem.to_string(),
+    });
+    match (unauthenticated, chain) {
+        (Some(a), Some(c)) => Some(if c.seq < a.seq { c } else { a }),
+        (a, c) => a.or(c),
+    }
+}
+
+/// The start record of `run_id` and its row tag, as stored.
+fn load_run_start(
+    conn: &Connection,
+    run_id: &str,
+) -> Result<(RunStart, Option<String>), StoreError> {
+    conn.query_row(
+        "SELECT CAST(tool AS TEXT), CAST(tool_digest AS TEXT), CAST(profile AS TEXT),
+                CAST(submitted_by AS TEXT), CAST(started_at AS TEXT), CAST(auth AS TEXT)
+         FROM runs WHERE id = ?1",
+        params![run_id],
+        |row| {
+            let text = |i: usize| {
+                row.get::<_, Option<String>>(i)
+                    .map(Option::unwrap_or_default)
+            };
+            Ok((
+                RunStart {
+                    run_id: run_id.to_owned(),
+                    tool: text(0)?,
+                    tool_digest: text(1)?,
+                    profile: text(2)?,
+                    submitted_by: row.get(3)?,
+                    started_at: text(4)?,
+                },
+                row.get(5)?,
+            ))
+        },
+    )
+    .map_err(StoreError::sqlite("reading the run's row"))
+}
+
+/// The stored text of a run's result (`None` for `null`).
+pub(crate) fn result_text(result: &Value) -> Result<Option<String>, StoreError> {
+    match result {
+        Value::Null => Ok(None),
+        other => serde_json::to_string(other)
+            .map(Some)
+            .map_err(|source| StoreError::Encode {
+                what: "the run result",
+                source,
+            }),
+    }
+}
+
+/// The run record a seal signs: the start record and the outcome.
+pub(crate) fn sealed_record(
+    start: &RunStart,
+    outcome: &RunOutcome,
+) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        tool: start.tool.clone(),
+        tool_digest: start.tool_digest.clone(),
+        profile: start.profile.clone(),
+        submitted_by: start.submitted_by.clone(),
+        started_at: start.started_at.clone(),
+        status: outcome.status.clone(),
+        exit_code: outcome.exit_code,
+        result_sha256: result_text(&outcome.result)?
+            .map(|text| airlock_host_api::evidence::sha256_hex(text.as_bytes())),
+    })
 }
 
 const RUN_COLUMNS: &str = "SELECT id, tool, tool_digest, profile, status, exit_code, started_at, \
@@ -588,6 +771,8 @@ pub(crate) struct PendingRow {
     pub(crate) meta: RunMeta,
     /// When the run began (not when the row was written), RFC 3339 UTC.
     pub(crate) started_at: String,
+    /// The row's authenticator ([`super::auth`]).
+    pub(crate) row_tag: String,
 }
 
 /// Inserts a new run's row with status `running` and this process's pid.
@@ -599,8 +784,8 @@ pub(crate) fn insert_run_row(
     let meta = &row.meta;
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid, submitted_by)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, 0, ?6, ?7)",
+            "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid, submitted_by, auth)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, 0, ?6, ?7, ?8)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -610,7 +795,8 @@ pub(crate) fn insert_run_row(
                 meta.profile,
                 row.started_at,
                 std::process::id(),
-                meta.submitted_by
+                meta.submitted_by,
+                row.row_tag
             ])
         });
     match inserted {
@@ -630,8 +816,8 @@ pub(crate) fn insert_event(tx: &Connection, built: &BuiltEvent) -> Result<(), St
     let seq = to_sql_int(&e.run_id, "event seq", e.seq)?;
     // Cached: the statement of the hot path, once per side effect.
     tx.prepare_cached(
-        "INSERT INTO events (run_id, seq, ts, kind, decision, target, fields, prev, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO events (run_id, seq, ts, kind, decision, target, fields, prev, hash, auth)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -643,7 +829,8 @@ pub(crate) fn insert_event(tx: &Connection, built: &BuiltEvent) -> Result<(), St
             e.target,
             built.fields_text,
             e.prev,
-            e.hash
+            e.hash,
+            built.auth
         ])
     })
     .map_err(StoreError::sqlite("inserting an event"))?;
@@ -658,15 +845,7 @@ pub(crate) fn finish_run(
     event_count: u64,
     ended_at: &str,
 ) -> Result<(), StoreError> {
-    let result_text = match &outcome.result {
-        Value::Null => None,
-        other => Some(
-            serde_json::to_string(other).map_err(|source| StoreError::Encode {
-                what: "the run result",
-                source,
-            })?,
-        ),
-    };
+    let result_text = result_text(&outcome.result)?;
     let count = to_sql_int(run_id, "event count", event_count)?;
     let changed = tx
         .prepare_cached(
@@ -705,6 +884,7 @@ pub(crate) struct RawEvent {
     fields: SqlValue,
     prev: SqlValue,
     pub(crate) hash: SqlValue,
+    auth: SqlValue,
 }
 
 impl RawEvent {
@@ -719,6 +899,11 @@ impl RawEvent {
     /// The stored `hash` column as text, if it is text.
     pub(crate) fn stored_hash(&self) -> Option<&str> {
         text(&self.hash)
+    }
+
+    /// The stored authenticator as text, if it is text.
+    pub(crate) fn stored_auth(&self) -> Option<&str> {
+        text(&self.auth)
     }
 
     /// The stored `prev` column as text, if it is text.
@@ -773,7 +958,7 @@ pub(crate) fn load_raw_events(
 ) -> Result<Vec<RawEvent>, StoreError> {
     let mut stmt = conn
         .prepare(
-            "SELECT seq, ts, kind, decision, target, fields, prev, hash
+            "SELECT seq, ts, kind, decision, target, fields, prev, hash, auth
              FROM events WHERE run_id = ?1 ORDER BY seq",
         )
         .map_err(StoreError::sqlite("reading events"))?;
@@ -788,6 +973,7 @@ pub(crate) fn load_raw_events(
                 fields: row.get(5)?,
                 prev: row.get(6)?,
                 hash: row.get(7)?,
+                auth: row.get(8)?,
             })
         })
         .map_err(StoreError::sqlite("reading events"))?;
@@ -806,6 +992,7 @@ pub(crate) struct RawSeal {
     key_id: SqlValue,
     pub(crate) signature: SqlValue,
     sealed_at: SqlValue,
+    record: SqlValue,
 }
 
 impl RawSeal {
@@ -834,6 +1021,11 @@ impl RawSeal {
             SqlValue::Integer(n) => u64::try_from(n).map_err(|_| bad("event_count"))?,
             _ => return Err(bad("event_count")),
         };
+        let record = match &self.record {
+            SqlValue::Null => None,
+            SqlValue::Text(s) => serde_json::from_str(s).map_err(|_| bad("record"))?,
+            _ => return Err(bad("record")),
+        };
         Ok(Seal {
             run_id: self.run_id().ok_or_else(|| bad("run_id"))?.to_owned(),
             position: self.position().ok_or_else(|| bad("position"))?,
@@ -849,6 +1041,7 @@ impl RawSeal {
             sealed_at: text(&self.sealed_at)
                 .ok_or_else(|| bad("sealed_at"))?
                 .to_owned(),
+            record,
         })
     }
 }
@@ -858,7 +1051,7 @@ pub(crate) fn load_raw_seals(
     conn: &Connection,
     run_id: Option<&str>,
 ) -> Result<Vec<RawSeal>, StoreError> {
-    let columns = "SELECT run_id, position, head_hash, event_count, prev_seal, key_id, signature, sealed_at FROM seals";
+    let columns = "SELECT run_id, position, head_hash, event_count, prev_seal, key_id, signature, sealed_at, record FROM seals";
     let sql = match run_id {
         Some(_) => format!("{columns} WHERE run_id = ?1"),
         None => format!("{columns} ORDER BY position"),
@@ -876,6 +1069,7 @@ pub(crate) fn load_raw_seals(
             key_id: row.get(5)?,
             signature: row.get(6)?,
             sealed_at: row.get(7)?,
+            record: row.get(8)?,
         })
     };
     let rows = match run_id {

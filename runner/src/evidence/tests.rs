@@ -27,13 +27,16 @@ impl Fixture {
     }
 
     fn begin(&self) -> Res<RunLog> {
-        Ok(self.store.begin_run(RunMeta {
-            id: uuid::Uuid::now_v7(),
-            tool: "report-writer".into(),
-            tool_digest: "sha256:abc".into(),
-            profile: "ro-data".into(),
-            submitted_by: None,
-        })?)
+        Ok(self.store.begin_run(
+            RunMeta {
+                id: uuid::Uuid::now_v7(),
+                tool: "report-writer".into(),
+                tool_digest: "sha256:abc".into(),
+                profile: "ro-data".into(),
+                submitted_by: None,
+            },
+            &self.key,
+        )?)
     }
 
     /// A sealed run of `n` events: run.start, n-2 fs.write, run.end.
@@ -93,6 +96,7 @@ fn expect_broken(v: Verification) -> Res<(Option<u64>, Problem)> {
             problem,
         } => Ok((first_bad_seq, problem)),
         Verification::Intact { .. } => Err("expected a broken run, got intact".into()),
+        Verification::Unsealed { .. } => Err("expected a broken run, got unsealed".into()),
     }
 }
 
@@ -132,7 +136,8 @@ fn append_seal_verify_intact() -> TestResult {
         fx.verify(&id)?,
         Verification::Intact {
             events: 5,
-            seal_position: Some(1)
+            seal_position: 1,
+            key_id: fx.key.key_id().to_owned(),
         }
     );
     // The lock file is gone once sealed.
@@ -597,14 +602,9 @@ fn ended_run_without_seal_is_unsealed() -> TestResult {
     let log = fx.begin()?;
     log.append(EventDraft::new("run.start"))?;
     let id = log.run_id().to_owned();
-    // In progress: intact, nothing signed yet.
-    assert_eq!(
-        fx.verify(&id)?,
-        Verification::Intact {
-            events: 1,
-            seal_position: None
-        }
-    );
+    // In progress: nothing signed yet, so not intact (issue 19).
+    assert_eq!(fx.verify(&id)?, Verification::Unsealed { events: 1 });
+    assert!(!fx.verify(&id)?.is_intact());
     drop(log);
     fx.raw()?
         .execute("UPDATE runs SET status = 'ok' WHERE id = ?1", params![id])?;
@@ -649,7 +649,8 @@ fn dropped_run_is_recovered_as_interrupted() -> TestResult {
         fx.verify(&id)?,
         Verification::Intact {
             events: 3,
-            seal_position: Some(2)
+            seal_position: 2,
+            key_id: fx.key.key_id().to_owned(),
         }
     );
     assert!(fx.verify(&earlier)?.is_intact());
@@ -674,7 +675,13 @@ fn run_dropped_before_any_event_is_recovered() -> TestResult {
     assert_eq!((events[0].seq, events[0].prev.as_str()), (1, GENESIS_PREV));
     let v = fx.verify(&id)?;
     assert!(v.is_intact(), "{v}");
-    assert_eq!(v.to_string(), "intact: 1 events, sealed at position 1");
+    assert_eq!(
+        v.to_string(),
+        format!(
+            "intact: 1 events, sealed at position 1 by {}",
+            fx.key.key_id()
+        )
+    );
     Ok(())
 }
 
@@ -757,13 +764,16 @@ fn run_lookup_by_prefix() -> TestResult {
         "01900000-aaab-7000-8000-000000000002",
     ];
     for id in ids {
-        let log = fx.store.begin_run(RunMeta {
-            id: uuid::Uuid::parse_str(id)?,
-            tool: "t".into(),
-            tool_digest: "sha256:0".into(),
-            profile: "p".into(),
-            submitted_by: None,
-        })?;
+        let log = fx.store.begin_run(
+            RunMeta {
+                id: uuid::Uuid::parse_str(id)?,
+                tool: "t".into(),
+                tool_digest: "sha256:0".into(),
+                profile: "p".into(),
+                submitted_by: None,
+            },
+            &fx.key,
+        )?;
         drop(log);
     }
     assert_eq!(fx.store.run("01900000-aaaa")?.id, ids[0]);
@@ -788,13 +798,16 @@ fn run_lookup_by_prefix() -> TestResult {
     // A duplicate id is refused.
     let err = fx
         .store
-        .begin_run(RunMeta {
-            id: uuid::Uuid::parse_str(ids[0])?,
-            tool: "t".into(),
-            tool_digest: "sha256:0".into(),
-            profile: "p".into(),
-            submitted_by: None,
-        })
+        .begin_run(
+            RunMeta {
+                id: uuid::Uuid::parse_str(ids[0])?,
+                tool: "t".into(),
+                tool_digest: "sha256:0".into(),
+                profile: "p".into(),
+                submitted_by: None,
+            },
+            &fx.key,
+        )
         .err()
         .ok_or("duplicate run started")?;
     assert!(matches!(err, StoreError::DuplicateRun { .. }), "{err}");
@@ -872,13 +885,16 @@ fn verification_serializes_for_json_output() -> TestResult {
 }
 
 fn deferred(fx: &Fixture) -> Res<RunLog> {
-    Ok(fx.store.begin_run_deferred(RunMeta {
-        id: uuid::Uuid::now_v7(),
-        tool: "report-writer".into(),
-        tool_digest: "sha256:abc".into(),
-        profile: "ro-data".into(),
-        submitted_by: None,
-    })?)
+    Ok(fx.store.begin_run_deferred(
+        RunMeta {
+            id: uuid::Uuid::now_v7(),
+            tool: "report-writer".into(),
+            tool_digest: "sha256:abc".into(),
+            profile: "ro-data".into(),
+            submitted_by: None,
+        },
+        &fx.key,
+    )?)
 }
 
 fn stored_events(raw: &Connection, run_id: &str) -> Res<i64> {
@@ -952,7 +968,8 @@ fn deferred_run_commits_its_start_at_once_then_every_event() -> TestResult {
         fx.verify(&id)?,
         Verification::Intact {
             events: 6,
-            seal_position: Some(1)
+            seal_position: 1,
+            key_id: fx.key.key_id().to_owned(),
         }
     );
     assert_eq!(
@@ -1014,5 +1031,120 @@ fn deferred_run_dropped_after_its_start_is_recovered() -> TestResult {
     let row = fx.store.run(&id)?;
     assert_eq!((row.status.as_str(), row.event_count), ("interrupted", 3));
     assert!(fx.verify(&id)?.is_intact());
+    Ok(())
+}
+
+#[test]
+fn recovery_seals_unauthenticated_events_as_forged() -> TestResult {
+    let fx = Fixture::new()?;
+    let log = fx.begin()?;
+    log.append(EventDraft::new("run.start"))?;
+    let real = log.append_event(EventDraft::new("note").field("k", "v"))?;
+    let id = log.run_id().to_owned();
+    drop(log); // the runner dies
+    // A store writer appends a correctly chained event without a tag.
+    let mut forged = real.clone();
+    forged.seq = 3;
+    forged.prev = real.hash.clone();
+    forged.kind = "net.request".into();
+    forged.hash = forged.compute_hash()?;
+    fx.raw()?.execute(
+        "INSERT INTO events (run_id, seq, ts, kind, fields, prev, hash) VALUES (?1, 3, ?2, ?3, ?4, ?5, ?6)",
+        params![id, forged.ts, forged.kind, "{\"k\":\"v\"}", forged.prev, forged.hash],
+    )?;
+    assert_eq!(fx.store.recover_interrupted(&fx.key)?, vec![id.clone()]);
+    assert_eq!(fx.store.run(&id)?.status, FORGED_STATUS);
+    let (seq, problem) = expect_broken(fx.verify(&id)?)?;
+    assert_eq!(seq, Some(3), "{problem}");
+    assert!(matches!(problem, Problem::Forged { .. }), "{problem}");
+    Ok(())
+}
+
+#[test]
+fn recovery_of_an_edited_running_row_is_forged_at_the_row() -> TestResult {
+    let fx = Fixture::new()?;
+    let log = fx.begin()?;
+    log.append(EventDraft::new("run.start"))?;
+    let id = log.run_id().to_owned();
+    drop(log);
+    fx.raw()?
+        .execute("UPDATE runs SET tool = 'pay' WHERE id = ?1", params![id])?;
+    fx.store.recover_interrupted(&fx.key)?;
+    // The row is bound into the run key, so its events stop authenticating
+    // too: the first of them is named, and the row with it.
+    let (seq, problem) = expect_broken(fx.verify(&id)?)?;
+    assert_eq!(seq, Some(1), "{problem}");
+    assert!(
+        matches!(&problem, Problem::Forged { reason, .. } if reason.contains("row")),
+        "{problem}"
+    );
+
+    // A forged row with no events at all is named as the row.
+    let log = fx.begin()?;
+    let empty = log.run_id().to_owned();
+    drop(log);
+    fx.raw()?.execute(
+        "UPDATE runs SET profile = 'payments' WHERE id = ?1",
+        params![empty],
+    )?;
+    fx.store.recover_interrupted(&fx.key)?;
+    let (seq, problem) = expect_broken(fx.verify(&empty)?)?;
+    assert_eq!(seq, None, "{problem}");
+    assert!(
+        matches!(&problem, Problem::Forged { where_, .. } if where_ == "the run's row"),
+        "{problem}"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_authentic_dead_run_is_still_recovered_as_interrupted() -> TestResult {
+    let fx = Fixture::new()?;
+    let log = fx.begin()?;
+    log.append(EventDraft::new("run.start"))?;
+    let id = log.run_id().to_owned();
+    drop(log);
+    fx.store.recover_interrupted(&fx.key)?;
+    assert_eq!(fx.store.run(&id)?.status, "interrupted");
+    assert!(fx.verify(&id)?.is_intact());
+    Ok(())
+}
+
+#[test]
+fn every_sealed_row_column_is_checked() -> TestResult {
+    let fx = Fixture::new()?;
+    for (column, sql) in [
+        ("tool", "UPDATE runs SET tool = 'x' WHERE id = ?1"),
+        (
+            "tool_digest",
+            "UPDATE runs SET tool_digest = 'sha256:x' WHERE id = ?1",
+        ),
+        ("profile", "UPDATE runs SET profile = 'x' WHERE id = ?1"),
+        (
+            "submitted_by",
+            "UPDATE runs SET submitted_by = 'x' WHERE id = ?1",
+        ),
+        (
+            "started_at",
+            "UPDATE runs SET started_at = 'x' WHERE id = ?1",
+        ),
+        (
+            "result (SHA-256)",
+            "UPDATE runs SET result = '{}' WHERE id = ?1",
+        ),
+        ("ended_at", "UPDATE runs SET ended_at = 'x' WHERE id = ?1"),
+        (
+            "event_count",
+            "UPDATE runs SET event_count = 1 WHERE id = ?1",
+        ),
+    ] {
+        let id = fx.sealed_run(3)?;
+        fx.raw()?.execute(sql, params![id])?;
+        let (_, problem) = expect_broken(fx.verify(&id)?)?;
+        assert!(
+            matches!(&problem, Problem::RowMismatch { column: c, .. } if c == column),
+            "{column}: {problem}"
+        );
+    }
     Ok(())
 }

@@ -1,11 +1,17 @@
 //! Verification of evidence logs: `airlock runs verify`.
 //!
 //! [`verify_run`] recomputes every event's hash, walks the `prev` links,
-//! checks the seal's signature against the keys in `home/keys/*.pub` (never
-//! the database), compares the signed head and event count with what is
-//! stored, checks the seal's link to the previous seal, and cross-checks the
-//! run row's status and exit code against the sealed `run.end` event.
-//! [`verify_all`] does that for every run and walks the global seal chain.
+//! checks the seal's signature against the trusted keys it is given (pinned
+//! by the operator, or the home's `keys/*.pub`; never the database),
+//! compares the signed head and event count with what is stored, checks the
+//! seal's link to the previous seal, and compares every column of the run
+//! row with the run record the seal signs (and, for seals made before run
+//! records existed, the status and exit code with the sealed `run.end`).
+//! A run that crash recovery sealed as `forged` (its events did not
+//! authenticate, see [`super::auth`]) is reported with its first bad event.
+//! A run without a seal is never reported intact: nothing about it is
+//! signed. [`verify_all`] does that for every run and walks the global seal
+//! chain.
 //!
 //! What it defends against: silent tampering with a stored log. It reports
 //! the *first* problem of a run, by event `seq`, classified as:
@@ -25,7 +31,9 @@
 //! | a seal forged, altered, or signed by an untrusted key | [`Problem::BadSignature`] |
 //! | a finished run without a seal | [`Problem::Unsealed`] |
 //! | a whole sealed run deleted (not the newest) | [`Problem::MissingRunInSealChain`] at its position |
-//! | the run row's status/exit code changed | [`Problem::RowMismatch`] |
+//! | a column of the run row changed (tool, digest, profile, submitter, start, status, exit code, result, end time) | [`Problem::RowMismatch`] naming the column |
+//! | a `running` run fabricated or extended without the runner key, then recovered | [`Problem::Forged`] at the first unauthenticated event |
+//! | a run still `running` (in progress, or not recovered yet) | [`Verification::Unsealed`], not intact |
 //! | an approval decision not signed by its decider's pinned key (or a trusted server) | [`Problem::UnverifiedDecision`] |
 //!
 //! If the seal's signature does not verify, its count and head are not
@@ -36,6 +44,7 @@ use super::chain::Event;
 use super::store::{RawEvent, RawSeal, load_raw_events, load_raw_seals, load_run_ids, run_status};
 use super::{GENESIS_PREV, Store, StoreError};
 use crate::trust::keys::TrustedKeys;
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::Value;
@@ -51,10 +60,17 @@ pub enum Verification {
     Intact {
         /// Number of events in the run.
         events: u64,
-        /// The run's place in the global seal chain; `None` while the run is
-        /// still `running` (its owner is alive, or it is not yet recovered):
-        /// the chain so far is intact but nothing is signed yet.
-        seal_position: Option<u64>,
+        /// The run's place in the global seal chain.
+        seal_position: u64,
+        /// The trusted key that signed the seal.
+        key_id: String,
+    },
+    /// The run is still `running`: in progress, or its runner died and it
+    /// is not recovered yet. Its chain so far has no problem, but nothing
+    /// about it is signed, so it is not reported intact.
+    Unsealed {
+        /// Number of events stored so far.
+        events: u64,
     },
     /// A check failed; `problem` is the first one found.
     Broken {
@@ -84,14 +100,15 @@ impl fmt::Display for Verification {
         match self {
             Verification::Intact {
                 events,
-                seal_position: Some(position),
-            } => write!(f, "intact: {events} events, sealed at position {position}"),
-            Verification::Intact {
-                events,
-                seal_position: None,
+                seal_position,
+                key_id,
             } => write!(
                 f,
-                "intact so far: {events} events, not sealed yet (the run is in progress)"
+                "intact: {events} events, sealed at position {seal_position} by {key_id}"
+            ),
+            Verification::Unsealed { events } => write!(
+                f,
+                "NOT VERIFIED: {events} events, not sealed (the run is in progress, or its runner died and it is not recovered yet): nothing about it is signed"
             ),
             Verification::Broken { problem, .. } => write!(f, "BROKEN: {problem}"),
         }
@@ -188,9 +205,9 @@ pub enum Problem {
         /// The stored last event's hash.
         actual_head: String,
     },
-    /// The run row disagrees with the sealed `run.end` event.
+    /// The run row disagrees with what its seal signs.
     #[error(
-        "run {run_id}: the runs table says {column} = {row_value}, but the sealed run.end event says {sealed_value} (the run's summary row was edited)"
+        "run {run_id}: the runs table says {column} = {row_value}, but the seal says {sealed_value} (the run's row was edited; trust the sealed value)"
     )]
     RowMismatch {
         /// The run.
@@ -201,6 +218,23 @@ pub enum Problem {
         row_value: String,
         /// What the sealed evidence says.
         sealed_value: String,
+    },
+    /// Crash recovery found events (or the row) of this run that were not
+    /// written by a runner holding the key, and sealed it as `forged`.
+    #[error(
+        "run {run_id}: FORGED: {where_}: {reason} (crash recovery sealed it as forged; nothing it records can be trusted)"
+    )]
+    Forged {
+        /// The run.
+        run_id: String,
+        /// The first event that does not authenticate; `None` if the run's
+        /// row itself does not.
+        seq: Option<u64>,
+        /// Where, in words (`event #3`, `the run's row`).
+        #[serde(rename = "where")]
+        where_: String,
+        /// What recovery found.
+        reason: String,
     },
     /// An `approval.decision` event's signature does not verify.
     #[error("run {run_id}: event #{seq}: {reason}")]
@@ -224,6 +258,7 @@ impl Problem {
             | Problem::Inserted { seq, .. }
             | Problem::HeadMismatch { seq, .. }
             | Problem::UnverifiedDecision { seq, .. } => Some(*seq),
+            Problem::Forged { seq, .. } => *seq,
             _ => None,
         }
     }
@@ -239,6 +274,7 @@ impl Problem {
             | Problem::Unsealed { run_id, .. }
             | Problem::HeadMismatch { run_id, .. }
             | Problem::RowMismatch { run_id, .. }
+            | Problem::Forged { run_id, .. }
             | Problem::UnverifiedDecision { run_id, .. } => Some(run_id),
             Problem::MissingRunInSealChain { run_id, .. } => run_id.as_deref(),
         }
@@ -256,6 +292,7 @@ impl Problem {
             Problem::MissingRunInSealChain { .. } => "missing_run_in_seal_chain",
             Problem::HeadMismatch { .. } => "head_mismatch",
             Problem::RowMismatch { .. } => "row_mismatch",
+            Problem::Forged { .. } => "forged",
             Problem::UnverifiedDecision { .. } => "unverified_decision",
         }
     }
@@ -285,7 +322,8 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// Whether every run and the seal chain are intact.
+    /// Whether every run and the seal chain are intact (a run still
+    /// `running` is not).
     pub fn is_intact(&self) -> bool {
         self.seal_chain.is_empty() && self.runs.iter().all(|r| r.verification.is_intact())
     }
@@ -296,7 +334,7 @@ impl VerifyReport {
             .iter()
             .filter_map(|r| match &r.verification {
                 Verification::Broken { problem, .. } => Some(problem),
-                Verification::Intact { .. } => None,
+                Verification::Intact { .. } | Verification::Unsealed { .. } => None,
             })
             .chain(self.seal_chain.iter())
     }
@@ -315,7 +353,19 @@ impl fmt::Display for VerifyReport {
             .last_position
             .map_or_else(String::new, |p| format!(", newest seal at position {p}"));
         let broken = self.problems().count();
-        if broken == 0 {
+        let unsealed = self
+            .runs
+            .iter()
+            .filter(|r| matches!(r.verification, Verification::Unsealed { .. }))
+            .count();
+        if broken == 0 && unsealed > 0 {
+            write!(
+                f,
+                "{} runs, {} seals{newest}: no problem found, but {unsealed} run(s) not sealed yet and not verified",
+                self.runs.len(),
+                self.seals
+            )
+        } else if broken == 0 {
             write!(
                 f,
                 "{} runs, {} seals{newest}: all intact",
@@ -470,10 +520,7 @@ fn check_run(
             return Ok(Verification::broken(problem));
         }
         if status == "running" {
-            return Ok(Verification::Intact {
-                events: stored,
-                seal_position: None,
-            });
+            return Ok(Verification::Unsealed { events: stored });
         }
         return Ok(Verification::broken(Problem::Unsealed {
             run_id: run_id.to_owned(),
@@ -532,7 +579,14 @@ fn check_run(
     if let Some(problem) = check_prev_seal(conn, run_id, &seal)? {
         return Ok(Verification::broken(problem));
     }
-    if let Some(problem) = check_row(conn, run_id, &status, &raw)? {
+    if let Some(problem) = check_forged(run_id, &raw) {
+        return Ok(Verification::broken(problem));
+    }
+    let row_problem = match &seal.record {
+        Some(record) => check_record(conn, run_id, &seal, record)?,
+        None => check_row(conn, run_id, &status, &raw)?,
+    };
+    if let Some(problem) = row_problem {
         return Ok(Verification::broken(problem));
     }
     let events: Vec<Event> = raw.iter().filter_map(|r| r.decode(run_id).ok()).collect();
@@ -545,7 +599,8 @@ fn check_run(
     }
     Ok(Verification::Intact {
         events: stored,
-        seal_position: Some(seal.position),
+        seal_position: seal.position,
+        key_id: seal.key_id,
     })
 }
 
@@ -630,7 +685,122 @@ fn check_prev_seal(
     })
 }
 
-/// The run row's status and exit code against the sealed `run.end` event.
+/// A run that recovery sealed as forged: its sealed (hash-checked) last
+/// event is a `run.end` with status `forged`.
+fn check_forged(run_id: &str, raw: &[RawEvent]) -> Option<Problem> {
+    let end = raw
+        .last()
+        .and_then(|r| r.decode(run_id).ok())
+        .filter(|e| e.kind == "run.end")?;
+    if end.fields.get("status").and_then(Value::as_str) != Some(super::store::FORGED_STATUS) {
+        return None;
+    }
+    let seq = end.fields.get("first_bad_seq").and_then(Value::as_u64);
+    Some(Problem::Forged {
+        run_id: run_id.to_owned(),
+        seq,
+        where_: seq.map_or_else(|| "the run's row".to_owned(), |s| format!("event #{s}")),
+        reason: end
+            .fields
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("its events do not authenticate")
+            .to_owned(),
+    })
+}
+
+/// Every column of the run row against the record its (verified) seal signs.
+fn check_record(
+    conn: &Connection,
+    run_id: &str,
+    seal: &super::Seal,
+    record: &super::seal::RunRecord,
+) -> Result<Option<Problem>, StoreError> {
+    let row: Option<[SqlValue; 10]> = conn
+        .query_row(
+            "SELECT tool, tool_digest, profile, submitted_by, started_at, status, exit_code,
+                    result, ended_at, event_count
+             FROM runs WHERE id = ?1",
+            params![run_id],
+            |r| {
+                Ok([
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ])
+            },
+        )
+        .optional()
+        .map_err(StoreError::sqlite("reading the run's row"))?;
+    let Some(row) = row else {
+        return Err(StoreError::RunNotFound {
+            query: run_id.to_owned(),
+        });
+    };
+    let text = |v: &Option<String>| {
+        v.as_ref()
+            .map_or_else(|| SqlValue::Null, |s| SqlValue::Text(s.clone()))
+    };
+    let result_sha = match &row[7] {
+        SqlValue::Text(t) => SqlValue::Text(airlock_host_api::evidence::sha256_hex(t.as_bytes())),
+        other => other.clone(),
+    };
+    let count = i64::try_from(seal.event_count).unwrap_or(i64::MAX);
+    let expected: [(&str, &SqlValue, SqlValue); 10] = [
+        ("tool", &row[0], SqlValue::Text(record.tool.clone())),
+        (
+            "tool_digest",
+            &row[1],
+            SqlValue::Text(record.tool_digest.clone()),
+        ),
+        ("profile", &row[2], SqlValue::Text(record.profile.clone())),
+        ("submitted_by", &row[3], text(&record.submitted_by)),
+        (
+            "started_at",
+            &row[4],
+            SqlValue::Text(record.started_at.clone()),
+        ),
+        ("status", &row[5], SqlValue::Text(record.status.clone())),
+        (
+            "exit_code",
+            &row[6],
+            SqlValue::Integer(i64::from(record.exit_code)),
+        ),
+        ("result (SHA-256)", &result_sha, text(&record.result_sha256)),
+        ("ended_at", &row[8], SqlValue::Text(seal.sealed_at.clone())),
+        ("event_count", &row[9], SqlValue::Integer(count)),
+    ];
+    Ok(expected
+        .into_iter()
+        .find(|(_, stored, sealed)| *stored != sealed)
+        .map(|(column, stored, sealed)| Problem::RowMismatch {
+            run_id: run_id.to_owned(),
+            column: column.to_owned(),
+            row_value: show_sql(stored),
+            sealed_value: show_sql(&sealed),
+        }))
+}
+
+/// A stored value for a message.
+fn show_sql(value: &SqlValue) -> String {
+    match value {
+        SqlValue::Null => "null".to_owned(),
+        SqlValue::Integer(n) => n.to_string(),
+        SqlValue::Real(x) => x.to_string(),
+        SqlValue::Text(t) => format!("{t:?}"),
+        SqlValue::Blob(b) => format!("<{} bytes>", b.len()),
+    }
+}
+
+/// For seals made before run records existed: the run row's status and
+/// exit code against the sealed `run.end` event.
 fn check_row(
     conn: &Connection,
     run_id: &str,
@@ -683,7 +853,7 @@ fn check_row(
 }
 
 /// Walks the stored events in seq order and returns the first problem.
-fn walk_chain(run_id: &str, raw: &[RawEvent]) -> Option<Problem> {
+pub(crate) fn walk_chain(run_id: &str, raw: &[RawEvent]) -> Option<Problem> {
     let at = |seq: u64| (run_id.to_owned(), seq);
     let edited = |seq: u64, reason: String| {
         let (run_id, seq) = at(seq);

@@ -317,13 +317,16 @@ impl Runner {
         let run_id = request.run_id.unwrap_or_else(uuid::Uuid::now_v7);
         // The row and the events before the guest starts are committed
         // together, just before it starts (see `prepare_and_execute`).
-        let log = self.store.begin_run_deferred(RunMeta {
-            id: run_id,
-            tool: request.tool_name.clone(),
-            tool_digest: tool.digest.clone(),
-            profile: profile.name.clone(),
-            submitted_by: request.submitted_by.clone(),
-        })?;
+        let log = self.store.begin_run_deferred(
+            RunMeta {
+                id: run_id,
+                tool: request.tool_name.clone(),
+                tool_digest: tool.digest.clone(),
+                profile: profile.name.clone(),
+                submitted_by: request.submitted_by.clone(),
+            },
+            &self.key,
+        )?;
         let recorder = Arc::new(Recorder::new(log, profile.net.data.clone()));
         let run_id = run_id.to_string();
         let input = request.input.clone().unwrap_or_else(|| "{}".to_owned());
@@ -576,14 +579,17 @@ impl Runner {
         let sink: Arc<dyn EvidenceSink> = Arc::clone(recorder) as Arc<dyn EvidenceSink>;
         let clock = RunClock::default();
         let prior = match &request.idempotency_key {
-            Some(key) => {
-                idempotency::check(&self.store, key, &identity(tool, profile, request, input))
-                    .map_err(|e| {
-                        Prepared::Evidence(EvidenceUnavailable {
-                            reason: e.to_string(),
-                        })
-                    })?
-            }
+            Some(key) => idempotency::check(
+                &self.store,
+                &crate::trust::keys::TrustedKeys::of_runner(&self.key),
+                key,
+                &identity(tool, profile, request, input),
+            )
+            .map_err(|e| {
+                Prepared::Evidence(EvidenceUnavailable {
+                    reason: e.to_string(),
+                })
+            })?,
             None => Prior::Execute,
         };
         let admission = admission::admit(profile, tool, request, input, &prior);

@@ -517,13 +517,16 @@ fn forged_tokens(runner: &Runner) -> Result<Vec<Attempt>, SelftestError> {
 
 /// Records the attempts as one sealed `selftest` run.
 fn record(runner: &Runner, attempts: &[Attempt]) -> Result<String, SelftestError> {
-    let log = runner.store.begin_run(RunMeta {
-        id: uuid::Uuid::now_v7(),
-        tool: "selftest".into(),
-        tool_digest: format!("airlock {}", env!("CARGO_PKG_VERSION")),
-        profile: "selftest".into(),
-        submitted_by: None,
-    })?;
+    let log = runner.store.begin_run(
+        RunMeta {
+            id: uuid::Uuid::now_v7(),
+            tool: "selftest".into(),
+            tool_digest: format!("airlock {}", env!("CARGO_PKG_VERSION")),
+            profile: "selftest".into(),
+            submitted_by: None,
+        },
+        &runner.key,
+    )?;
     let run_id = log.run_id().to_owned();
     let sink = |e: EventDraft| log.append(e).map_err(SelftestError::from);
     for a in attempts {

@@ -194,21 +194,45 @@ impl<'a> ApiTokens<'a> {
         );
         let created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let inserted = self.store.with_conn(|conn| {
-            conn.execute(
-                "INSERT INTO api_tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![name, role.as_str(), hash(&secret), created_at],
+        let key = self.store.control_key()?;
+        let token_hash = hash(&secret);
+        self.store.with_conn(|conn| {
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
             )
-        });
-        match inserted {
-            Ok(_) => {}
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                return Err(AccessError::Duplicate {
-                    name: name.to_owned(),
-                });
+            .map_err(StoreError::sqlite("storing the token"))?;
+            match tx.execute(
+                "INSERT INTO api_tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![name, role.as_str(), token_hash, created_at],
+            ) {
+                Ok(_) => {}
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+                {
+                    return Err(AccessError::Duplicate {
+                        name: name.to_owned(),
+                    });
+                }
+                Err(e) => return Err(StoreError::sqlite("storing the token")(e).into()),
             }
-            Err(e) => return Err(StoreError::sqlite("storing the token")(e).into()),
-        }
+            crate::evidence::control::append_in_tx(
+                &tx,
+                &key,
+                crate::evidence::control::ControlChange::new(
+                    "token.create",
+                    name,
+                    crate::evidence::control::token_json(
+                        Some(role.as_str()),
+                        Some(&token_hash),
+                        false,
+                    ),
+                ),
+            )?;
+            tx.commit()
+                .map_err(StoreError::sqlite("storing the token"))?;
+            Ok::<(), AccessError>(())
+        })?;
         let token = ApiToken {
             name: name.to_owned(),
             role,
@@ -251,21 +275,48 @@ impl<'a> ApiTokens<'a> {
     /// Revokes the token named `name`; it stops working at once.
     pub fn revoke(&self, name: &str) -> Result<(), AccessError> {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let changed = self
-            .store
-            .with_conn(|conn| {
-                conn.execute(
+        let key = self.store.control_key()?;
+        self.store.with_conn(|conn| {
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(StoreError::sqlite("revoking the token"))?;
+            let changed = tx
+                .execute(
                     "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1",
                     params![name, now],
                 )
-            })
-            .map_err(StoreError::sqlite("revoking the token"))?;
-        if changed == 0 {
-            return Err(AccessError::NotFound {
-                name: name.to_owned(),
-            });
-        }
-        Ok(())
+                .map_err(StoreError::sqlite("revoking the token"))?;
+            if changed == 0 {
+                return Err(AccessError::NotFound {
+                    name: name.to_owned(),
+                });
+            }
+            let (role, token_hash): (Option<String>, Option<String>) = tx
+                .query_row(
+                    "SELECT CAST(role AS TEXT), CAST(hash AS TEXT) FROM api_tokens WHERE name = ?1",
+                    params![name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(StoreError::sqlite("revoking the token"))?;
+            crate::evidence::control::append_in_tx(
+                &tx,
+                &key,
+                crate::evidence::control::ControlChange::new(
+                    "token.revoke",
+                    name,
+                    crate::evidence::control::token_json(
+                        role.as_deref(),
+                        token_hash.as_deref(),
+                        true,
+                    ),
+                ),
+            )?;
+            tx.commit()
+                .map_err(StoreError::sqlite("revoking the token"))?;
+            Ok(())
+        })
     }
 
     /// The principal holding `secret`, if it is a live token.

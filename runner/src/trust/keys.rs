@@ -161,6 +161,8 @@ pub struct RunnerKey {
     pkcs8: Vec<u8>,
     key_id: String,
     public_hex: String,
+    /// Root of the per-run event authenticators, derived from the private key.
+    auth_root: crate::evidence::auth::AuthRoot,
 }
 
 impl fmt::Debug for RunnerKey {
@@ -290,6 +292,7 @@ impl RunnerKey {
             pkcs8: bytes.to_vec(),
             key_id,
             public_hex,
+            auth_root: crate::evidence::auth::AuthRoot::from_secret(bytes),
         })
     }
 
@@ -309,6 +312,12 @@ impl RunnerKey {
         &self.public_hex
     }
 
+    /// The root key of the event authenticators (HMACs only this runner key
+    /// can make; see [`crate::evidence::auth`]).
+    pub fn auth_root(&self) -> &crate::evidence::auth::AuthRoot {
+        &self.auth_root
+    }
+
     /// Signs `message`, returning the 64-byte Ed25519 signature.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         self.pair.sign(message).as_ref().to_vec()
@@ -326,6 +335,33 @@ pub struct TrustedKeys {
 }
 
 impl TrustedKeys {
+    /// Trusts exactly these raw 32-byte Ed25519 public keys (a pinned trust
+    /// file, `--key`, or a runner's own key).
+    pub fn from_public_keys(publics: impl IntoIterator<Item = Vec<u8>>) -> TrustedKeys {
+        TrustedKeys {
+            keys: publics
+                .into_iter()
+                .map(|public| (key_id_of(&public), public))
+                .collect(),
+            approvers: crate::trust::decision::ApproverKeys::default(),
+        }
+    }
+
+    /// Trusts only `key`'s own public key: what a runner checks its own
+    /// earlier seals with (idempotent replays).
+    pub fn of_runner(key: &RunnerKey) -> TrustedKeys {
+        TrustedKeys::from_public_keys(hex::decode(key.public_key_hex()).ok())
+    }
+
+    /// These keys with the approvers' keys of a pinned trust file.
+    pub fn with_approvers(
+        mut self,
+        approvers: crate::trust::decision::ApproverKeys,
+    ) -> TrustedKeys {
+        self.approvers = approvers;
+        self
+    }
+
     /// The approvers' public keys pinned in the trust file named by
     /// `AIRLOCK_TRUST` (none when it is unset), which decision signatures
     /// are checked against.
@@ -470,7 +506,8 @@ impl TrustedKeys {
     }
 }
 
-fn parse_public_hex(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// Parses a hex Ed25519 public key (surrounding whitespace allowed).
+pub(crate) fn parse_public_hex(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| "not a hex public key (not UTF-8)".to_owned())?;
     let public = hex::decode(text.trim()).map_err(|e| format!("not a hex public key ({e})"))?;

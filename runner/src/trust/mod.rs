@@ -4,6 +4,7 @@
 //! - [`tokens`]: run tokens (EdDSA JWTs) issued to tools, and their
 //!   verification;
 //! - [`access`]: API tokens and the roles of `airlock serve`;
+//! - [`pinned`]: the trust file an operator pins for verification;
 //! - [`decision`]: approvers' own keys, pinned in the trust file, and the
 //!   signatures on approval decisions.
 //!
@@ -13,4 +14,5 @@
 pub mod access;
 pub mod decision;
 pub mod keys;
+pub mod pinned;
 pub mod tokens;

@@ -247,6 +247,14 @@ struct ServeArgs {
     /// Largest tool upload.
     #[arg(long, default_value = "64MiB")]
     max_tool: bytesize::ByteSize,
+    /// Write a signed checkpoint of the seal chain into this directory
+    /// (`checkpoint-<size>` and `latest`) at start and every --checkpoint-every.
+    /// Copy them off the machine to detect truncation and rollback later.
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// How often to write a checkpoint into --checkpoint-dir.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    checkpoint_every: std::time::Duration,
     /// A browser origin allowed to call `/mcp` (e.g. `https://app.example:443`;
     /// repeatable). Requests with any other `Origin` header are refused.
     #[arg(long)]
@@ -356,6 +364,29 @@ enum ProfilesCommand {
     },
 }
 
+/// Which keys verification trusts (see `crate::trust_file`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct TrustArgs {
+    /// Trust only the runner keys in this trust file (`airlock keys trust`
+    /// writes one); without it or --key, the home's keys are used, unpinned.
+    #[arg(long, value_name = "FILE", env = "AIRLOCK_TRUST")]
+    trust: Option<PathBuf>,
+    /// Trust only this public key file (hex, as in `home/keys/*.pub`); repeatable.
+    #[arg(long = "key", value_name = "FILE", conflicts_with = "trust")]
+    keys: Vec<PathBuf>,
+}
+
+impl TrustArgs {
+    /// The trust these arguments pin, or the home's keys (unpinned).
+    fn resolve(&self, home: &Home) -> Result<crate::trust::pinned::Trust, Failure> {
+        Ok(crate::trust::pinned::Trust::resolve(
+            home.root(),
+            self.trust.as_deref(),
+            &self.keys,
+        )?)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum RunsCommand {
     /// List recent runs.
@@ -374,15 +405,30 @@ enum RunsCommand {
         /// Print the events as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Check hash chains, seals and the seal chain.
     Verify {
         /// Run id or unique prefix.
-        #[arg(required_unless_present = "all")]
+        #[arg(required_unless_present_any = ["all", "checkpoint"])]
         id: Option<String>,
         /// Verify every run and the chain of seals.
         #[arg(long, conflicts_with = "id")]
         all: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Also check the store against this signed checkpoint (from `runs
+        /// checkpoint`): detects deleted newest runs and restored older copies.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print a signed checkpoint of the seal chain (C2SP tlog-checkpoint,
+    /// signed note); keep it outside the home to detect truncation and rollback.
+    Checkpoint {
+        /// Write it to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Export a run's events (exit 1 if a collector refuses or cannot be reached).
     Export {
@@ -431,6 +477,9 @@ enum KeysCommand {
         #[arg(long, requires = "approver")]
         out: Option<PathBuf>,
     },
+    /// Print a trust file pinning this home's runner key, for
+    /// `runs verify --trust FILE` (keep the file outside the home).
+    Trust,
 }
 
 /// A failure with its exit code and message.
@@ -553,9 +602,18 @@ fn open_store(home: &Home) -> Result<Store, Failure> {
     let store = Store::open(home.root())?;
     if let Ok(key) = RunnerKey::load(home.root()) {
         for run_id in crate::execution::runner::recover_interrupted(&store, home, &key)? {
-            eprintln!(
-                "airlock: run {run_id} was interrupted (its runner ended); marked interrupted and sealed"
-            );
+            let forged = store
+                .run(&run_id)
+                .is_ok_and(|row| row.status == crate::evidence::FORGED_STATUS);
+            if forged {
+                eprintln!(
+                    "airlock: run {run_id} was left running but was not written by this runner's key: sealed as FORGED (`airlock runs verify {run_id}` names the first bad event)"
+                );
+            } else {
+                eprintln!(
+                    "airlock: run {run_id} was interrupted (its runner ended); marked interrupted and sealed"
+                );
+            }
         }
     }
     Ok(store)
@@ -800,7 +858,7 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             print_runs(&store.list_runs(limit)?, json);
             Ok(0)
         }
-        RunsCommand::Show { id, json } => {
+        RunsCommand::Show { id, json, trust } => {
             let row = store.run(&id)?;
             let events = store.events(&row.id)?;
             if json {
@@ -809,6 +867,15 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
                     serde_json::to_string_pretty(&events).unwrap_or_default()
                 );
                 return Ok(0);
+            }
+            // What follows comes from the row; say first whether the seal
+            // vouches for it, so an edited row is never shown silently.
+            let trust = trust.resolve(&home)?;
+            let verification = verify_run(&store, trust.keys(), &row.id)?;
+            if verification.is_intact() {
+                say!("evidence {verification}");
+            } else {
+                say!("WARNING  the values below are NOT vouched for by a seal: {verification}");
             }
             say!("run      {}", row.id);
             say!("tool     {} ({})", row.tool, row.tool_digest);
@@ -846,27 +913,60 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             let _ = std::io::stdout().lock().write_all(page.as_bytes());
             Ok(0)
         }
-        RunsCommand::Verify { id, all } => {
-            let keys = TrustedKeys::load(home.root())?;
+        RunsCommand::Verify {
+            id,
+            all,
+            trust,
+            checkpoint,
+        } => {
+            let trust = trust.resolve(&home)?;
+            let keys = trust.keys();
+            eprintln!("airlock: {}", trust.describe());
+            let mut intact = true;
+            if let Some(path) = &checkpoint {
+                let text = std::fs::read(path).map_err(|e| {
+                    Failure::usage(format!("cannot read checkpoint {}: {e}", path.display()))
+                })?;
+                let verdict = crate::evidence::checkpoint::check(
+                    &store,
+                    keys,
+                    &path.display().to_string(),
+                    &text,
+                )
+                .map_err(|e| Failure {
+                    code: EXIT_TAMPERED,
+                    message: e.to_string(),
+                })?;
+                say!("{verdict}");
+                intact &= verdict.is_consistent();
+            }
             if all {
-                let report = verify_all(&store, &keys)?;
+                let report = verify_all(&store, keys)?;
                 say!("{report}");
-                return Ok(if report.is_intact() { 0 } else { EXIT_TAMPERED });
+                intact &= report.is_intact();
+                let control = crate::evidence::control::verify(&store, keys)?;
+                say!("{control}");
+                intact &= control.is_intact();
+            } else if let Some(id) = id {
+                let row = store.run(&id)?;
+                let verification = verify_run(&store, keys, &row.id)?;
+                say!("run {}: {verification}", row.id);
+                intact &= matches!(verification, Verification::Intact { .. });
             }
-            let Some(id) = id else {
-                return Err(Failure::usage("give a run id or --all"));
-            };
-            let row = store.run(&id)?;
-            match verify_run(&store, &keys, &row.id)? {
-                v @ Verification::Intact { .. } => {
-                    say!("run {}: {v}", row.id);
-                    Ok(0)
-                }
-                v => {
-                    say!("run {}: {v}", row.id);
-                    Ok(EXIT_TAMPERED)
-                }
+            Ok(if intact { 0 } else { EXIT_TAMPERED })
+        }
+        RunsCommand::Checkpoint { out } => {
+            let key = runner_key(&home)?;
+            let note = crate::evidence::checkpoint::make(&store, &key).map_err(|e| Failure {
+                code: EXIT_EVIDENCE,
+                message: e.to_string(),
+            })?;
+            match out {
+                Some(path) => std::fs::write(&path, &note)
+                    .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?,
+                None => print!("{note}"),
             }
+            Ok(0)
         }
     }
 }
@@ -933,6 +1033,11 @@ fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
                 .map_err(|e| Failure::usage(e.to_string()))?;
             say!("key id      {key_id}");
             say!("key file    {}", path.display());
+            return Ok(0);
+        }
+        KeysCommand::Trust => {
+            let key = RunnerKey::load(home.root())?;
+            print!("{}", crate::trust::pinned::render(&[key.public_key_hex()]));
             return Ok(0);
         }
         KeysCommand::Jwks => {
@@ -1169,14 +1274,33 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         let addr = listener
             .local_addr()
             .map_err(|e| Failure::usage(format!("listening on {}: {e}", args.listen)))?;
+        if let Some(dir) = args.checkpoint_dir.clone() {
+            if args.checkpoint_every.is_zero() {
+                return Err(Failure::usage(
+                    "--checkpoint-every 0s: give a positive interval, e.g. 60s",
+                ));
+            }
+            crate::evidence::checkpoint::create_dir(&dir)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            tokio::spawn(checkpoint_every(
+                std::sync::Arc::clone(&runner),
+                dir,
+                args.checkpoint_every,
+            ));
+        }
         say!("airlock: serving http://{addr} (pool {})", config.pool);
         let _ = std::io::stdout().flush();
-        crate::frontend::http::serve(runner, config, listener, shutdown_signal())
-            .await
-            .map_err(|e| Failure {
-                code: EXIT_EVIDENCE,
-                message: e.to_string(),
-            })
+        crate::frontend::http::serve(
+            std::sync::Arc::clone(&runner),
+            config,
+            listener,
+            shutdown_signal(),
+        )
+        .await
+        .map_err(|e| Failure {
+            code: EXIT_EVIDENCE,
+            message: e.to_string(),
+        })
     })?;
     eprintln!(
         "airlock: stopped; {} run(s) stopped at the deadline, {} sealed as interrupted",
@@ -1184,6 +1308,34 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         stopped.interrupted.len()
     );
     Ok(0)
+}
+
+/// `serve --checkpoint-dir`: a checkpoint now and then every `every`,
+/// until the process ends. Failures are logged, not fatal: the runs
+/// themselves are sealed either way.
+async fn checkpoint_every(
+    runner: std::sync::Arc<Runner>,
+    dir: PathBuf,
+    every: std::time::Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let runner = std::sync::Arc::clone(&runner);
+        let target = dir.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            crate::evidence::checkpoint::write_into(&target, &runner.store, &runner.key)
+        })
+        .await;
+        match written {
+            Ok(Ok(size)) => tracing::info!(dir = %dir.display(), size, "wrote checkpoint"),
+            Ok(Err(e)) => {
+                tracing::error!(dir = %dir.display(), error = %e, "could not write checkpoint")
+            }
+            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+        }
+    }
 }
 
 /// File descriptors a run holds while it waits (its lock file, the

@@ -175,7 +175,7 @@ fn runs(client: &Client, cmd: RunsCommand) -> Result<i32, Failure> {
             super::print_runs(&rows, json);
             Ok(0)
         }
-        RunsCommand::Show { id, json } => {
+        RunsCommand::Show { id, json, .. } => {
             let id = enc(&id);
             let events = client.get(&format!("/v1/runs/{id}/evidence"))?;
             if json {
@@ -189,6 +189,12 @@ fn runs(client: &Client, cmd: RunsCommand) -> Result<i32, Failure> {
             say!("profile  {}", text("profile"));
             say!("status   {}", text("status"));
             say!("started  {}", text("started_at"));
+            let detail = row["verification"]["detail"].as_str().unwrap_or("-");
+            if row["verification"]["intact"] == Value::Bool(true) {
+                say!("evidence {detail}");
+            } else {
+                say!("WARNING  the values above are NOT vouched for by a seal: {detail}");
+            }
             let events = events.as_array().cloned().unwrap_or_default();
             say!("events   {}", events.len());
             say!();
@@ -215,7 +221,20 @@ fn runs(client: &Client, cmd: RunsCommand) -> Result<i32, Failure> {
         RunsCommand::Review { .. } => Err(Failure::usage(
             "runs review works on the server's host only (the dashboard shows the same review)",
         )),
-        RunsCommand::Verify { id, all } => {
+        RunsCommand::Checkpoint { .. } => Err(Failure::usage(
+            "runs checkpoint works on the server's host only (or use serve --checkpoint-dir)",
+        )),
+        RunsCommand::Verify {
+            id,
+            all,
+            checkpoint,
+            ..
+        } => {
+            if checkpoint.is_some() {
+                return Err(Failure::usage(
+                    "verify --checkpoint works on the server's host only: it reads the store",
+                ));
+            }
             let Some(id) = id.filter(|_| !all) else {
                 return Err(Failure::usage(
                     "verify --all works on the server's host only; give a run id",

@@ -399,7 +399,19 @@ pub async fn show_run(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     match visible_run(&state, &caller, &id) {
-        Ok(row) => Ok(Json(serde_json::to_value(row).unwrap_or_default())),
+        Ok(row) => {
+            // The row's values are vouched for only by its seal: say whether
+            // they match it, so an edited row is never served silently.
+            let keys = TrustedKeys::load(state.runner.home.root())
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let verification = verify_run(&state.runner.store, &keys, &row.id)?;
+            let mut body = serde_json::to_value(&row).unwrap_or_default();
+            body["verification"] = json!({
+                "intact": verification.is_intact(),
+                "detail": verification.to_string(),
+            });
+            Ok(Json(body))
+        }
         // Accepted with `?wait=false` but not yet in the store.
         Err(e) if e.status() == StatusCode::NOT_FOUND => match uuid::Uuid::parse_str(&id) {
             Ok(run_id) if state.pool.contains(&run_id) => Ok(Json(
@@ -456,6 +468,7 @@ pub async fn verify(
     let verification = verify_run(&state.runner.store, &keys, &row.id)?;
     let (intact, first_bad_seq) = match &verification {
         Verification::Intact { .. } => (true, None),
+        Verification::Unsealed { .. } => (false, None),
         Verification::Broken { first_bad_seq, .. } => (false, *first_bad_seq),
     };
     Ok(Json(json!({
