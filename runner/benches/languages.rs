@@ -368,7 +368,14 @@ fn main() {
         let deny_all = || {
             for record in pending() {
                 approvals
-                    .decide(&record.id, "oncall", false, "benchmark", SystemTime::now())
+                    .decide(
+                        &record.id,
+                        "oncall",
+                        false,
+                        "benchmark",
+                        SystemTime::now(),
+                        &airlock_runner::trust::decision::ServerSigner(&runner.key),
+                    )
                     .expect("deny");
             }
         };
