@@ -88,13 +88,31 @@ impl Env {
             .lines()
             .find_map(|l| l.strip_prefix("public key").map(|k| k.trim().to_owned()))
             .expect("the public key is printed");
-        let mut trust = std::fs::read_to_string(self.trust_file()).unwrap_or_default();
+        let mut trust = match std::fs::read_to_string(self.trust_file()) {
+            Ok(trust) => trust,
+            Err(_) => self.runner_trust(),
+        };
         if !trust.contains("[approvers]\n") {
             trust.push_str("\n[approvers]\n");
         }
         trust.push_str(&format!("{name} = [\"{public}\"]\n"));
         std::fs::write(self.trust_file(), trust).expect("write the trust file");
         public
+    }
+
+    /// The trust file `airlock keys trust` prints for this home (pinning
+    /// its runner key, created first if there is none), as an operator
+    /// starts one.
+    fn runner_trust(&self) -> String {
+        let init = self.cmd(&["keys", "init"]);
+        let trust = self.cmd(&["keys", "trust"]);
+        assert!(
+            trust.status.success(),
+            "keys trust: {}{}",
+            text(&init.stderr),
+            text(&trust.stderr)
+        );
+        text(&trust.stdout)
     }
 
     /// `airlock approvals VERB ID --as WHO --key <WHO's key> --reason R`:
