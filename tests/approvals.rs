@@ -590,7 +590,7 @@ fn a_signed_decision_is_checked_by_verify_and_an_edited_one_is_reported() {
     assert_ne!(stranger_public, public);
     std::fs::write(
         &other,
-        format!("[approvers]\noncall = [\"{stranger_public}\"]\n"),
+        format!("{}oncall = [\"{stranger_public}\"]\n", env.runner_trust()),
     )
     .expect("write");
     let out = env

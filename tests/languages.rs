@@ -11,6 +11,7 @@
 mod support;
 
 use serde_json::{Value, json};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -124,7 +125,7 @@ fn weather_profile(env: &Env, port: u16) {
             "weather",
             LANG_LIMITS,
             &format!(
-                "[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/v1/*\", methods = [\"GET\"] }}]\n\n[credentials.weather]\nsource = \"env:WEATHER_API_KEY\"\ninject = {{ host = \"127.0.0.1\", header = \"Authorization\", value = \"Bearer {{secret}}\" }}\nttl = \"60s\"\n"
+                "[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/v1/*\", methods = [\"GET\"] }}]\n\n[credentials.weather]\nsource = \"env:WEATHER_API_KEY\"\ninject = {{ url = \"http://127.0.0.1:{port}\", header = \"Authorization\", value = \"Bearer {{secret}}\" }}\nttl = \"60s\"\n"
             ),
         ),
     );
@@ -353,10 +354,21 @@ fn start_payment(env: &Env, lang: Lang, port: u16) -> Child {
         .expect("spawn the run")
 }
 
-/// Waits until a request is pending (the run is then blocked on it).
-fn wait_for_request(env: &Env) -> Value {
+/// Waits until a request is pending (the run is then blocked on it); a run
+/// that ends first fails the test with what it printed.
+fn wait_for_request(env: &Env, run: &mut Child) -> Value {
     let start = Instant::now();
     loop {
+        if let Some(status) = run.try_wait().expect("poll the run") {
+            let mut said = String::new();
+            if let Some(mut out) = run.stdout.take() {
+                let _ = out.read_to_string(&mut said);
+            }
+            if let Some(mut err) = run.stderr.take() {
+                let _ = err.read_to_string(&mut said);
+            }
+            panic!("the run ended ({status}) before asking for approval: {said}");
+        }
         let out = env.cmd(&["approvals", "list", "--pending", "--json"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let pending: Vec<Value> = serde_json::from_slice(&out.stdout).expect("approvals JSON");
@@ -385,8 +397,9 @@ fn an_approved_payment_from_another_process_is_sent_once(lang: Lang) {
             ),
         ),
     );
-    let child = start_payment(&env, lang, server.port());
-    let request = wait_for_request(&env);
+    env.approver("oncall");
+    let mut child = start_payment(&env, lang, server.port());
+    let request = wait_for_request(&env, &mut child);
     assert_eq!(request["actor"], ACTOR);
     assert!(
         request["action"]
@@ -399,15 +412,7 @@ fn an_approved_payment_from_another_process_is_sent_once(lang: Lang) {
         "nothing is sent before the decision"
     );
     let id = request["id"].as_str().expect("id");
-    let approved = env.cmd(&[
-        "approvals",
-        "approve",
-        id,
-        "--as",
-        "oncall",
-        "--reason",
-        "matches PO 4711",
-    ]);
+    let approved = env.decide("approve", id, "oncall", "matches PO 4711");
     assert!(approved.status.success(), "{}", text(&approved.stderr));
 
     let out = child.wait_with_output().expect("wait for the run");

@@ -102,8 +102,8 @@ impl Env {
 
     /// The trust file `airlock keys trust` prints for this home (pinning
     /// its runner key, created first if there is none), as an operator
-    /// starts one.
-    fn runner_trust(&self) -> String {
+    /// starts one; it ends with an empty `[approvers]` table.
+    pub fn runner_trust(&self) -> String {
         let init = self.cmd(&["keys", "init"]);
         let trust = self.cmd(&["keys", "trust"]);
         assert!(

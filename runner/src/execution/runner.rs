@@ -820,6 +820,42 @@ pub fn recover_interrupted(
     Ok(recovered)
 }
 
+/// Seals as `interrupted` the runs this process `stopped` (aborted at a
+/// drain deadline), and any other run whose runner is gone. A stopped run's
+/// future is dropped at once, but a host task of its guest (an outbound
+/// request waiting on an approval) lets go of the run's log, and so of its
+/// lock, only at its own next poll; recovery skips a run whose lock is
+/// held, so this retries until every stopped run is sealed, for up to
+/// [`RELEASE_GRACE`] after which the stragglers are left to the next start's
+/// recovery and named in a warning.
+pub async fn recover_stopped(
+    store: &Store,
+    home: &Home,
+    key: &RunnerKey,
+    stopped: &[uuid::Uuid],
+) -> Result<Vec<String>, StoreError> {
+    let deadline = Instant::now() + RELEASE_GRACE;
+    let mut pending: Vec<String> = stopped.iter().map(uuid::Uuid::to_string).collect();
+    let mut sealed = Vec::new();
+    loop {
+        sealed.extend(recover_interrupted(store, home, key)?);
+        // A run with no row yet (deferred until its first event) left
+        // nothing to seal.
+        pending.retain(|id| store.run(id).is_ok_and(|row| row.status == "running"));
+        if pending.is_empty() {
+            return Ok(sealed);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                runs = ?pending,
+                "stopped runs still held by their host tasks; the next start seals them as interrupted"
+            );
+            return Ok(sealed);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Calls a `tool` world component's `describe()` in a sandbox with no
 /// grants and small limits (evidence discarded: nothing it may do has an
 /// effect). `None` for command components.

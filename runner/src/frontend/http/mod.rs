@@ -284,8 +284,13 @@ pub async fn serve(
     // MCP sessions end after the runs they wait on (which drain like every
     // other run), so their event streams do not hold the server open.
     mcp_stop.cancel();
-    let interrupted =
-        crate::execution::runner::recover_interrupted(&runner.store, &runner.home, &runner.key)?;
+    let interrupted = crate::execution::runner::recover_stopped(
+        &runner.store,
+        &runner.home,
+        &runner.key,
+        &stopped,
+    )
+    .await?;
     // Handlers waiting on stopped runs have answered by now; give open
     // connections a moment to flush, then stop.
     match tokio::time::timeout(CONNECTION_GRACE, server).await {
@@ -294,7 +299,7 @@ pub async fn serve(
         Err(_) => tracing::warn!("connections still open after shutdown; closing them"),
     }
     Ok(Stopped {
-        stopped,
+        stopped: stopped.len(),
         interrupted,
     })
 }

@@ -104,22 +104,28 @@ impl RunPool {
     }
 
     /// Stops giving slots, waits up to `deadline` for running runs, then
-    /// aborts the rest and waits until their tasks are gone. Returns how
-    /// many were aborted.
-    pub async fn drain(&self, deadline: Duration) -> usize {
+    /// aborts the rest and waits until their tasks are gone. Returns the
+    /// runs it aborted: they are not sealed, and a host task of one of
+    /// them may still hold its log for a moment (see
+    /// [`crate::execution::runner::recover_stopped`]).
+    pub async fn drain(&self, deadline: Duration) -> Vec<uuid::Uuid> {
         self.slots.close();
         if tokio::time::timeout(deadline, self.all_finished())
             .await
             .is_ok()
         {
-            return 0;
+            return Vec::new();
         }
-        let aborted: Vec<AbortHandle> = self.lock().values().cloned().collect();
-        for task in &aborted {
+        let aborted: Vec<(uuid::Uuid, AbortHandle)> = self
+            .lock()
+            .iter()
+            .map(|(id, task)| (*id, task.clone()))
+            .collect();
+        for (_, task) in &aborted {
             task.abort();
         }
         self.all_finished().await;
-        aborted.len()
+        aborted.into_iter().map(|(id, _)| id).collect()
     }
 
     async fn all_finished(&self) {
@@ -211,7 +217,7 @@ mod tests {
             std::future::pending::<()>(),
         );
         let aborted = pool.drain(Duration::from_millis(200)).await;
-        assert_eq!(aborted, 1);
+        assert_eq!(aborted.len(), 1);
         assert!(quick.await.is_ok());
         assert!(stuck.await.expect_err("aborted").is_cancelled());
         assert_eq!(pool.in_flight(), 0);

@@ -708,11 +708,20 @@ pub async fn serve_stdio(
         tracing::warn!(error = %e, "MCP session ended with an error");
     }
     let stopped = shared.pool.drain(drain).await;
-    if stopped > 0 {
+    if !stopped.is_empty() {
         tracing::warn!(
-            stopped,
+            stopped = stopped.len(),
             "calls still running at the drain deadline were stopped; they are sealed as interrupted"
         );
+        let runner = &shared.runner;
+        crate::execution::runner::recover_stopped(
+            &runner.store,
+            &runner.home,
+            &runner.key,
+            &stopped,
+        )
+        .await
+        .map_err(|e| format!("sealing the stopped calls: {e}"))?;
     }
     Ok(())
 }
