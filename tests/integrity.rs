@@ -9,6 +9,7 @@ mod support;
 use serde_json::{Value, json};
 use std::path::Path;
 use support::api::Server;
+use support::server::HttpServer;
 use support::{Env, LIMITS, guests, profile_body, report, text};
 
 fn hello_profile(env: &Env) {
@@ -432,43 +433,56 @@ fn a_truncated_store_is_detected_against_a_checkpoint() {
 }
 
 #[test]
-fn serve_writes_checkpoints_that_verify() {
+fn serve_writes_checkpoints_and_sends_them_to_a_witness_and_both_verify() {
     let env = Env::new();
     hello_profile(&env);
     hello(&env, "one", None);
     let dir = env.dir.path().join("checkpoints");
+    let witness = HttpServer::start();
+    let witness_url = format!("http://127.0.0.1:{}/v1/checkpoints", witness.port());
     let mut server = Server::start(
         &env,
         &[
             "--checkpoint-dir",
             dir.to_str().expect("utf-8"),
+            "--checkpoint-witness",
+            &witness_url,
             "--checkpoint-every",
             "1s",
         ],
     );
     let latest = dir.join("latest");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !latest.exists() {
+    while !latest.exists() || witness.hits().is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
-            "no checkpoint written"
+            "no checkpoint written and sent"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     server.terminate(std::time::Duration::from_secs(30));
     assert!(dir.join("checkpoint-1").exists());
-    let (code, out) = said(
-        &env,
-        &[
-            "runs",
-            "verify",
-            "--all",
-            "--checkpoint",
-            latest.to_str().expect("utf-8"),
-        ],
+    let sent = &witness.hits()[0];
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/v1/checkpoints")
     );
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("checkpoint: consistent"), "{out}");
+    let received = env.dir.path().join("witnessed");
+    std::fs::write(&received, &sent.body).expect("write the witness's copy");
+    for checkpoint in [&latest, &received] {
+        let (code, out) = said(
+            &env,
+            &[
+                "runs",
+                "verify",
+                "--all",
+                "--checkpoint",
+                checkpoint.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("checkpoint: consistent"), "{out}");
+    }
 }
 
 #[test]

@@ -72,6 +72,14 @@ pub enum CheckpointError {
     /// The Merkle tree could not be computed.
     #[error("computing the seal tree: {0}")]
     Tree(String),
+    /// A witness did not take the checkpoint.
+    #[error("witness {url} did not take the checkpoint: {reason}")]
+    Witness {
+        /// The witness's URL.
+        url: String,
+        /// Its answer, or why it could not be reached.
+        reason: String,
+    },
 }
 
 /// The seal log's current tree head.
@@ -248,8 +256,9 @@ fn note_key_id(name: &str, public: &[u8]) -> u32 {
     signed_note::key_id(name, &encoded)
 }
 
-/// A signed checkpoint of the store's seal log now.
-pub fn make(store: &Store, key: &RunnerKey) -> Result<String, CheckpointError> {
+/// A signed checkpoint of the store's seal log now, and the number of
+/// seals it covers.
+pub fn make(store: &Store, key: &RunnerKey) -> Result<(String, u64), CheckpointError> {
     let head = current(store)?;
     let name = origin(key.key_id());
     let bad = |e: String| CheckpointError::Malformed("the new checkpoint".to_owned(), e);
@@ -269,7 +278,8 @@ pub fn make(store: &Store, key: &RunnerKey) -> Result<String, CheckpointError> {
         key,
     };
     note.add_sigs(&[&signer]).map_err(|e| bad(e.to_string()))?;
-    String::from_utf8(note.to_bytes()).map_err(|e| bad(e.to_string()))
+    let note = String::from_utf8(note.to_bytes()).map_err(|e| bad(e.to_string()))?;
+    Ok((note, head.size))
 }
 
 /// Checks `text` (a checkpoint file named `what`) against the store: signed
@@ -369,12 +379,40 @@ pub fn create_dir(dir: &Path) -> Result<(), std::io::Error> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
 }
 
-/// Writes a checkpoint into `dir` as `checkpoint-<size>` and `latest`
-/// (each written to a temporary file, synced and renamed into place, so a
-/// reader never sees half a checkpoint).
-pub fn write_into(dir: &Path, store: &Store, key: &RunnerKey) -> Result<u64, CheckpointError> {
-    let note = make(store, key)?;
-    let size = current(store)?.size;
+/// How long a witness may take to answer; a slow witness delays the next
+/// checkpoint, never a run.
+const WITNESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends `note` (a signed checkpoint) to a witness: an HTTP POST of the
+/// note as `text/plain; charset=utf-8`; any 2xx answer means it was taken.
+/// The note is signed, so the transport adds no trust; a witness keeps a
+/// copy of the log's head where whoever can write this machine cannot
+/// rewrite it.
+pub fn send_to_witness(url: &url::Url, note: &str) -> Result<(), CheckpointError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(WITNESS_TIMEOUT))
+        .build()
+        .into();
+    let failed = |reason: String| CheckpointError::Witness {
+        url: url.to_string(),
+        reason,
+    };
+    match agent
+        .post(url.as_str())
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .send(note)
+    {
+        Ok(_) => Ok(()),
+        Err(ureq::Error::StatusCode(status)) => Err(failed(format!("HTTP {status}"))),
+        Err(e) => Err(failed(e.to_string())),
+    }
+}
+
+/// Writes checkpoint `note` covering `size` seals into `dir` as
+/// `checkpoint-<size>` and `latest` (each written to a temporary file,
+/// synced and renamed into place, so a reader never sees half a
+/// checkpoint).
+pub fn write_into(dir: &Path, note: &str, size: u64) -> Result<(), CheckpointError> {
     let io =
         |e: std::io::Error| CheckpointError::Malformed(dir.display().to_string(), e.to_string());
     for name in [format!("checkpoint-{size}"), LATEST_FILE.to_owned()] {
@@ -384,7 +422,7 @@ pub fn write_into(dir: &Path, store: &Store, key: &RunnerKey) -> Result<u64, Che
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, dir.join(&name)).map_err(io)?;
     }
-    Ok(size)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -252,7 +252,12 @@ struct ServeArgs {
     /// Copy them off the machine to detect truncation and rollback later.
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
-    /// How often to write a checkpoint into --checkpoint-dir.
+    /// POST each checkpoint (the signed note, text/plain) to this witness
+    /// URL (repeatable), so a copy of the log's head lives where whoever
+    /// can write this machine cannot rewrite it.
+    #[arg(long, value_name = "URL", value_parser = witness_url)]
+    checkpoint_witness: Vec<url::Url>,
+    /// How often to write (and send) a checkpoint.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     checkpoint_every: std::time::Duration,
     /// A browser origin allowed to call `/mcp` (e.g. `https://app.example:443`;
@@ -957,10 +962,11 @@ fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
         }
         RunsCommand::Checkpoint { out } => {
             let key = runner_key(&home)?;
-            let note = crate::evidence::checkpoint::make(&store, &key).map_err(|e| Failure {
-                code: EXIT_EVIDENCE,
-                message: e.to_string(),
-            })?;
+            let (note, _) =
+                crate::evidence::checkpoint::make(&store, &key).map_err(|e| Failure {
+                    code: EXIT_EVIDENCE,
+                    message: e.to_string(),
+                })?;
             match out {
                 Some(path) => std::fs::write(&path, &note)
                     .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?,
@@ -1274,17 +1280,22 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         let addr = listener
             .local_addr()
             .map_err(|e| Failure::usage(format!("listening on {}: {e}", args.listen)))?;
-        if let Some(dir) = args.checkpoint_dir.clone() {
+        if args.checkpoint_dir.is_some() || !args.checkpoint_witness.is_empty() {
             if args.checkpoint_every.is_zero() {
                 return Err(Failure::usage(
                     "--checkpoint-every 0s: give a positive interval, e.g. 60s",
                 ));
             }
-            crate::evidence::checkpoint::create_dir(&dir)
-                .map_err(|e| Failure::usage(e.to_string()))?;
+            if let Some(dir) = &args.checkpoint_dir {
+                crate::evidence::checkpoint::create_dir(dir)
+                    .map_err(|e| Failure::usage(e.to_string()))?;
+            }
             tokio::spawn(checkpoint_every(
                 std::sync::Arc::clone(&runner),
-                dir,
+                CheckpointTargets {
+                    dir: args.checkpoint_dir.clone(),
+                    witnesses: args.checkpoint_witness.clone(),
+                },
                 args.checkpoint_every,
             ));
         }
@@ -1310,29 +1321,66 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// `serve --checkpoint-dir`: a checkpoint now and then every `every`,
-/// until the process ends. Failures are logged, not fatal: the runs
-/// themselves are sealed either way.
+/// Where `serve` puts its checkpoints.
+struct CheckpointTargets {
+    /// `--checkpoint-dir`.
+    dir: Option<PathBuf>,
+    /// `--checkpoint-witness`.
+    witnesses: Vec<url::Url>,
+}
+
+/// `--checkpoint-witness URL`: an http(s) URL.
+fn witness_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "https" | "http" => Ok(url),
+        other => Err(format!(
+            "a witness is reached over https (or http), not {other}:"
+        )),
+    }
+}
+
+/// `serve --checkpoint-dir/--checkpoint-witness`: a checkpoint now and
+/// then every `every`, until the process ends. Failures are logged, not
+/// fatal: the runs themselves are sealed either way.
 async fn checkpoint_every(
     runner: std::sync::Arc<Runner>,
-    dir: PathBuf,
+    targets: CheckpointTargets,
     every: std::time::Duration,
 ) {
+    let targets = std::sync::Arc::new(targets);
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let runner = std::sync::Arc::clone(&runner);
-        let target = dir.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            crate::evidence::checkpoint::write_into(&target, &runner.store, &runner.key)
+        let to = std::sync::Arc::clone(&targets);
+        let sent = tokio::task::spawn_blocking(move || {
+            let (note, size) = crate::evidence::checkpoint::make(&runner.store, &runner.key)?;
+            let mut failures = Vec::new();
+            if let Some(dir) = &to.dir
+                && let Err(e) = crate::evidence::checkpoint::write_into(dir, &note, size)
+            {
+                failures.push(e);
+            }
+            for witness in &to.witnesses {
+                if let Err(e) = crate::evidence::checkpoint::send_to_witness(witness, &note) {
+                    failures.push(e);
+                }
+            }
+            Ok::<_, crate::evidence::checkpoint::CheckpointError>((size, failures))
         })
         .await;
-        match written {
-            Ok(Ok(size)) => tracing::info!(dir = %dir.display(), size, "wrote checkpoint"),
-            Ok(Err(e)) => {
-                tracing::error!(dir = %dir.display(), error = %e, "could not write checkpoint")
+        match sent {
+            Ok(Ok((size, failures))) => {
+                for e in &failures {
+                    tracing::error!(error = %e, "could not deliver checkpoint");
+                }
+                if failures.is_empty() {
+                    tracing::info!(size, "checkpoint delivered");
+                }
             }
+            Ok(Err(e)) => tracing::error!(error = %e, "could not make checkpoint"),
             Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
         }
     }
