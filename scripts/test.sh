@@ -5,7 +5,8 @@
 # installs from PyPI and npm), the dashboard's browser test (headless
 # Chromium from Debian's packages, driven by playwright-core from
 # tests/dashboard/), the MCP tests' real clients (the official Python and
-# TypeScript SDKs, pinned in tests/mcp/), and the guest SDKs' own tests
+# TypeScript SDKs, pinned in tests/mcp/), the API conformance test's
+# schemathesis (pinned in tests/conformance/), and the guest SDKs' own tests
 # (Rust, Python, JavaScript).
 #
 #   bash scripts/test.sh
@@ -28,6 +29,10 @@ if [ ! -x tests/mcp/.venv/bin/python ]; then
     python3 -m venv tests/mcp/.venv
 fi
 tests/mcp/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/mcp/requirements.txt
+if [ ! -x tests/conformance/.venv/bin/python ]; then
+    python3 -m venv tests/conformance/.venv
+fi
+tests/conformance/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
 bash scripts/build-guests.sh >/dev/null
 cargo test --locked --workspace
 cargo test --locked --manifest-path guest-sdk/Cargo.toml

@@ -167,26 +167,6 @@ fn start_payment(server: &Server, token: &str, port: u16, invoice: &str) -> Stri
     started.json["run_id"].as_str().expect("run id").to_owned()
 }
 
-fn pending_for(server: &Server, token: &str, run_id: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let list = server.get("/v1/approvals?pending=true", token);
-        assert_eq!(list.status, 200, "{}", list.text);
-        if let Some(found) = list
-            .json
-            .as_array()
-            .and_then(|all| all.iter().find(|a| a["run_id"] == run_id))
-        {
-            return found.clone();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no approval request for {run_id}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn approvals_are_decided_over_the_api_and_never_by_the_runs_submitter() {
     let payments = HttpServer::start();
@@ -200,7 +180,7 @@ fn approvals_are_decided_over_the_api_and_never_by_the_runs_submitter() {
 
     // Granted: the approver sees the request with its context and approves.
     let run_id = start_payment(&server, &agent, payments.port(), "INV-1");
-    let request = pending_for(&server, &oncall, &run_id);
+    let request = server.pending_approval(&oncall, &run_id);
     assert_eq!(request["actor"], "agent-7");
     assert_eq!(request["runbook"], "https://runbooks.example/payments");
     let id = request["id"].as_str().expect("approval id");
@@ -296,7 +276,7 @@ fn approvals_are_decided_over_the_api_and_never_by_the_runs_submitter() {
     // The admin `ops` is a listed approver, but may not decide a run it
     // started; another approver denies it.
     let own = start_payment(&server, &ops, payments.port(), "INV-2");
-    let request = pending_for(&server, &ops, &own);
+    let request = server.pending_approval(&ops, &own);
     let id = request["id"].as_str().expect("approval id");
     let refused = server.post(
         &format!("/v1/approvals/{id}/approve"),
@@ -508,11 +488,13 @@ fn bad_requests_get_clear_json_errors() {
             "malformed JSON",
             raw("POST", "/v1/runs", "application/json", b"{\"tool\": "),
             400,
+            "bad_request",
         ),
         (
             "not JSON at all",
             raw("POST", "/v1/runs", "text/plain", b"hello"),
             415,
+            "unsupported_media_type",
         ),
         (
             "unknown field",
@@ -523,6 +505,7 @@ fn bad_requests_get_clear_json_errors() {
                 br#"{"tool":"hello","tool_path":"/etc"}"#,
             ),
             422,
+            "invalid_body",
         ),
         (
             "oversized JSON",
@@ -533,6 +516,7 @@ fn bad_requests_get_clear_json_errors() {
                 format!(r#"{{"tool":"hello","intent":"{}"}}"#, "x".repeat(4096)).as_bytes(),
             ),
             413,
+            "too_large",
         ),
         (
             "oversized tool",
@@ -543,6 +527,7 @@ fn bad_requests_get_clear_json_errors() {
                 &vec![0u8; 128 * 1024],
             ),
             413,
+            "too_large",
         ),
         (
             "not a component",
@@ -553,6 +538,7 @@ fn bad_requests_get_clear_json_errors() {
                 b"\0asm junk",
             ),
             422,
+            "invalid_tool",
         ),
         (
             "bad tool name",
@@ -563,6 +549,7 @@ fn bad_requests_get_clear_json_errors() {
                 b"\0asm",
             ),
             422,
+            "invalid_tool",
         ),
         (
             "unknown tool",
@@ -572,37 +559,84 @@ fn bad_requests_get_clear_json_errors() {
                 json!({"tool": "nope", "profile": "hello"}),
             ),
             404,
+            "not_found",
         ),
         (
-            "unknown profile",
+            "not a profile name",
             server.post(
                 "/v1/runs",
                 &sub,
                 json!({"tool": "nope", "profile": "../etc"}),
             ),
             422,
+            "invalid_profile",
         ),
         (
             "bad query",
             server.post("/v1/runs?wait=maybe", &sub, json!({"tool": "hello"})),
             400,
+            "bad_request",
         ),
-        ("short id", server.get("/v1/runs/abc", &sub), 400),
+        (
+            "short id",
+            server.get("/v1/runs/abc", &sub),
+            400,
+            "bad_request",
+        ),
         (
             "unknown id",
             server.get("/v1/runs/0123456789abcdef", &sub),
             404,
+            "not_found",
         ),
-        ("unknown tool name", server.get("/v1/tools/nope", &sub), 404),
-        ("unknown route", server.get("/v1/nothing", &sub), 404),
+        (
+            "unknown tool name",
+            server.get("/v1/tools/nope", &sub),
+            404,
+            "not_found",
+        ),
+        (
+            "unknown route",
+            server.get("/v1/nothing", &sub),
+            404,
+            "not_found",
+        ),
         (
             "wrong method",
             server.call("DELETE", "/v1/runs", Some(&sub), Body::None),
             405,
+            "method_not_allowed",
+        ),
+        (
+            "limit over the maximum",
+            server.get("/v1/runs?limit=1001", &sub),
+            400,
+            "bad_request",
+        ),
+        (
+            "limit zero",
+            server.get("/v1/runs?limit=0", &sub),
+            400,
+            "bad_request",
         ),
     ];
-    for (what, answer, status) in cases {
+    // A profile that does not exist is not found (404), like an unknown
+    // tool; one that exists but cannot be used is 422 invalid_profile.
+    let missing = server.post(
+        "/v1/runs",
+        &sub,
+        json!({"tool": "nope", "profile": "absent"}),
+    );
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    assert_eq!(missing.code(), "not_found", "{}", missing.text);
+    assert!(
+        missing.text.contains(r#"profile \"absent\": not found"#),
+        "{}",
+        missing.text
+    );
+    for (what, answer, status, code) in cases {
         assert_eq!(answer.status, status, "{what}: {}", answer.text);
+        assert_eq!(answer.code(), code, "{what}: {}", answer.text);
         assert!(
             answer.content_type.starts_with("application/json"),
             "{what}: {} {}",

@@ -168,6 +168,28 @@ impl Server {
         answer.json
     }
 
+    /// Polls `GET /v1/approvals?pending=true` until run `run_id` waits on
+    /// an approval; returns the request.
+    pub fn pending_approval(&self, token: &str, run_id: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let list = self.get("/v1/approvals?pending=true", token);
+            assert_eq!(list.status, 200, "{}", list.text);
+            if let Some(found) = list
+                .json
+                .as_array()
+                .and_then(|all| all.iter().find(|a| a["run_id"] == run_id))
+            {
+                return found.clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no approval request for {run_id}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Polls `GET /v1/runs/ID` until the run has ended; returns its row.
     pub fn wait_for_end(&self, token: &str, run_id: &str) -> Value {
         let start = Instant::now();

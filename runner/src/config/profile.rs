@@ -47,6 +47,9 @@ pub struct ProfileError {
     pub key: String,
     /// What is wrong and the accepted form.
     pub problem: String,
+    /// The named profile does not exist (as opposed to existing and being
+    /// unusable).
+    pub missing: bool,
 }
 
 /// Risk tier of a workflow category.
@@ -371,6 +374,7 @@ pub fn load_file(path: &Path) -> Result<Profile, ProfileError> {
         file: path.to_owned(),
         key: key.to_owned(),
         problem,
+        missing: false,
     };
     let text =
         std::fs::read_to_string(path).map_err(|e| err("", format!("cannot be read: {e}")))?;
@@ -390,6 +394,7 @@ pub fn load(dir: &Path, name: &str) -> Result<Profile, ProfileError> {
             file: dir.to_owned(),
             key: String::new(),
             problem: format!("{name:?} is not a profile name (use letters, digits, '-' and '_')"),
+            missing: false,
         });
     }
     let path = dir.join(format!("{name}.toml"));
@@ -401,6 +406,7 @@ pub fn load(dir: &Path, name: &str) -> Result<Profile, ProfileError> {
                 "not found; `airlock profiles list --profiles {}` shows the profiles there",
                 dir.display()
             ),
+            missing: true,
         });
     }
     load_file(&path)
@@ -412,6 +418,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Result<Profile, ProfileError>>, Profil
         file: dir.to_owned(),
         key: String::new(),
         problem: format!("profiles directory cannot be read: {e} (pass --profiles DIR)"),
+        missing: false,
     })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))

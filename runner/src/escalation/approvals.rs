@@ -93,9 +93,11 @@ pub const MAX_ACTION_CHARS: usize = 1024;
 /// data). Longer details are cut at a character boundary and say so.
 pub const MAX_DETAIL_BYTES: usize = 16 * 1024;
 
-/// Largest reason accepted with a decision (it is stored and shown with
-/// the request; `airlock serve` may take decisions over HTTP).
-pub const MAX_REASON_BYTES: usize = 4 * 1024;
+/// Largest reason accepted with a decision, in characters (it is stored and
+/// shown with the request; `airlock serve` may take decisions over HTTP, and
+/// its API document states the limit as a JSON Schema `maxLength`, which
+/// counts characters).
+pub const MAX_REASON_CHARS: usize = 4 * 1024;
 
 /// The accepted forms of `when`, quoted by every parse error.
 pub const WHEN_FORMS: &str = "\"net METHOD URL-GLOB\" (METHOD in uppercase or *, e.g. \
@@ -1075,14 +1077,14 @@ pub enum ApprovalError {
         /// The request.
         id: String,
     },
-    /// The reason is longer than [`MAX_REASON_BYTES`].
+    /// The reason is longer than [`MAX_REASON_CHARS`].
     #[error(
-        "approval {id}: refused a reason of {len} bytes (at most {MAX_REASON_BYTES}); link to details instead"
+        "approval {id}: refused a reason of {len} characters (at most {MAX_REASON_CHARS}); link to details instead"
     )]
     ReasonTooLong {
         /// The request.
         id: String,
-        /// Its length in bytes.
+        /// Its length in characters.
         len: usize,
     },
     /// `who` may not decide this request (now).
@@ -1363,7 +1365,7 @@ impl<'a> Approvals<'a> {
     /// prefix) as `who`, with `reason`, at `now`. Refused, in this order:
     /// - [`ApprovalError::ReasonRequired`]: `reason` is empty after
     ///   trimming ([`ApprovalError::ReasonTooLong`] beyond
-    ///   [`MAX_REASON_BYTES`]);
+    ///   [`MAX_REASON_CHARS`]);
     /// - [`ApprovalError::NotFound`] / [`ApprovalError::AmbiguousId`] /
     ///   [`ApprovalError::BadId`];
     /// - [`ApprovalError::AlreadyDecided`]: approved or denied before;
@@ -1397,10 +1399,11 @@ impl<'a> Approvals<'a> {
         if reason.is_empty() {
             return Err(ApprovalError::ReasonRequired { id: id.to_owned() });
         }
-        if reason.len() > MAX_REASON_BYTES {
+        let len = reason.chars().count();
+        if len > MAX_REASON_CHARS {
             return Err(ApprovalError::ReasonTooLong {
                 id: id.to_owned(),
-                len: reason.len(),
+                len,
             });
         }
         let now_text = format_time(now).ok_or_else(|| ApprovalError::InvalidRequest {
@@ -2185,16 +2188,19 @@ mod tests {
         assert!(approved.decided_at.is_some());
         assert_eq!(a.status(&first.id)?, approved);
 
-        // By prefix.
+        // By prefix, with the longest reason allowed: MAX_REASON_CHARS
+        // characters of two bytes each.
+        let longest = "é".repeat(MAX_REASON_CHARS);
         let denied = a.decide(
             &second.id[..30],
             "bob",
             false,
-            "wrong account",
+            &longest,
             t0() + mins(2),
             &TestSigner,
         )?;
         assert_eq!(denied.status, ApprovalStatus::Denied);
+        assert_eq!(denied.reason.as_deref(), Some(longest.as_str()));
         assert_eq!(denied.id, second.id);
 
         assert!(a.list(true)?.is_empty());
@@ -2215,6 +2221,15 @@ mod tests {
         let err = a.decide(&r.id, "alice", true, "  ", at, &TestSigner);
         assert!(
             matches!(err, Err(ApprovalError::ReasonRequired { .. })),
+            "{err:?}"
+        );
+        // The limit counts characters (as the API document's maxLength
+        // does), not bytes: one character over is refused, whatever its
+        // encoding.
+        let long = "é".repeat(MAX_REASON_CHARS + 1);
+        let err = a.decide(&r.id, "alice", true, &long, at, &TestSigner);
+        assert!(
+            matches!(err, Err(ApprovalError::ReasonTooLong { len, .. }) if len == MAX_REASON_CHARS + 1),
             "{err:?}"
         );
 

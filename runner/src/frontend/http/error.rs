@@ -94,11 +94,14 @@ impl From<crate::evidence::StoreError> for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::new(
-            e.status(),
-            "bad_request",
-            format!("request body: {}", e.body_text()),
-        )
+        use axum::extract::rejection::JsonRejection as J;
+        let code = match &e {
+            J::MissingJsonContentType(_) => "unsupported_media_type",
+            J::JsonDataError(_) => "invalid_body",
+            J::BytesRejection(_) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            _ => "bad_request",
+        };
+        ApiError::new(e.status(), code, format!("request body: {}", e.body_text()))
     }
 }
 

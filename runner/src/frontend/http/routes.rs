@@ -245,11 +245,12 @@ pub async fn start_run(
         let problem = e
             .problem
             .replace(&*state.profiles.to_string_lossy(), "<profiles>");
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_profile",
-            format!("profile {profile_name:?}: {key}{problem}"),
-        )
+        let message = format!("profile {profile_name:?}: {key}{problem}");
+        if e.missing {
+            ApiError::not_found(message)
+        } else {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_profile", message)
+        }
     })?;
     let registry = Registry::new(&state.runner.store);
     let (record, bytes) = registry.load(&body.tool).map_err(registry_error)?;
@@ -354,8 +355,14 @@ pub async fn list_runs(
 ) -> Result<Json<Vec<RunRow>>, ApiError> {
     let me = caller.require(Permission::ReadOwnRuns)?;
     let q = query(q)?;
+    if !(1..=MAX_LIST).contains(&q.limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit {} is out of range: list 1 to {MAX_LIST} runs at a time (filter by profile or status to see older ones)",
+            q.limit
+        )));
+    }
     let filter = RunFilter {
-        limit: q.limit.min(MAX_LIST),
+        limit: q.limit,
         profile: q.profile,
         status: q.status,
         submitted_by: me.run_scope(),
