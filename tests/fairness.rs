@@ -40,7 +40,14 @@ fn runs_waiting_on_approval_do_not_lock_other_submitters_out() {
         })
         .collect();
 
-    // Every other submitter still runs, one after another and at once.
+    // Both are in flight and neither holds an execution slot.
+    let metrics = server.get("/metrics", &audit);
+    assert_eq!(metrics.status, 200, "{}", metrics.text);
+    for line in ["airlock_runs_in_flight 2", "airlock_runs_executing 0"] {
+        assert!(metrics.text.contains(line), "{line} in\n{}", metrics.text);
+    }
+
+    // Every other submitter still runs.
     for name in ["one", "two"] {
         let run = server.post(
             "/v1/runs",

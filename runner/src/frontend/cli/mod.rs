@@ -260,6 +260,11 @@ struct ServeArgs {
     /// approval; more are answered 429 (default: the --pool size).
     #[arg(long)]
     per_token: Option<usize>,
+    /// Runs in flight at once, executing or waiting on an approval (at
+    /// least --pool; default 256); each reserves address space in the
+    /// engine's instance pool. More are answered 429.
+    #[arg(long)]
+    in_flight: Option<usize>,
     /// Tool uploads compiled at once; up to 4 per slot more wait in line,
     /// and uploads beyond that are answered 429.
     #[arg(long, default_value_t = 2)]
@@ -1250,11 +1255,17 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
             "--per-token and --compiles: give at least 1",
         ));
     }
-    raise_file_limit(args.pool);
-    // Room for every pool slot, plus the `describe()` calls of tool uploads.
-    let instances = u32::try_from(args.pool)
-        .unwrap_or(u32::MAX)
-        .max(crate::execution::engine::POOL_INSTANCES);
+    let default_in_flight = crate::execution::engine::POOL_INSTANCES as usize;
+    let in_flight = args.in_flight.unwrap_or(default_in_flight).max(args.pool);
+    if in_flight + args.compiles > capacity {
+        return Err(Failure::usage(format!(
+            "--in-flight {in_flight} and --compiles {}: together at most {capacity} (each run in flight and each compile reserves address space in the engine's instance pool)",
+            args.compiles
+        )));
+    }
+    raise_file_limit(in_flight);
+    // Room for every run in flight, plus the `describe()` calls of uploads.
+    let instances = u32::try_from(in_flight + args.compiles).unwrap_or(u32::MAX);
     let key = runner_key(&home)?;
     let store = Store::open(home.root())?;
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
@@ -1269,11 +1280,7 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
         profiles: args.dir.profiles.clone(),
         pool: args.pool,
         per_token: args.per_token.unwrap_or(args.pool),
-        // The engine's instance slots, less those uploads' `describe()`
-        // calls may use.
-        in_flight: usize::try_from(instances)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(args.compiles),
+        in_flight,
         compiles: args.compiles,
         drain: args.drain_timeout,
         max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),

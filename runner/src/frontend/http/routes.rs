@@ -97,10 +97,10 @@ pub async fn submit_tool(
         Some(value) => Some(decode_signature(value.as_bytes())?),
     };
     crate::service::submit::check_signature(signature.as_ref(), &bytes).map_err(submit_error)?;
-    let ticket = state.compiles.enter().map_err(|full| {
-        state.metrics.count_busy();
-        ApiError::busy(RETRY_AFTER_SECONDS, full.to_string())
-    })?;
+    let ticket = state
+        .compiles
+        .enter()
+        .map_err(|full| ApiError::busy(RETRY_AFTER_SECONDS, full.to_string()))?;
     let _turn = ticket.turn().await;
     let runner = Arc::clone(&state.runner);
     let label = std::path::PathBuf::from(format!("{}.wasm", q.name));
@@ -750,7 +750,11 @@ pub async fn metrics(State(state): Shared, caller: Caller) -> Result<Response, A
     caller.require(Permission::ReadAllRuns)?;
     let text = state
         .metrics
-        .render(&state.runner.store, state.pool.in_flight())
+        .render(
+            &state.runner.store,
+            state.pool.in_flight(),
+            state.pool.executing(),
+        )
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         [(
