@@ -119,7 +119,7 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::Full { size } => write!(
                 f,
-                "all {size} run slots are busy (rule: the pool size, `airlock serve --pool`); retry shortly"
+                "all {size} run slots are busy (rule: the pool size, `airlock serve --pool`; runs waiting on an approval hold none)"
             ),
             Refusal::Quota { holder, limit } => write!(
                 f,
