@@ -41,7 +41,10 @@ escalate_to = "lead"
 escalation_timeout = "1h"
 TOML
 token="$("$airlock" tokens create --role submitter --name bench 2>/dev/null)"
-"$airlock" serve --listen 127.0.0.1:0 --profiles "$work/profiles" --pool "$n" --drain-timeout 1s \
+# Runs waiting on approval leave their execution slot, so a small pool
+# holds them all; --per-token and --in-flight admit N of them.
+"$airlock" serve --listen 127.0.0.1:0 --profiles "$work/profiles" --pool 8 \
+    --per-token "$n" --in-flight "$n" --drain-timeout 1s \
     > "$work/serve.out" 2> "$work/serve.err" &
 server=$!
 for _ in $(seq 100); do grep -q http:// "$work/serve.out" 2>/dev/null && break; sleep 0.1; done

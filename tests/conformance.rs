@@ -87,7 +87,7 @@ fn the_api_conforms_to_its_openapi_document_for_every_role() {
     );
     assert_eq!(waiting.status, 202, "{}", waiting.text);
     let waiting = waiting.json["run_id"].as_str().expect("run id");
-    server.pending_approval(admin, waiting);
+    server.pending_for(admin, waiting);
 
     // The roles run side by side (each its own schemathesis process).
     let kept: Vec<&str> = ROLES.iter().map(|(_, name)| *name).collect();

@@ -555,3 +555,94 @@ fn tool_and_token_changes_outside_the_signed_control_log_are_detected() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("was edited"), "{out}");
 }
+
+#[test]
+fn a_binding_changed_outside_the_signed_control_log_is_detected() {
+    let env = Env::new();
+    hello_profile(&env);
+    env.profile("lax", &profile_body("lax", LIMITS, ""));
+    let hello_wasm = guests::example("hello");
+    let profiles = env.profiles();
+    let profiles = profiles.to_str().expect("utf-8");
+    let (code, out) = said(
+        &env,
+        &[
+            "tools",
+            "add",
+            hello_wasm.to_str().expect("utf-8"),
+            "--profile",
+            "hello",
+            "--profiles",
+            profiles,
+            "--actor",
+            "alice",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    // The binding is a signed entry: who, and the profile.
+    let binds = env.control_entries("tool.bind", "hello");
+    assert_eq!(binds.len(), 1, "{binds:?}");
+    assert_eq!(binds[0].0.as_deref(), Some("alice"));
+    assert_eq!(binds[0].1["profile"], "hello");
+    let (code, out) = said(&env, &["runs", "verify", "--all"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("control log: intact"), "{out}");
+
+    // Rebinding the tool to a laxer profile straight in the table.
+    let conn = db(&env);
+    conn.execute(
+        "INSERT INTO tool_bindings (tool, profile, bound_by, bound_at) VALUES ('hello', 'lax', 'alice', '2026-01-01T00:00:00Z')",
+        [],
+    )
+    .expect("rebind");
+    drop(conn);
+    let (code, out) = said(&env, &["runs", "verify", "--all"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "binding of tool hello is \"lax\" in the store but the control log says \"hello\""
+        ),
+        "{out}"
+    );
+
+    // Unbinding it the same way (so it falls back to `default`).
+    let conn = db(&env);
+    conn.execute("DELETE FROM tool_bindings WHERE profile = 'lax'", [])
+        .expect("undo");
+    conn.execute("UPDATE tool_bindings SET profile = NULL", [])
+        .expect("unbind");
+    drop(conn);
+    let (code, out) = said(&env, &["runs", "verify", "--all"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("binding of tool hello is in the control log but missing from the store"),
+        "{out}"
+    );
+
+    // A rebinding through airlock is recorded and verifies.
+    let (code, out) = said(
+        &env,
+        &[
+            "tools",
+            "bind",
+            "hello",
+            "lax",
+            "--profiles",
+            profiles,
+            "--actor",
+            "bob",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let binds = env.control_entries("tool.bind", "hello");
+    assert_eq!(
+        binds.last().map(|b| b.1["profile"].clone()),
+        Some(json!("lax"))
+    );
+    assert_eq!(
+        binds.last().and_then(|b| b.0.clone()).as_deref(),
+        Some("bob")
+    );
+    let (code, out) = said(&env, &["runs", "verify", "--all"]);
+    assert_eq!(code, 0, "{out}");
+}

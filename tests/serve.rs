@@ -8,12 +8,9 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::api::{Body, Server, token};
+use support::api::{Body, Server, pay_profile, token};
 use support::server::HttpServer;
-use support::{
-    Env, LIMITS, REQUIRE_INTENT_AND_ACTOR, guests, of_kind, payments_needing_approval,
-    profile_body, text,
-};
+use support::{Env, LIMITS, guests, of_kind, profile_body, text};
 
 fn hello_profile(env: &Env) {
     env.profile("hello", &profile_body("hello", LIMITS, ""));
@@ -142,31 +139,6 @@ fn submit_run_evidence_and_verify_over_the_api() {
     );
 }
 
-fn pay_profile(env: &Env, port: u16) {
-    env.profile(
-        "pay",
-        &profile_body(
-            "pay",
-            LIMITS,
-            &format!(
-                "{}\n{REQUIRE_INTENT_AND_ACTOR}",
-                payments_needing_approval(port, &["oncall", "ops"], "5m", "5m")
-            ),
-        ),
-    );
-}
-
-fn start_payment(server: &Server, token: &str, port: u16, invoice: &str) -> String {
-    let input = json!({"invoice": invoice, "amount_cents": 1200, "base_url": format!("http://127.0.0.1:{port}")});
-    let started = server.post(
-        "/v1/runs?wait=false",
-        token,
-        json!({"tool": "pay-invoice", "profile": "pay", "input": input, "intent": format!("pay {invoice}"), "actor": "agent-7"}),
-    );
-    assert_eq!(started.status, 202, "{}", started.text);
-    started.json["run_id"].as_str().expect("run id").to_owned()
-}
-
 #[test]
 fn approvals_are_decided_over_the_api_and_never_by_the_runs_submitter() {
     let payments = HttpServer::start();
@@ -179,8 +151,8 @@ fn approvals_are_decided_over_the_api_and_never_by_the_runs_submitter() {
     server.submit(&agent, "pay-invoice", &guests::example("pay-invoice"));
 
     // Granted: the approver sees the request with its context and approves.
-    let run_id = start_payment(&server, &agent, payments.port(), "INV-1");
-    let request = server.pending_approval(&oncall, &run_id);
+    let run_id = server.start_payment(&agent, payments.port(), "INV-1");
+    let request = server.pending_for(&oncall, &run_id);
     assert_eq!(request["actor"], "agent-7");
     assert_eq!(request["runbook"], "https://runbooks.example/payments");
     let id = request["id"].as_str().expect("approval id");
@@ -275,8 +247,8 @@ fn approvals_are_decided_over_the_api_and_never_by_the_runs_submitter() {
 
     // The admin `ops` is a listed approver, but may not decide a run it
     // started; another approver denies it.
-    let own = start_payment(&server, &ops, payments.port(), "INV-2");
-    let request = server.pending_approval(&ops, &own);
+    let own = server.start_payment(&ops, payments.port(), "INV-2");
+    let request = server.pending_for(&ops, &own);
     let id = request["id"].as_str().expect("approval id");
     let refused = server.post(
         &format!("/v1/approvals/{id}/approve"),
@@ -895,6 +867,7 @@ fn metrics_and_the_api_description_are_served() {
         ("/v1/tools", "get"),
         ("/v1/tools", "post"),
         ("/v1/tools/{name}", "get"),
+        ("/v1/tools/{name}", "delete"),
         ("/v1/runs", "get"),
         ("/v1/runs", "post"),
         ("/v1/runs/{id}", "get"),

@@ -3,8 +3,8 @@
 //! for its API. The server is killed when the handle drops, unless the test
 //! stopped it itself.
 
-use super::{Env, text};
-use serde_json::Value;
+use super::{Env, LIMITS, REQUIRE_INTENT_AND_ACTOR, payments_needing_approval, profile_body, text};
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -168,9 +168,22 @@ impl Server {
         answer.json
     }
 
-    /// Polls `GET /v1/approvals?pending=true` until run `run_id` waits on
-    /// an approval; returns the request.
-    pub fn pending_approval(&self, token: &str, run_id: &str) -> Value {
+    /// Starts a `pay-invoice` run under profile `pay` (see [`pay_profile`])
+    /// without waiting; returns its id.
+    pub fn start_payment(&self, token: &str, port: u16, invoice: &str) -> String {
+        let input = json!({"invoice": invoice, "amount_cents": 1200, "base_url": format!("http://127.0.0.1:{port}")});
+        let started = self.post(
+            "/v1/runs?wait=false",
+            token,
+            json!({"tool": "pay-invoice", "profile": "pay", "input": input, "intent": format!("pay {invoice}"), "actor": "agent-7"}),
+        );
+        assert_eq!(started.status, 202, "{}", started.text);
+        started.json["run_id"].as_str().expect("run id").to_owned()
+    }
+
+    /// Polls the pending approvals (as `token`) until run `run_id` asks
+    /// for one; returns it.
+    pub fn pending_for(&self, token: &str, run_id: &str) -> Value {
         let start = Instant::now();
         loop {
             let list = self.get("/v1/approvals?pending=true", token);
@@ -229,4 +242,20 @@ pub fn token(env: &Env, role: &str, name: &str) -> String {
     let out = env.cmd(&["tokens", "create", "--role", role, "--name", name]);
     assert!(out.status.success(), "tokens create: {}", text(&out.stderr));
     text(&out.stdout).trim().to_owned()
+}
+
+/// Profile `pay`: payments to 127.0.0.1:`port` need approval by `oncall`
+/// or `ops` (5 minutes each), and runs must say who and why.
+pub fn pay_profile(env: &Env, port: u16) {
+    env.profile(
+        "pay",
+        &profile_body(
+            "pay",
+            LIMITS,
+            &format!(
+                "{}\n{REQUIRE_INTENT_AND_ACTOR}",
+                payments_needing_approval(port, &["oncall", "ops"], "5m", "5m")
+            ),
+        ),
+    );
 }

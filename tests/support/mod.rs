@@ -213,6 +213,33 @@ impl Env {
     pub fn db(&self) -> PathBuf {
         self.home().join("airlock.db")
     }
+
+    /// The control-log entries of `kind` about `target`, oldest first, as
+    /// `(actor, fields)`, read straight from the store.
+    pub fn control_entries(&self, kind: &str, target: &str) -> Vec<(Option<String>, Value)> {
+        let conn = rusqlite::Connection::open(self.db()).expect("open the store");
+        let mut stmt = conn
+            .prepare("SELECT actor, fields FROM control_log WHERE kind = ?1 AND target = ?2 ORDER BY seq")
+            .expect("query the control log");
+        stmt.query_map([kind, target], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?))
+        })
+        .expect("read the control log")
+        .map(|row| {
+            let (actor, fields) = row.expect("control-log row");
+            (actor, serde_json::from_str(&fields).expect("fields JSON"))
+        })
+        .collect()
+    }
+
+    /// `airlock ARGS…`: (exit code, stdout + stderr).
+    pub fn said(&self, args: &[&str]) -> (i32, String) {
+        let out = self.cmd(args);
+        (
+            out.status.code().unwrap_or(-1),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    }
 }
 
 /// Parses the `--json` result of `airlock run`.

@@ -8,18 +8,25 @@
 //!
 //! Every change is a new row of the store's `tool_bindings` table (tool,
 //! profile or none, who, when); the current binding is a tool's latest row.
+//! The same transaction appends a signed `tool.bind` entry (who, the
+//! profile or null) to the control log ([`crate::evidence::control`]),
+//! whose verification checks each tool's current binding against it.
 //!
 //! What it defends against:
 //! - **Unrecorded policy changes.** Rebinding a tool changes what governs
 //!   every later call; the old rows stay, so who bound which profile when is
-//!   always on file.
+//!   always on file, and a binding written into the database without the
+//!   runner key (to put a tool under a laxer profile) is reported by
+//!   `airlock runs verify`.
 //! - **Tools offered by accident.** Registering a tool does not expose it to
 //!   agents; an operator binds it to a profile first, and removing the tool
 //!   records an unbinding, so re-adding it later does not bring back an old
 //!   policy.
 
+use crate::evidence::control::{ControlChange, append_in_tx};
 use crate::evidence::{Store, StoreError};
-use rusqlite::{OptionalExtension, params};
+use crate::trust::keys::RunnerKey;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
 /// The current binding of one tool.
@@ -56,15 +63,15 @@ impl<'a> Bindings<'a> {
         profile: Option<&str>,
         who: &str,
     ) -> Result<Option<Binding>, StoreError> {
-        let now = crate::evidence::chain::now_rfc3339();
-        self.store.with_conn(|conn| {
-            conn.execute(
-                "INSERT INTO tool_bindings (tool, profile, bound_by, bound_at) VALUES (?1, ?2, ?3, ?4)",
-                params![tool, profile, who, now],
-            )
-            .map_err(StoreError::sqlite("recording a tool binding"))
+        let key = self.store.control_key()?;
+        let now = self.store.with_conn(|conn| {
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+                .map_err(StoreError::sqlite("starting to record a tool binding"))?;
+            let now = set_in_tx(&tx, &key, tool, profile, who)?;
+            tx.commit()
+                .map_err(StoreError::sqlite("committing a tool binding"))?;
+            Ok(now)
         })?;
-        tracing::info!(tool, profile = ?profile, by = who, "tool binding changed");
         Ok(profile.map(|profile| Binding {
             tool: tool.to_owned(),
             profile: profile.to_owned(),
@@ -124,6 +131,52 @@ impl<'a> Bindings<'a> {
             Ok(out)
         })
     }
+}
+
+/// Records `tool`'s binding (and its `tool.bind` control-log entry) inside
+/// `tx`; returns when.
+fn set_in_tx(
+    tx: &Connection,
+    key: &RunnerKey,
+    tool: &str,
+    profile: Option<&str>,
+    who: &str,
+) -> Result<String, StoreError> {
+    let now = crate::evidence::chain::now_rfc3339();
+    tx.execute(
+        "INSERT INTO tool_bindings (tool, profile, bound_by, bound_at) VALUES (?1, ?2, ?3, ?4)",
+        params![tool, profile, who, now],
+    )
+    .map_err(StoreError::sqlite("recording a tool binding"))?;
+    append_in_tx(
+        tx,
+        key,
+        ControlChange::new("tool.bind", tool, serde_json::json!({ "profile": profile })).by(who),
+    )?;
+    tracing::info!(tool, profile = ?profile, by = who, "tool binding changed");
+    Ok(now)
+}
+
+/// Unbinds `tool` inside `tx` (the transaction that removes it), if it is
+/// bound.
+pub(crate) fn unbind_in_tx(
+    tx: &Connection,
+    key: &RunnerKey,
+    tool: &str,
+    who: &str,
+) -> Result<(), StoreError> {
+    let bound: Option<Option<String>> = tx
+        .query_row(
+            "SELECT profile FROM tool_bindings WHERE tool = ?1 ORDER BY seq DESC LIMIT 1",
+            params![tool],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(StoreError::sqlite("reading a tool binding"))?;
+    if bound.flatten().is_some() {
+        set_in_tx(tx, key, tool, None, who)?;
+    }
+    Ok(())
 }
 
 fn binding(

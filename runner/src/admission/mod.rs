@@ -16,11 +16,14 @@
 //! refusal lists all of them.
 //!
 //! Submodules: [`registry`] (registered tools and the `admission.tools`
-//! allowlist), [`bindings`] (which profile governs each registered tool), [`signing`] (Ed25519 tool signatures), [`idempotency`]
-//! (recognising retries).
+//! allowlist), [`ownership`] (who may replace or remove a registered
+//! tool), [`bindings`] (which profile governs each registered tool),
+//! [`signing`] (Ed25519 tool signatures), [`idempotency`] (recognising
+//! retries).
 
 pub mod bindings;
 pub mod idempotency;
+pub mod ownership;
 pub mod registry;
 pub mod signing;
 

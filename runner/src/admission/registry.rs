@@ -21,6 +21,10 @@
 //!   point the registry at another path.
 //! - **Silently replacing a tool.** Adding a name that is registered with a
 //!   different digest is refused unless the caller asks to replace it.
+//! - **Another submitter's tool replaced or removed.** Every row records its
+//!   owner, and only the owner or an admin may change or remove it (see
+//!   [`crate::admission::ownership`]); the owner is in the signed control
+//!   log too, so an edited `owner` column is reported by `runs verify`.
 //! - **Half-written components.** Bytes go to a temporary file that is synced
 //!   and renamed into place, so a reader sees either the whole component or
 //!   none.
@@ -30,6 +34,7 @@
 //! The admission decision itself is the pure [`tool_allowed`]; profiles
 //! validate their entries with [`parse_allow_entry`].
 
+use crate::admission::ownership::Actor;
 use crate::admission::signing::{
     self, SigningError, ToolSignature, digest_of, is_key_id, parse_digest,
 };
@@ -68,7 +73,7 @@ const COMPONENT_MODE: u32 = 0o644;
 
 /// Columns read for a [`ToolRecord`], in [`decode_row`]'s order.
 const COLUMNS: &str =
-    "name, digest, world, description, input_schema, signer, signature, size, added_at";
+    "name, digest, world, description, input_schema, signer, signature, size, added_at, owner";
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +126,14 @@ pub enum RegistryError {
         existing: String,
         /// The digest of the new component.
         new: String,
+    },
+    /// The caller is neither the tool's owner nor an admin.
+    #[error("refusing to change tool {name}: {refusal}")]
+    NotOwner {
+        /// The tool name.
+        name: String,
+        /// Who owns it and who asked.
+        refusal: crate::admission::ownership::Refusal,
     },
     /// No tool has this name.
     #[error("no tool named {name} is registered (`airlock tools list` shows the registered tools)")]
@@ -207,6 +220,9 @@ pub struct NewTool {
     pub signature: Option<ToolSignature>,
     /// Replace a tool registered under this name with another digest.
     pub replace: bool,
+    /// Who registers it: the owner of a new name; for a registered name,
+    /// its owner or an admin.
+    pub by: Actor,
 }
 
 /// A registered tool, as `airlock tools list|show --json` prints it.
@@ -231,6 +247,9 @@ pub struct ToolRecord {
     pub size: u64,
     /// When this name was registered with this digest (RFC 3339 UTC).
     pub added_at: String,
+    /// Who registered the name (`token:<name>` or `local:<name>`); `None`
+    /// for a tool registered before tools had owners (admin-only).
+    pub owner: Option<String>,
 }
 
 /// The tool registry of one airlock home.
@@ -270,6 +289,11 @@ impl<'a> Registry<'a> {
     /// - The same name with another digest is [`RegistryError::NameTaken`]
     ///   unless `entry.replace`; replacing removes the old component file if
     ///   no other name uses it.
+    /// - Any change to a registered name is [`RegistryError::NotOwner`]
+    ///   unless `entry.by` owns it or is an admin; the owner stays (a tool
+    ///   that had none becomes the admin's).
+    /// - Every change is a `tool.add` control-log entry in the same
+    ///   transaction, with who made it.
     ///
     /// The component file is (re)written every time, which also repairs a
     /// tampered or missing one.
@@ -317,7 +341,20 @@ impl<'a> Registry<'a> {
                     }
                 },
             };
-            let old_digest = select_digest(&tx, &name)?;
+            let old = select_lenient(&tx, &name)?;
+            let as_admin = match &old {
+                Some((_, owner)) => entry.by.may_change(owner.as_deref()).map_err(|refusal| {
+                    RegistryError::NotOwner {
+                        name: name.clone(),
+                        refusal,
+                    }
+                })?,
+                None => false,
+            };
+            let owner = match &old {
+                Some((_, Some(owner))) => owner.clone(),
+                _ => entry.by.id.clone(),
+            };
             let (added_at, signature) = match &existing {
                 Some(old) if old.digest == actual => (
                     old.added_at.clone(),
@@ -342,6 +379,7 @@ impl<'a> Registry<'a> {
                 signature,
                 size,
                 added_at,
+                owner: Some(owner),
             };
 
             // Under the write lock, so a concurrent `remove` of the last
@@ -357,13 +395,13 @@ impl<'a> Registry<'a> {
                 reason: "the component is too large to register".to_owned(),
             })?;
             tx.execute(
-                "INSERT INTO tools (name, digest, world, description, input_schema, signer, signature, size, added_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO tools (name, digest, world, description, input_schema, signer, signature, size, added_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(name) DO UPDATE SET
                     digest = excluded.digest, world = excluded.world,
                     description = excluded.description, input_schema = excluded.input_schema,
                     signer = excluded.signer, signature = excluded.signature,
-                    size = excluded.size, added_at = excluded.added_at",
+                    size = excluded.size, added_at = excluded.added_at, owner = excluded.owner",
                 params![
                     record.name,
                     record.digest,
@@ -374,19 +412,23 @@ impl<'a> Registry<'a> {
                     record.signature.as_ref().map(ToolSignature::to_json),
                     size_sql,
                     record.added_at,
+                    record.owner,
                 ],
             )
             .map_err(StoreError::sqlite("registering a tool"))?;
+            let mut fields = serde_json::json!({
+                "digest": record.digest, "signer": record.signer, "owner": record.owner,
+            });
+            if as_admin {
+                fields["as_admin"] = true.into();
+            }
             crate::evidence::control::append_in_tx(
                 &tx,
                 &*self.store.control_key()?,
-                crate::evidence::control::ControlChange::new(
-                    "tool.add",
-                    record.name.clone(),
-                    serde_json::json!({"digest": record.digest, "signer": record.signer}),
-                ),
+                crate::evidence::control::ControlChange::new("tool.add", record.name.clone(), fields)
+                    .by(&entry.by.id),
             )?;
-            if let Some(old) = old_digest.filter(|old| *old != actual) {
+            if let Some((old, _)) = old.filter(|(old, _)| *old != actual) {
                 remove_if_unreferenced(&tx, &dir, &old)?;
             }
             tx.commit()
@@ -394,7 +436,7 @@ impl<'a> Registry<'a> {
             Ok(record)
         })?;
         sync_dir(&dir)?;
-        tracing::info!(tool = %record.name, digest = %record.digest, signer = ?record.signer, "registered tool");
+        tracing::info!(tool = %record.name, digest = %record.digest, signer = ?record.signer, by = %entry.by, "registered tool");
         Ok(record)
     }
 
@@ -463,31 +505,59 @@ impl<'a> Registry<'a> {
         })
     }
 
-    /// Unregisters `name` and returns the digest it named. The component
+    /// Checks, without changing anything, that `by` may register `name`:
+    /// a valid name that is free, or that `by` owns or administers. Callers
+    /// run it before expensive work (compiling an upload); [`Self::add`]
+    /// checks again under the write lock.
+    pub fn check_may_add(&self, name: &str, by: &Actor) -> Result<(), RegistryError> {
+        check_name(name)?;
+        let Some((_, owner)) = self.store.with_conn(|conn| select_lenient(conn, name))? else {
+            return Ok(());
+        };
+        by.may_change(owner.as_deref())
+            .map(drop)
+            .map_err(|refusal| RegistryError::NotOwner {
+                name: name.to_owned(),
+                refusal,
+            })
+    }
+
+    /// Unregisters `name`, if `by` owns it or is an admin, and returns the
+    /// digest it named. Its binding, if any, is removed with it, so adding
+    /// the name again does not bring back an old policy. The component
     /// file is deleted when no other name uses it. Works on unreadable rows
     /// too, so an edited entry can be cleared.
-    pub fn remove(&self, name: &str) -> Result<String, RegistryError> {
+    pub fn remove(&self, name: &str, by: &Actor) -> Result<String, RegistryError> {
         check_name(name)?;
         let dir = self.dir();
         self.store.with_conn(|conn| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
                 .map_err(StoreError::sqlite("starting to remove a tool"))?;
-            let Some(digest) = select_digest(&tx, name)? else {
+            let Some((digest, owner)) = select_lenient(&tx, name)? else {
                 return Err(RegistryError::NotFound {
                     name: name.to_owned(),
                 });
             };
+            let as_admin =
+                by.may_change(owner.as_deref())
+                    .map_err(|refusal| RegistryError::NotOwner {
+                        name: name.to_owned(),
+                        refusal,
+                    })?;
             tx.execute("DELETE FROM tools WHERE name = ?1", params![name])
                 .map_err(StoreError::sqlite("removing a tool"))?;
+            let key = self.store.control_key()?;
+            let mut fields = serde_json::json!({"digest": digest, "owner": owner});
+            if as_admin {
+                fields["as_admin"] = true.into();
+            }
             crate::evidence::control::append_in_tx(
                 &tx,
-                &*self.store.control_key()?,
-                crate::evidence::control::ControlChange::new(
-                    "tool.remove",
-                    name,
-                    serde_json::json!({"digest": digest}),
-                ),
+                &key,
+                crate::evidence::control::ControlChange::new("tool.remove", name, fields)
+                    .by(&by.id),
             )?;
+            crate::admission::bindings::unbind_in_tx(&tx, &key, name, &by.id)?;
             remove_if_unreferenced(&tx, &dir, &digest)?;
             tx.commit()
                 .map_err(StoreError::sqlite("committing the tool removal"))?;
@@ -704,18 +774,26 @@ fn select(
     Ok(row)
 }
 
-/// The digest stored for `name`, read leniently (any text), or `None` if
-/// there is no such row.
-fn select_digest(conn: &Connection, name: &str) -> Result<Option<String>, RegistryError> {
-    let digest = conn
+/// The digest and owner stored for `name`, read leniently (any text), or
+/// `None` if there is no such row.
+fn select_lenient(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<(String, Option<String>)>, RegistryError> {
+    let row = conn
         .query_row(
-            "SELECT CAST(digest AS TEXT) FROM tools WHERE name = ?1",
+            "SELECT CAST(digest AS TEXT), CAST(owner AS TEXT) FROM tools WHERE name = ?1",
             params![name],
-            |row| row.get::<_, Option<String>>(0),
+            |row| {
+                Ok((
+                    row.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    row.get::<_, Option<String>>(1)?,
+                ))
+            },
         )
         .optional()
         .map_err(StoreError::sqlite("reading a tool"))?;
-    Ok(digest.map(Option::unwrap_or_default))
+    Ok(row)
 }
 
 /// Decodes a row selected with [`COLUMNS`], checking every value's form and
@@ -731,6 +809,7 @@ fn decode_row(row: &rusqlite::Row<'_>) -> Result<ToolRecord, String> {
     let signature_json: Option<String> = row.get(6).map_err(column)?;
     let size: i64 = row.get(7).map_err(column)?;
     let added_at: String = row.get(8).map_err(column)?;
+    let owner: Option<String> = row.get(9).map_err(column)?;
 
     check_name(&name).map_err(|e| e.to_string())?;
     if parse_digest(&digest).is_none() {
@@ -775,6 +854,7 @@ fn decode_row(row: &rusqlite::Row<'_>) -> Result<ToolRecord, String> {
         signature,
         size,
         added_at,
+        owner,
     })
 }
 
@@ -891,11 +971,63 @@ mod tests {
             input_schema: Some(r#"{"type":"object"}"#.to_owned()),
             signature: None,
             replace: false,
+            by: owner(),
         }
+    }
+
+    /// The actor every test entry is added by.
+    fn owner() -> Actor {
+        Actor::local("tester", false)
     }
 
     fn raw(store: &Store) -> Result<Connection, rusqlite::Error> {
         Connection::open(store.db_path())
+    }
+
+    #[test]
+    fn only_the_owner_or_an_admin_changes_a_tool() -> TestResult {
+        let home = tempfile::tempdir()?;
+        let store = Store::open(home.path())?;
+        let registry = Registry::new(&store);
+        let alice = Actor::token("alice", false);
+        let mallory = Actor::token("mallory", false);
+        let admin = Actor::token("root", true);
+        let by = |by: &Actor, wasm: &[u8]| NewTool {
+            by: by.clone(),
+            replace: true,
+            ..entry("hello", wasm)
+        };
+        let added = registry.add(by(&alice, WASM_A), WASM_A)?;
+        assert_eq!(added.owner.as_deref(), Some("token:alice"));
+
+        let not_owner = |err: Option<RegistryError>| {
+            assert!(
+                matches!(err, Some(RegistryError::NotOwner { .. })),
+                "{err:?}"
+            );
+        };
+        not_owner(registry.add(by(&mallory, WASM_B), WASM_B).err());
+        not_owner(registry.add(by(&mallory, WASM_A), WASM_A).err());
+        not_owner(registry.check_may_add("hello", &mallory).err());
+        not_owner(registry.remove("hello", &mallory).err());
+        assert_eq!(registry.get("hello")?, added);
+        registry.check_may_add("hello", &alice)?;
+        registry.check_may_add("other", &mallory)?;
+
+        // An admin replaces it; the owner stays.
+        let replaced = registry.add(by(&admin, WASM_B), WASM_B)?;
+        assert_eq!(replaced.owner.as_deref(), Some("token:alice"));
+        assert_eq!(
+            registry.add(by(&alice, WASM_A), WASM_A)?.digest,
+            added.digest
+        );
+
+        // A tool from before owners existed is admin-only.
+        raw(&store)?.execute("UPDATE tools SET owner = NULL WHERE name = 'hello'", [])?;
+        not_owner(registry.add(by(&alice, WASM_A), WASM_A).err());
+        not_owner(registry.remove("hello", &alice).err());
+        registry.remove("hello", &admin)?;
+        Ok(())
     }
 
     #[test]
@@ -924,10 +1056,13 @@ mod tests {
         assert_eq!((record, bytes.as_slice()), (added.clone(), WASM_A));
         assert_eq!(registry.list()?, vec![added.clone()]);
 
-        assert_eq!(registry.remove("hello")?, added.digest);
+        assert_eq!(registry.remove("hello", &owner())?, added.digest);
         assert!(!path.exists());
         assert!(registry.list()?.is_empty());
-        for err in [registry.get("hello").err(), registry.remove("hello").err()] {
+        for err in [
+            registry.get("hello").err(),
+            registry.remove("hello", &owner()).err(),
+        ] {
             assert!(
                 matches!(&err, Some(RegistryError::NotFound { name }) if name == "hello"),
                 "{err:?}"
@@ -997,10 +1132,10 @@ mod tests {
         let registry = Registry::new(&store);
         let one = registry.add(entry("one", WASM_A), WASM_A)?;
         registry.add(entry("two", WASM_A), WASM_A)?;
-        registry.remove("one")?;
+        registry.remove("one", &owner())?;
         assert!(registry.wasm_path(&one).exists());
         assert_eq!(registry.load("two")?.1, WASM_A);
-        registry.remove("two")?;
+        registry.remove("two", &owner())?;
         assert!(!registry.wasm_path(&one).exists());
         Ok(())
     }
@@ -1299,7 +1434,7 @@ mod tests {
             Some(RegistryError::Corrupt { .. })
         ));
         // ...which can still be removed.
-        registry.remove("signed")?;
+        registry.remove("signed", &owner())?;
         Ok(())
     }
 

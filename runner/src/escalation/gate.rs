@@ -14,6 +14,11 @@
 //! does not is a denial under [`crate::trust::decision::SIGNATURE_RULE`]. An
 //! approval of another request digest than the one waiting ends the run as
 //! refused, and the host does not send the request.
+//!
+//! A waiting run gives its execution slot back to its pool for the wait
+//! ([`crate::execution::request::ExecutionSlot`]) and takes one again, in
+//! line and with its clock still paused, before it continues: waiting runs
+//! hold memory, not the slots other callers need (issue #20, finding 4).
 
 use crate::escalation::approvals::{
     Action, ApprovalRecord, ApprovalRule, ApprovalStatus, Approvals, NewApproval, RunContext,
@@ -21,6 +26,7 @@ use crate::escalation::approvals::{
 };
 use crate::evidence::Store;
 use crate::execution::clock::RunClock;
+use crate::execution::request::SlotHandle;
 use crate::trust::decision::SIGNATURE_RULE;
 use crate::trust::keys::TrustedKeys;
 use airlock_host_api::approval::{ApprovalGate, GateAction, GateFuture, GateOutcome};
@@ -42,6 +48,7 @@ pub struct StoreGate {
     run: RunContext,
     evidence: Arc<dyn EvidenceSink>,
     clock: RunClock,
+    slot: Option<SlotHandle>,
     denied: AtomicBool,
 }
 
@@ -62,8 +69,15 @@ impl StoreGate {
             run,
             evidence,
             clock,
+            slot: None,
             denied: AtomicBool::new(false),
         })
+    }
+
+    /// The same gate, giving `slot` back while a request waits.
+    pub fn with_slot(mut self, slot: Option<SlotHandle>) -> StoreGate {
+        self.slot = slot;
+        self
     }
 
     /// Whether any request of the run was denied or expired.
@@ -333,7 +347,14 @@ impl ApprovalGate for StoreGate {
             let Some((index, rule)) = matching_rule(&self.rules, &action) else {
                 return Ok(GateOutcome::NotRequired);
             };
-            self.wait(index, rule, action, review).await
+            let Some(slot) = &self.slot else {
+                return self.wait(index, rule, action, review).await;
+            };
+            slot.0.release();
+            let outcome = self.wait(index, rule, action, review).await;
+            let _paused = self.clock.pause();
+            slot.0.reacquire().await;
+            outcome
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The control log: signed, chained records of changes to what governs runs
-//! — the tool registry, API tokens and approval decisions — which live in
+//! — the tool registry and its owners, which profile governs each tool,
+//! API tokens and approval decisions — which live in
 //! their own tables, outside any run's evidence.
 //!
 //! Each entry is `{seq, ts, kind, actor, target, fields, prev}` with `hash`
@@ -16,16 +17,21 @@
 //! the runs' seal chain keeps meaning "one seal per run".
 //!
 //! Kinds: `control.baseline` (the state found when the log was started on
-//! a store that already had tools, tokens or decided approvals),
-//! `tool.add`, `tool.remove`, `token.create`, `token.revoke`,
-//! `approval.decision`.
+//! a store that already had tools, bindings, tokens or decided approvals;
+//! a log started before bindings were recorded gets a second baseline of
+//! the bindings alone, target `bindings`, with the first change after the
+//! upgrade), `tool.add` (digest, signer, owner; `as_admin` when an admin
+//! changed another's tool), `tool.remove`, `tool.bind` (the profile, or
+//! null for an unbinding), `token.create`, `token.revoke`,
+//! `approval.decision`. `actor` is who made the change.
 //!
 //! What it defends against: someone who can write the store adding or
-//! swapping a registered tool, adding or un-revoking an API token, or
-//! marking an approval decided, without the runner key. [`verify`] checks
-//! every entry's hash, link and signature against the trusted keys, and
-//! that every tool, token and decided approval in the tables matches the
-//! newest entry about it. What it does not: deleting the newest entries
+//! swapping a registered tool or its owner, rebinding a tool to another
+//! profile, adding or un-revoking an API token, or marking an approval
+//! decided, without the runner key. [`verify`] checks every entry's hash,
+//! link and signature against the trusted keys, and that every tool,
+//! binding, token and decided approval in the tables matches the newest
+//! entry about it. What it does not: deleting the newest entries
 //! together with the change they record (a checkpoint's `control` line,
 //! see [`super::checkpoint`], covers the log's head).
 
@@ -55,6 +61,12 @@ pub struct ControlChange {
 }
 
 impl ControlChange {
+    /// The same change, made by `actor`.
+    pub fn by(mut self, actor: &str) -> ControlChange {
+        self.actor = Some(actor.to_owned());
+        self
+    }
+
     /// A change of `kind` to `target` with `fields` (a JSON object).
     pub fn new(kind: &'static str, target: impl Into<String>, fields: Value) -> ControlChange {
         ControlChange {
@@ -162,8 +174,33 @@ pub(crate) fn append_in_tx(
             seq = 1;
             prev = entry.hash;
         }
+    } else if !covers_bindings(tx)? {
+        // A log started before bindings were recorded: baseline them now.
+        let bindings = current_state(tx)?.bindings;
+        if !bindings.is_empty() {
+            let baseline = ControlChange::new(
+                "control.baseline",
+                "bindings",
+                json!({"bindings": bindings}),
+            );
+            let entry = insert(tx, key, seq + 1, &prev, baseline)?;
+            seq += 1;
+            prev = entry.hash;
+        }
     }
     insert(tx, key, seq + 1, &prev, change)
+}
+
+/// Whether the log records bindings: a baseline that lists them, or a
+/// `tool.bind` entry (which a log only has once bindings are recorded).
+fn covers_bindings(tx: &Connection) -> Result<bool, StoreError> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM control_log WHERE kind = 'tool.bind'
+             OR (kind = 'control.baseline' AND json_type(fields, '$.bindings') IS NOT NULL))",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(StoreError::sqlite("reading the control log"))
 }
 
 fn insert(
@@ -215,8 +252,12 @@ fn insert(
 /// What the governing tables hold, in the terms the log records.
 #[derive(Debug, Default, PartialEq)]
 struct State {
-    /// Tool name → digest.
-    tools: BTreeMap<String, String>,
+    /// Tool name → {digest, owner}.
+    tools: BTreeMap<String, Value>,
+    /// Tool name → the profile it is bound to (unbound tools are absent).
+    bindings: BTreeMap<String, String>,
+    /// Whether the log has recorded bindings yet (verification only).
+    bindings_covered: bool,
     /// Token name → {role, hash, revoked}.
     tokens: BTreeMap<String, Value>,
     /// Decided approval id → {status, decided_by}.
@@ -225,14 +266,24 @@ struct State {
 
 impl State {
     fn is_empty(&self) -> bool {
-        self.tools.is_empty() && self.tokens.is_empty() && self.decisions.is_empty()
+        self.tools.is_empty()
+            && self.bindings.is_empty()
+            && self.tokens.is_empty()
+            && self.decisions.is_empty()
     }
 
     fn to_json(&self) -> Value {
-        json!({"tools": self.tools, "tokens": self.tokens, "decisions": self.decisions})
+        json!({
+            "tools": self.tools,
+            "bindings": self.bindings,
+            "tokens": self.tokens,
+            "decisions": self.decisions,
+        })
     }
 
-    fn from_json(value: &Map<String, Value>) -> State {
+    /// Applies a baseline: each part it lists replaces that part. A tool
+    /// recorded as a bare digest (logs from before owners) has no owner.
+    fn apply_baseline(&mut self, value: &Map<String, Value>) {
         let map = |name: &str| -> BTreeMap<String, Value> {
             value
                 .get(name)
@@ -240,32 +291,68 @@ impl State {
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default()
         };
-        State {
-            tools: map("tools")
+        if value.contains_key("tools") {
+            self.tools = map("tools")
                 .into_iter()
-                .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
-                .collect(),
-            tokens: map("tokens"),
-            decisions: map("decisions"),
+                .map(|(k, v)| match v {
+                    Value::String(digest) => (k, tool_json(Some(&digest), None)),
+                    other => (k, other),
+                })
+                .collect();
+        }
+        if value.contains_key("bindings") {
+            self.bindings = map("bindings")
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            self.bindings_covered = true;
+        }
+        if value.contains_key("tokens") {
+            self.tokens = map("tokens");
+        }
+        if value.contains_key("decisions") {
+            self.decisions = map("decisions");
         }
     }
 }
 
-/// The state of the tools, api_tokens and (decided) approvals tables.
+/// The state of the tools, tool_bindings, api_tokens and (decided)
+/// approvals tables.
 fn current_state(conn: &Connection) -> Result<State, StoreError> {
     let read = StoreError::sqlite("reading the governed tables");
     let mut state = State::default();
-    let rows: Vec<(Option<String>, Option<String>)> = conn
-        .prepare("SELECT CAST(name AS TEXT), CAST(digest AS TEXT) FROM tools")
+    let rows: Vec<[Option<String>; 3]> = conn
+        .prepare("SELECT CAST(name AS TEXT), CAST(digest AS TEXT), CAST(owner AS TEXT) FROM tools")
         .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            s.query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))?
                 .collect::<Result<_, _>>()
         })
         .map_err(StoreError::sqlite("reading the governed tables"))?;
-    for (name, digest) in rows {
+    for [name, digest, owner] in rows {
+        state.tools.insert(
+            name.unwrap_or_default(),
+            tool_json(
+                Some(digest.as_deref().unwrap_or_default()),
+                owner.as_deref(),
+            ),
+        );
+    }
+    // The current binding of each tool is its newest row.
+    let rows: Vec<[Option<String>; 2]> = conn
+        .prepare(
+            "SELECT CAST(b.tool AS TEXT), CAST(b.profile AS TEXT) FROM tool_bindings b
+             WHERE b.seq = (SELECT MAX(seq) FROM tool_bindings WHERE tool = b.tool)
+               AND b.profile IS NOT NULL",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok([r.get(0)?, r.get(1)?]))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(StoreError::sqlite("reading the governed tables"))?;
+    for [tool, profile] in rows {
         state
-            .tools
-            .insert(name.unwrap_or_default(), digest.unwrap_or_default());
+            .bindings
+            .insert(tool.unwrap_or_default(), profile.unwrap_or_default());
     }
     let rows: Vec<[Option<String>; 4]> = conn
         .prepare(
@@ -301,6 +388,11 @@ fn current_state(conn: &Connection) -> Result<State, StoreError> {
     Ok(state)
 }
 
+/// The recorded form of a tool.
+fn tool_json(digest: Option<&str>, owner: Option<&str>) -> Value {
+    json!({"digest": digest, "owner": owner})
+}
+
 /// The recorded form of a token (never the token; its SHA-256 as stored).
 pub(crate) fn token_json(role: Option<&str>, hash: Option<&str>, revoked: bool) -> Value {
     json!({"role": role, "hash": hash, "revoked": revoked})
@@ -332,7 +424,7 @@ impl fmt::Display for ControlReport {
         if self.problems.is_empty() {
             return write!(
                 f,
-                "control log: intact: {} entries; every tool, token and approval decision matches it",
+                "control log: intact: {} entries; every tool, binding, token and approval decision matches it",
                 self.entries
             );
         }
@@ -349,7 +441,8 @@ impl fmt::Display for ControlReport {
 }
 
 /// Checks every entry (hash, link, signature by a trusted key) and that the
-/// tools, tokens and decided approvals in the store are what the log says.
+/// tools (and their owners), bindings, tokens and decided approvals in the
+/// store are what the log says.
 pub fn verify(store: &Store, keys: &TrustedKeys) -> Result<ControlReport, StoreError> {
     store.with_conn(|conn| {
         let tx = conn
@@ -413,14 +506,25 @@ fn apply(state: &mut State, entry: &ControlEntry) {
     let target = entry.target.clone();
     let field = |name: &str| entry.fields.get(name).cloned().unwrap_or(Value::Null);
     match entry.kind.as_str() {
-        "control.baseline" => *state = State::from_json(&entry.fields),
+        "control.baseline" => state.apply_baseline(&entry.fields),
         "tool.add" => {
-            state
-                .tools
-                .insert(target, field("digest").as_str().unwrap_or("").to_owned());
+            state.tools.insert(
+                target,
+                tool_json(
+                    Some(field("digest").as_str().unwrap_or("")),
+                    field("owner").as_str(),
+                ),
+            );
         }
         "tool.remove" => {
             state.tools.remove(&target);
+        }
+        "tool.bind" => {
+            state.bindings_covered = true;
+            match field("profile").as_str() {
+                Some(profile) => state.bindings.insert(target, profile.to_owned()),
+                None => state.bindings.remove(&target),
+            };
         }
         "token.create" | "token.revoke" => {
             state
@@ -440,20 +544,26 @@ fn apply(state: &mut State, entry: &ControlEntry) {
 /// Differences between what the log says and what the tables hold.
 fn compare(expected: &State, actual: &State) -> Vec<String> {
     let mut problems = Vec::new();
+    if !expected.bindings_covered {
+        // A log started before bindings were recorded cannot vouch for the
+        // bindings it has not seen; the next control change baselines them.
+        for (tool, profile) in &actual.bindings {
+            problems.push(format!(
+                "binding of tool {tool} to profile {profile} is not covered by the control log, which started before bindings were recorded: it cannot be told from one added without the runner key (if it is yours, bind the tool again with `airlock tools bind {tool} {profile}`, which records a baseline)"
+            ));
+        }
+    }
+    let as_json = |map: &BTreeMap<String, String>| -> BTreeMap<String, Value> {
+        map.iter().map(|(k, v)| (k.clone(), json!(v))).collect()
+    };
+    let bindings = if expected.bindings_covered {
+        (as_json(&expected.bindings), as_json(&actual.bindings))
+    } else {
+        (BTreeMap::new(), BTreeMap::new())
+    };
     for (what, exp, act) in [
-        (
-            "tool",
-            expected
-                .tools
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect::<BTreeMap<_, _>>(),
-            actual
-                .tools
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect::<BTreeMap<_, _>>(),
-        ),
+        ("tool", expected.tools.clone(), actual.tools.clone()),
+        ("binding of tool", bindings.0, bindings.1),
         ("API token", expected.tokens.clone(), actual.tokens.clone()),
         (
             "approval decision",

@@ -189,6 +189,12 @@ pub const MIGRATIONS: &[&str] = &[
         signature TEXT NOT NULL
     );
     "#,
+    // 8: tool ownership (`crate::admission::ownership`): who registered each
+    // tool (`token:<name>` or `local:<name>`); NULL for tools registered
+    // before this version, which only an admin may replace or remove.
+    r#"
+    ALTER TABLE tools ADD COLUMN owner TEXT;
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` with the settings every

@@ -35,4 +35,32 @@ pub struct RunRequest {
     /// or a closed connection): the guest is stopped, the run's open
     /// approval requests expire, and the run is sealed `cancelled`.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// The execution slot the run holds in its front end's pool, which it
+    /// gives back while it waits on an approval (see [`ExecutionSlot`]).
+    pub slot: Option<SlotHandle>,
+}
+
+/// An execution slot of a bounded pool (`airlock serve`, `airlock mcp`).
+///
+/// A run waiting on a person's approval executes nothing: it holds its
+/// instance's memory and a paused clock. It gives its slot back for the
+/// wait, so waiting runs cannot starve every other caller of slots, and
+/// takes one again, waiting in line, before it continues.
+pub trait ExecutionSlot: Send + Sync {
+    /// Gives the slot back (the run is about to wait on a person).
+    fn release(&self);
+    /// Takes a slot again, waiting until one is free; returns at once if
+    /// the pool is closing (the run then finishes without one, and the
+    /// drain still waits for it).
+    fn reacquire(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// A shared [`ExecutionSlot`].
+#[derive(Clone)]
+pub struct SlotHandle(pub std::sync::Arc<dyn ExecutionSlot>);
+
+impl std::fmt::Debug for SlotHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlotHandle")
+    }
 }

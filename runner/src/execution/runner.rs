@@ -501,7 +501,8 @@ impl Runner {
             run,
             Arc::clone(sink),
             clock.clone(),
-        )?;
+        )?
+        .with_slot(request.slot.clone());
         Ok(Some(Arc::new(gate)))
     }
 

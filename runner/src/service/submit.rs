@@ -6,6 +6,7 @@
 //! then compiled (or found in the cache), its `describe()` is called in a
 //! sandbox with no grants, and the result is recorded under its digest.
 
+use crate::admission::ownership::Actor;
 use crate::admission::registry::{NewTool, Registry, RegistryError, ToolRecord};
 use crate::admission::signing::{SigningError, ToolSignature};
 use crate::config::home::Home;
@@ -21,6 +22,8 @@ pub struct Submission {
     pub signature: Option<ToolSignature>,
     /// Replace a tool of the same name with a different digest.
     pub replace: bool,
+    /// Who submits it (its owner if the name is new).
+    pub by: Actor,
 }
 
 /// Why a submission was refused.
@@ -70,6 +73,7 @@ pub async fn register(
             input_schema: info.as_ref().map(|i| i.input_schema.clone()),
             signature: submission.signature,
             replace: submission.replace,
+            by: submission.by,
         },
         bytes,
     )?;

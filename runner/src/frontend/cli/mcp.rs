@@ -68,14 +68,6 @@ pub fn bind(
     Ok(())
 }
 
-/// Records that a removed tool has no binding any more.
-pub fn unbind_removed(store: &Store, tool: &str) -> Result<(), Failure> {
-    if Bindings::new(store).get(tool)?.is_some() {
-        Bindings::new(store).set(tool, None, &os_user())?;
-    }
-    Ok(())
-}
-
 /// Serves MCP over stdio until the client closes stdin.
 pub fn mcp(home: Home, args: McpArgs) -> Result<i32, Failure> {
     let capacity = crate::execution::engine::MAX_POOL_INSTANCES as usize;

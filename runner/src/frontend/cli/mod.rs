@@ -2,7 +2,8 @@
 //! results and maps failures to the exit codes in ARCHITECTURE.md. Nothing here
 //! decides policy.
 
-use crate::admission::registry::Registry;
+use crate::admission::ownership::Actor;
+use crate::admission::registry::{Registry, RegistryError};
 use crate::config::home::Home;
 use crate::config::profile::{self, ProfileError};
 use crate::evidence::{Store, Verification, verify_all, verify_run};
@@ -31,6 +32,9 @@ mod selftest;
 
 /// Exit code: usage or configuration error.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit code: refused by a rule (`tools add|remove` of a tool another actor
+/// owns, without `--admin`), as admission refusals are for `airlock run`.
+pub const EXIT_DENIED: i32 = 3;
 /// Exit code: evidence could not be made durable.
 pub const EXIT_EVIDENCE: i32 = 6;
 /// Exit code of `runs verify` when evidence is not intact.
@@ -183,9 +187,14 @@ enum ToolsCommand {
         /// A detached signature (`airlock sign`) to verify and keep.
         #[arg(long)]
         signature: Option<PathBuf>,
-        /// Replace a tool of the same name with a different digest.
+        /// Replace a tool of the same name with a different digest (only its
+        /// owner, the --actor that added it, or with --admin).
         #[arg(long)]
         replace: bool,
+        /// Replace a tool another actor owns, as an admin (recorded in the
+        /// control log).
+        #[arg(long)]
+        admin: bool,
         /// Bind the tool to this profile (offered over MCP, the default of
         /// `POST /v1/runs`); checked against --profiles.
         #[arg(long)]
@@ -220,10 +229,18 @@ enum ToolsCommand {
         /// Tool name.
         name: String,
     },
-    /// Remove a tool from the registry.
+    /// Remove a tool from the registry (only its owner, the --actor that
+    /// added it, or with --admin).
     Remove {
         /// Tool name.
         name: String,
+        /// Who removes it (recorded); defaults to the OS user.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Remove a tool another actor owns, as an admin (recorded in the
+        /// control log).
+        #[arg(long)]
+        admin: bool,
     },
 }
 
@@ -235,8 +252,23 @@ struct ServeArgs {
     #[command(flatten)]
     dir: ProfilesDir,
     /// Runs that may execute at once; more are answered 429 with Retry-After.
+    /// Runs waiting on an approval do not count: they leave their slot
+    /// while they wait.
     #[arg(long, default_value_t = 8)]
     pool: usize,
+    /// Runs one API token may have in flight, executing or waiting on an
+    /// approval; more are answered 429 (default: the --pool size).
+    #[arg(long)]
+    per_token: Option<usize>,
+    /// Runs in flight at once, executing or waiting on an approval (at
+    /// least --pool; default 256); each reserves address space in the
+    /// engine's instance pool. More are answered 429.
+    #[arg(long)]
+    in_flight: Option<usize>,
+    /// Tool uploads compiled at once; up to 4 per slot more wait in line,
+    /// and uploads beyond that are answered 429.
+    #[arg(long, default_value_t = 2)]
+    compiles: usize,
     /// How long SIGTERM waits for running runs before stopping them and
     /// sealing them as interrupted.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -661,6 +693,7 @@ fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
         run_id: None,
         submitted_by: None,
         cancel: None,
+        slot: None,
     };
     let runner = Runner {
         runtime,
@@ -1223,11 +1256,22 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
             args.pool
         )));
     }
-    raise_file_limit(args.pool);
-    // Room for every pool slot, plus the `describe()` calls of tool uploads.
-    let instances = u32::try_from(args.pool)
-        .unwrap_or(u32::MAX)
-        .max(crate::execution::engine::POOL_INSTANCES);
+    if args.per_token == Some(0) || args.compiles == 0 {
+        return Err(Failure::usage(
+            "--per-token and --compiles: give at least 1",
+        ));
+    }
+    let default_in_flight = crate::execution::engine::POOL_INSTANCES as usize;
+    let in_flight = args.in_flight.unwrap_or(default_in_flight).max(args.pool);
+    if in_flight + args.compiles > capacity {
+        return Err(Failure::usage(format!(
+            "--in-flight {in_flight} and --compiles {}: together at most {capacity} (each run in flight and each compile reserves address space in the engine's instance pool)",
+            args.compiles
+        )));
+    }
+    raise_file_limit(in_flight);
+    // Room for every run in flight, plus the `describe()` calls of uploads.
+    let instances = u32::try_from(in_flight + args.compiles).unwrap_or(u32::MAX);
     let key = runner_key(&home)?;
     let store = Store::open(home.root())?;
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
@@ -1241,6 +1285,9 @@ fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
     let config = crate::frontend::http::ServeConfig {
         profiles: args.dir.profiles.clone(),
         pool: args.pool,
+        per_token: args.per_token.unwrap_or(args.pool),
+        in_flight,
+        compiles: args.compiles,
         drain: args.drain_timeout,
         max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),
         max_tool: usize::try_from(args.max_tool.as_u64()).unwrap_or(usize::MAX),
@@ -1450,14 +1497,20 @@ fn sign(wasm: &Path, key: &Path, out: Option<PathBuf>) -> Result<i32, Failure> {
 fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
     let store = open_store(&home)?;
     let registry = Registry::new(&store);
-    let registry_error =
-        |e: crate::admission::registry::RegistryError| Failure::usage(e.to_string());
+    let registry_error = |e: RegistryError| match e {
+        RegistryError::NotOwner { .. } => Failure {
+            code: EXIT_DENIED,
+            message: e.to_string(),
+        },
+        other => Failure::usage(other.to_string()),
+    };
     match cmd {
         ToolsCommand::Add {
             wasm,
             name,
             signature,
             replace,
+            admin,
             profile,
             binding,
         } => {
@@ -1470,9 +1523,14 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
                 .map(|path| crate::admission::signing::ToolSignature::read_file(&path))
                 .transpose()
                 .map_err(|e| Failure::usage(e.to_string()))?;
-            let refused = |e: crate::service::submit::SubmitError| {
-                Failure::usage(format!("tool {}: {e}", wasm.display()))
+            let refused = |e: crate::service::submit::SubmitError| match e {
+                crate::service::submit::SubmitError::Registry(e) => registry_error(e),
+                other => Failure::usage(format!("tool {}: {other}", wasm.display())),
             };
+            let name = name.unwrap_or_else(|| tool_name(&wasm));
+            let by = Actor::local(&binding.actor.clone().unwrap_or_else(mcp::os_user), admin);
+            // Name and ownership first: a refused upload costs no compile.
+            registry.check_may_add(&name, &by).map_err(registry_error)?;
             crate::service::submit::check_signature(signature.as_ref(), &bytes).map_err(refused)?;
             let runtime = Runtime::new(&home.cache_dir())
                 .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
@@ -1482,9 +1540,10 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
                 .build()
                 .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
             let submission = crate::service::submit::Submission {
-                name: name.unwrap_or_else(|| tool_name(&wasm)),
+                name,
                 signature,
                 replace,
+                by,
             };
             let record = rt
                 .block_on(crate::service::submit::register(
@@ -1557,10 +1616,10 @@ fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
             );
             Ok(0)
         }
-        ToolsCommand::Remove { name } => {
-            let digest = registry.remove(&name).map_err(registry_error)?;
-            mcp::unbind_removed(&store, &name)?;
-            say!("removed {name} ({digest})");
+        ToolsCommand::Remove { name, actor, admin } => {
+            let by = Actor::local(&actor.unwrap_or_else(mcp::os_user), admin);
+            let digest = registry.remove(&name, &by).map_err(registry_error)?;
+            say!("removed {name} ({digest}) as {by}");
             Ok(0)
         }
     }

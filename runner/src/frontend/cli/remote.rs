@@ -117,6 +117,7 @@ fn tools(client: &Client, cmd: ToolsCommand) -> Result<i32, Failure> {
             name,
             signature,
             replace,
+            admin: _,
             profile,
             binding: _,
         } => {

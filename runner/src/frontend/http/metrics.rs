@@ -54,7 +54,12 @@ impl ServerMetrics {
     }
 
     /// The exposition text: store totals plus this process's metrics.
-    pub fn render(&self, store: &Store, in_flight: usize) -> Result<String, MetricsError> {
+    pub fn render(
+        &self,
+        store: &Store,
+        in_flight: usize,
+        executing: usize,
+    ) -> Result<String, MetricsError> {
         let mut registry = Registry::default();
         let runs = counts(
             store,
@@ -96,12 +101,19 @@ impl ServerMetrics {
         running.set(i64::try_from(in_flight).unwrap_or(i64::MAX));
         registry.register(
             "airlock_runs_in_flight",
-            "Runs executing in this server now",
+            "Runs in this server now, executing or waiting on an approval",
             running,
+        );
+        let holding = Gauge::<i64>::default();
+        holding.set(i64::try_from(executing).unwrap_or(i64::MAX));
+        registry.register(
+            "airlock_runs_executing",
+            "Runs holding an execution slot now (runs waiting on an approval do not)",
+            holding,
         );
         registry.register(
             "airlock_run_requests_refused_busy",
-            "Run requests answered 429 because every pool slot was busy",
+            "Run requests answered 429: every pool slot busy, the token's quota used, or the runs in flight at their cap",
             self.busy_refusals.clone(),
         );
         let mut text = String::new();

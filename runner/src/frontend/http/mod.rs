@@ -2,14 +2,18 @@
 //! HTTP API over the same store as the CLI.
 //!
 //! Every `/v1` route needs an API token ([`crate::trust::access`]); runs execute on
-//! a bounded pool ([`pool::RunPool`]) that answers 429 when full; request
-//! bodies are capped (JSON and tool uploads separately). On shutdown
+//! a bounded pool ([`pool::RunPool`]) that answers 429 when full or when
+//! the caller's quota is used, and that runs waiting on an approval leave
+//! while they wait; uploads are compiled in a bounded line
+//! ([`compile::CompileQueue`]); request bodies are capped (JSON and tool
+//! uploads separately). On shutdown
 //! ([`serve`]'s `shutdown` future: SIGTERM or Ctrl-C from the CLI) the
 //! server stops accepting work, lets running runs finish up to a deadline,
 //! stops the rest, and seals them as `interrupted` before it returns, so no
 //! run is left unsealed and no recorded event is lost.
 
 pub mod auth;
+pub mod compile;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;
@@ -156,6 +160,14 @@ pub struct ServeConfig {
     pub profiles: PathBuf,
     /// Runs that may execute at once; more are refused with 429.
     pub pool: usize,
+    /// Runs one API token may have in flight (executing or waiting on an
+    /// approval); more are refused with 429.
+    pub per_token: usize,
+    /// Runs that may be in flight in all (the engine's instance slots left
+    /// for runs); more are refused with 429.
+    pub in_flight: usize,
+    /// Uploads compiled at once (more wait in a bounded line).
+    pub compiles: usize,
     /// How long shutdown waits for running runs before stopping them.
     pub drain: Duration,
     /// Largest JSON request body, bytes.
@@ -178,6 +190,8 @@ pub struct AppState {
     pub profiles: PathBuf,
     /// The run pool.
     pub pool: Arc<pool::RunPool>,
+    /// The line uploads are compiled in.
+    pub compiles: compile::CompileQueue,
     /// This process's metrics.
     pub metrics: metrics::ServerMetrics,
     /// Signed-in dashboard browsers.
@@ -217,7 +231,10 @@ pub fn router(
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/v1/openapi.json", get(routes::openapi))
         .route("/v1/tools", tool_upload.get(routes::list_tools))
-        .route("/v1/tools/{name}", get(routes::show_tool))
+        .route(
+            "/v1/tools/{name}",
+            get(routes::show_tool).delete(routes::remove_tool),
+        )
         .route("/v1/runs", post(routes::start_run).get(routes::list_runs))
         .route("/v1/runs/{id}", get(routes::show_run))
         .route("/v1/runs/{id}/evidence", get(routes::run_evidence))
@@ -263,7 +280,8 @@ pub async fn serve(
     let state = Arc::new(AppState {
         runner: Arc::clone(&runner),
         profiles: config.profiles.clone(),
-        pool: pool::RunPool::new(config.pool),
+        pool: pool::RunPool::new(config.pool, config.per_token, config.in_flight),
+        compiles: compile::CompileQueue::new(config.compiles),
         metrics: metrics::ServerMetrics::default(),
         sessions: sessions::Sessions::new(config.behind_tls),
     });

@@ -4,6 +4,10 @@
 //! evidence and verification ([`crate::evidence`]), approvals
 //! ([`crate::escalation::approvals`]) and API tokens ([`crate::trust::access`]).
 //!
+//! A tool belongs to the token that uploaded it: only that token or an admin
+//! may replace (`replace=true`) or remove it (403 `not_owner` otherwise;
+//! see [`crate::admission::ownership`]).
+//!
 //! Runs started by a submitter are visible only to that submitter and to
 //! readers of every run (auditors, admins); another caller asking for one gets
 //! the same 404 as for a run that does not exist, so ids do not leak.
@@ -12,6 +16,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::pool::Refusal;
+use crate::admission::ownership::Actor;
 use crate::admission::registry::{Registry, RegistryError, ToolRecord};
 use crate::config::classification::Classification;
 use crate::escalation::approvals::{ApprovalError, ApprovalRecord, Approvals};
@@ -59,7 +64,15 @@ pub struct SubmitQuery {
     replace: bool,
 }
 
-/// Validates, compiles and registers an uploaded component.
+/// The registry actor a token acts as: an admin when its role is `admin`.
+fn actor(caller: &Caller) -> Actor {
+    Actor::token(&caller.0.name, caller.0.role == Role::Admin)
+}
+
+/// Validates, compiles and registers an uploaded component. The name and
+/// the caller's right to it (a new name, or one it owns, or an admin) are
+/// checked first, then the signature; only then does the upload join the
+/// bounded compile line ([`super::compile`]).
 pub async fn submit_tool(
     State(state): Shared,
     caller: Caller,
@@ -68,7 +81,11 @@ pub async fn submit_tool(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ToolRecord>), ApiError> {
     caller.require(Permission::SubmitTool)?;
+    let by = actor(&caller);
     let q = query(q)?;
+    Registry::new(&state.runner.store)
+        .check_may_add(&q.name, &by)
+        .map_err(|e| submit_error(e.into()))?;
     let bytes = body?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
@@ -80,6 +97,11 @@ pub async fn submit_tool(
         Some(value) => Some(decode_signature(value.as_bytes())?),
     };
     crate::service::submit::check_signature(signature.as_ref(), &bytes).map_err(submit_error)?;
+    let ticket = state
+        .compiles
+        .enter()
+        .map_err(|full| ApiError::busy(RETRY_AFTER_SECONDS, full.to_string()))?;
+    let _turn = ticket.turn().await;
     let runner = Arc::clone(&state.runner);
     let label = std::path::PathBuf::from(format!("{}.wasm", q.name));
     let compiled = {
@@ -100,6 +122,7 @@ pub async fn submit_tool(
             name: q.name,
             signature,
             replace: q.replace,
+            by,
         },
     )
     .await
@@ -125,6 +148,9 @@ fn decode_signature(value: &[u8]) -> Result<crate::admission::signing::ToolSigna
 fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::Registry(RegistryError::NameTaken { .. }) => ApiError::conflict(e.to_string()),
+        SubmitError::Registry(RegistryError::NotOwner { .. }) => {
+            ApiError::new(StatusCode::FORBIDDEN, "not_owner", e.to_string())
+        }
         SubmitError::Signature(_) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "bad_signature",
@@ -142,6 +168,9 @@ fn registry_error(e: RegistryError) -> ApiError {
     match e {
         RegistryError::NotFound { .. } => ApiError::not_found(e.to_string()),
         RegistryError::InvalidName { .. } => ApiError::bad_request(e.to_string()),
+        RegistryError::NotOwner { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "not_owner", e.to_string())
+        }
         other => ApiError::internal(other.to_string()),
     }
 }
@@ -170,6 +199,23 @@ pub async fn show_tool(
         Registry::new(&state.runner.store)
             .get(&name)
             .map_err(registry_error)?,
+    ))
+}
+
+/// `DELETE /v1/tools/{name}`: only the tool's owner or an admin; the
+/// removal and its unbinding are control-log entries.
+pub async fn remove_tool(
+    State(state): Shared,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::SubmitTool)?;
+    let by = actor(&caller);
+    let digest = Registry::new(&state.runner.store)
+        .remove(&name, &by)
+        .map_err(registry_error)?;
+    Ok(Json(
+        json!({"name": name, "digest": digest, "removed_by": by.id}),
     ))
 }
 
@@ -263,20 +309,18 @@ pub async fn start_run(
             .await
             .map_err(|e| ApiError::internal(format!("loading the tool: {e}")))?
             .map_err(|e| ApiError::internal(e.to_string()))?;
-    let slot = match state.pool.try_slot() {
+    let slot = match state.pool.try_slot(&who) {
         Ok(slot) => slot,
-        Err(Refusal::Full) => {
+        Err(Refusal::Closed) => return Err(ApiError::shutting_down()),
+        Err(refusal) => {
             state.metrics.count_busy();
             return Err(ApiError::busy(
                 RETRY_AFTER_SECONDS,
-                format!(
-                    "all {} run slots are busy; retry after {RETRY_AFTER_SECONDS} s (the pool size is `airlock serve --pool`)",
-                    state.pool.size()
-                ),
+                format!("{refusal} (retry after {RETRY_AFTER_SECONDS} s)"),
             ));
         }
-        Err(Refusal::Closed) => return Err(ApiError::shutting_down()),
     };
+    let handle = slot.handle();
     let run_id = uuid::Uuid::now_v7();
     let request = RunRequest {
         tool_name: record.name.clone(),
@@ -292,6 +336,7 @@ pub async fn start_run(
         run_id: Some(run_id),
         submitted_by: Some(who),
         cancel: None,
+        slot: Some(handle),
     };
     let runner = Arc::clone(&state.runner);
     let metrics = state.metrics.clone();
@@ -712,7 +757,11 @@ pub async fn metrics(State(state): Shared, caller: Caller) -> Result<Response, A
     caller.require(Permission::ReadAllRuns)?;
     let text = state
         .metrics
-        .render(&state.runner.store, state.pool.in_flight())
+        .render(
+            &state.runner.store,
+            state.pool.in_flight(),
+            state.pool.executing(),
+        )
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         [(

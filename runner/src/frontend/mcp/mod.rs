@@ -256,18 +256,15 @@ impl McpServer {
         .await
         .map_err(|e| McpError::internal_error(format!("loading the tool: {e}"), None))?
         .map_err(|e| McpError::internal_error(format!("loading the tool: {e}"), None))?;
-        let slot = match self.shared.pool.try_slot() {
+        let slot = match self.shared.pool.try_slot(&who.name) {
             Ok(slot) => slot,
-            Err(Refusal::Full) => {
-                return Ok(refusal_text(format!(
-                    "all {} run slots are busy; nothing ran. Retry in a moment.",
-                    self.shared.pool.size()
-                )));
-            }
             Err(Refusal::Closed) => {
                 return Ok(refusal_text(
                     "the server is shutting down; nothing ran. Retry against another replica or later.".to_owned(),
                 ));
+            }
+            Err(refusal) => {
+                return Ok(refusal_text(format!("{refusal}; nothing ran.")));
             }
         };
         let (input_json, args, stdin) = match input {
@@ -289,6 +286,7 @@ impl McpServer {
             run_id: Some(run_id),
             submitted_by: Some(who.name.clone()),
             cancel: Some(context.ct.clone()),
+            slot: Some(slot.handle()),
         };
         let runner = Arc::clone(&self.shared.runner);
         let profile = offered.profile.clone();
@@ -696,7 +694,14 @@ pub async fn serve_stdio(
     let shared = Arc::new(McpShared {
         runner,
         profiles,
-        pool: RunPool::new(pool),
+        // One caller: it may have as many calls in flight as the engine
+        // has instances; `pool` of them execute at once.
+        pool: {
+            let instances = usize::try_from(crate::execution::engine::POOL_INSTANCES)
+                .unwrap_or(usize::MAX)
+                .max(pool);
+            RunPool::new(pool, instances, instances)
+        },
     });
     let server = McpServer::local(Arc::clone(&shared), actor);
     let running = server
