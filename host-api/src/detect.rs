@@ -477,8 +477,9 @@ mod card {
     /// - the whole digit sequence (groups joined by single separators) is
     ///   the candidate; if it is not a card, each group of 13–19 digits is
     ///   tried alone (`qty 12 4111111111111111`), and so is the sequence
-    ///   without a leading group shorter or longer than the group after it
-    ///   (`qty 2 4111 1111 1111 1111`: a number, then a grouped card); the
+    ///   without a leading group that is longer or shorter than the group
+    ///   after it or glued to a word (`qty 2 4111 1111 1111 1111`,
+    ///   `ref x0123 4111 1111 1111 1111`: a number, then a grouped card); the
     ///   sequence is never cut elsewhere, so a 20-digit number in groups of
     ///   four is no card; the boundary rules below apply to whichever is
     ///   tried;
@@ -520,7 +521,11 @@ mod card {
             } else if groups.len() > 1 {
                 let rest = groups
                     .get(1..)
-                    .filter(|rest| rest.len() > 1 && rest[0].len() != groups[0].len())
+                    .filter(|rest| {
+                        rest.len() > 1
+                            && (rest[0].len() != groups[0].len()
+                                || !standalone(bytes, groups[0].start, groups[0].end))
+                    })
                     .map(|rest| rest[0].start);
                 if let Some(rest) = rest
                     && standalone(bytes, rest, end)
@@ -1222,6 +1227,7 @@ mod tests {
                 ("qty 2 4111 1111 1111 1111", &["4111 1111 1111 1111"]),
                 ("012 4111 1111 1111 1111", &["4111 1111 1111 1111"]),
                 ("no 7 3782 822463 10005", &["3782 822463 10005"]),
+                ("ref x0123 4111 1111 1111 1111", &["4111 1111 1111 1111"]),
                 ("4111111111111111 1234", &["4111111111111111"]),
                 ("v2 4111111111111111", &["4111111111111111"]),
                 ("x1 4111111111111111-1", &["4111111111111111"]),
