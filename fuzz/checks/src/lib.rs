@@ -627,13 +627,20 @@ pub fn scrubber(data: &[u8]) {
     echoed.extend_from_slice(&body[at..]);
     let scrubber = Scrubber::new([secret.as_str()]);
     let out = scrubber.scrub(&echoed).expect("the echo is found");
-    let lower = out.to_ascii_lowercase();
+    // A secret that is a piece of the placeholder "survives" only there:
+    // each placeholder becomes 0xFF, a byte no secret (UTF-8) holds.
+    let placeholder = airlock_host_api::credentials::SCRUBBED.as_bytes();
+    let mut lower = out.to_ascii_lowercase();
+    while let Some(at) = lower
+        .windows(placeholder.len())
+        .position(|w| w == placeholder)
+    {
+        lower.splice(at..at + placeholder.len(), [0xFF]);
+    }
     let needle = secret.as_bytes().to_ascii_lowercase();
     assert!(
         !lower.windows(needle.len()).any(|w| w == needle),
         "the secret survived scrubbing"
     );
-    // Scrubbing what is already scrubbed removes nothing of the placeholder.
-    let placeholder = airlock_host_api::credentials::SCRUBBED.as_bytes();
     assert!(out.windows(placeholder.len()).any(|w| w == placeholder));
 }
