@@ -1,5 +1,5 @@
-//! libFuzzer entry for [`airlock_fuzz::detectors`]; the check and what it
+//! libFuzzer entry for [`airlock_fuzz_checks::detectors`]; the check and what it
 //! asserts are documented there.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| airlock_fuzz::detectors(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| airlock_fuzz_checks::detectors(data));

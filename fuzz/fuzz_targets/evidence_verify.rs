@@ -1,5 +1,5 @@
-//! libFuzzer entry for [`airlock_fuzz::evidence_verify`]; the check and what it
+//! libFuzzer entry for [`airlock_fuzz_checks::evidence_verify`]; the check and what it
 //! asserts are documented there.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| airlock_fuzz::evidence_verify(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| airlock_fuzz_checks::evidence_verify(data));

@@ -476,9 +476,13 @@ mod card {
     /// Choices, each against a common non-card number:
     /// - the whole digit sequence (groups joined by single separators) is
     ///   the candidate; if it is not a card, each group of 13–19 digits is
-    ///   tried alone (`qty 12 4111111111111111`), but the sequence is never
-    ///   cut elsewhere, so a 20-digit number in groups of four is no card;
-    ///   the boundary rules below apply to whichever is tried;
+    ///   tried alone (`qty 12 4111111111111111`), and so is the sequence
+    ///   without a leading group that is longer or shorter than the group
+    ///   after it or glued to a word (`qty 2 4111 1111 1111 1111`,
+    ///   `ref x0123 4111 1111 1111 1111`: a number, then a grouped card); the
+    ///   sequence is never cut elsewhere, so a 20-digit number in groups of
+    ///   four is no card; the boundary rules below apply to whichever is
+    ///   tried;
     /// - no letter, digit or `_` directly before or after (hex hashes,
     ///   identifiers, longer numbers), no `.` plus digit (decimals such as
     ///   `0.30000000000000004`; a comma is not excluded, CSV rows are where
@@ -515,6 +519,21 @@ mod card {
             if standalone(bytes, start, end) && is_card(bytes, start, end) {
                 out.push(finding(start, end));
             } else if groups.len() > 1 {
+                let rest = groups
+                    .get(1..)
+                    .filter(|rest| {
+                        rest.len() > 1
+                            && (rest[0].len() != groups[0].len()
+                                || !standalone(bytes, groups[0].start, groups[0].end))
+                    })
+                    .map(|rest| rest[0].start);
+                if let Some(rest) = rest
+                    && standalone(bytes, rest, end)
+                    && is_card(bytes, rest, end)
+                {
+                    out.push(finding(rest, end));
+                    continue;
+                }
                 for group in groups {
                     if standalone(bytes, group.start, group.end)
                         && is_card(bytes, group.start, group.end)
@@ -1204,6 +1223,11 @@ mod tests {
                 ("\"pan\":\"4111111111111111\"", &["4111111111111111"]),
                 ("total 4111111111111111.", &["4111111111111111"]),
                 ("qty 12 4111111111111111", &["4111111111111111"]),
+                // a number, then a grouped card (found by fuzzing)
+                ("qty 2 4111 1111 1111 1111", &["4111 1111 1111 1111"]),
+                ("012 4111 1111 1111 1111", &["4111 1111 1111 1111"]),
+                ("no 7 3782 822463 10005", &["3782 822463 10005"]),
+                ("ref x0123 4111 1111 1111 1111", &["4111 1111 1111 1111"]),
                 ("4111111111111111 1234", &["4111111111111111"]),
                 ("v2 4111111111111111", &["4111111111111111"]),
                 ("x1 4111111111111111-1", &["4111111111111111"]),
