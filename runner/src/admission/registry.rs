@@ -468,12 +468,15 @@ impl<'a> Registry<'a> {
                 });
             }
         };
-        let bytes = self.read_checked(&record)?;
-        if let Some(sig) = &record.signature {
-            signing::verify(sig, &bytes).map_err(|source| RegistryError::StoredSignature {
-                name: record.name.clone(),
-                source,
-            })?;
+        let (bytes, stamp) = self.read_checked(&record)?;
+        if let Some(stamp) = stamp {
+            if let Some(sig) = &record.signature {
+                signing::verify(sig, &bytes).map_err(|source| RegistryError::StoredSignature {
+                    name: record.name.clone(),
+                    source,
+                })?;
+            }
+            verified::remember(self.wasm_path(&record), stamp, &record);
         }
         Ok((record, bytes))
     }
@@ -567,7 +570,15 @@ impl<'a> Registry<'a> {
     }
 
     /// Reads `record`'s component and checks its type, size and digest.
-    fn read_checked(&self, record: &ToolRecord) -> Result<Vec<u8>, RegistryError> {
+    /// Reads the registered file, refusing one that is no longer what was
+    /// registered. The bytes are hashed unless this process already checked
+    /// this very file against this record (see [`verified`]); the stamp is
+    /// returned when they were hashed (and matched), for the caller to
+    /// remember once the signature also verified.
+    fn read_checked(
+        &self,
+        record: &ToolRecord,
+    ) -> Result<(Vec<u8>, Option<verified::FileStamp>), RegistryError> {
         let path = self.wasm_path(record);
         let tampered = |detail: String| RegistryError::Tampered {
             name: record.name.clone(),
@@ -596,17 +607,23 @@ impl<'a> Registry<'a> {
                 record.size
             )));
         }
+        let before = verified::FileStamp::of(&meta);
         let mut bytes = Vec::new();
         // Never more than the registered size (+1 to notice growth), even if
         // the file grows while we read.
-        file.take(record.size.saturating_add(1))
+        (&file)
+            .take(record.size.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(io_err(&path))?;
+        let after = verified::FileStamp::of(&file.metadata().map_err(io_err(&path))?);
+        if before == after && verified::is_known(&path, &after, record) {
+            return Ok((bytes, None));
+        }
         let actual = digest_of(&bytes);
         if actual != record.digest {
             return Err(tampered(format!("its digest is now {actual}")));
         }
-        Ok(bytes)
+        Ok((bytes, (before == after).then_some(after)))
     }
 }
 
@@ -952,6 +969,110 @@ fn serialize_schema<S: Serializer>(schema: &Option<String>, s: S) -> Result<S::O
     }
 }
 
+/// Registered files this process has hashed and found to match their
+/// record, so that a run does not hash an 18 MB interpreter component on
+/// every request (the SHA-256 and the signature check were about 25 ms of
+/// a 31 ms Python run through `airlock serve`).
+///
+/// A file counts as already checked only while its identity and change
+/// times are exactly those seen when it was hashed, before and after the
+/// read: device, inode, size, mtime and ctime. Writing to the file (or
+/// truncating, or replacing it by rename) changes its ctime or inode, and
+/// ctime cannot be set back by its owner (only by changing the system
+/// clock, which needs root, against whom the registry's re-hash is no
+/// defence either); any change means the bytes are hashed again. The
+/// record's digest and signature must also be the ones checked, so a row
+/// edited in the store is re-verified against the bytes.
+///
+/// File times come from a coarse clock (a few milliseconds), so a write in
+/// the same tick as the one that was hashed could leave every field equal.
+/// As git does for "racily clean" index entries, a file changed less than
+/// [`verified::RACY`] before it was hashed is not remembered: it is hashed
+/// again until its last change is old enough that any later write must
+/// carry a later ctime.
+mod verified {
+    use super::ToolRecord;
+    use crate::admission::signing::ToolSignature;
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// What identifies one version of a file's contents.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) struct FileStamp {
+        dev: u64,
+        ino: u64,
+        len: u64,
+        mtime: (i64, i64),
+        ctime: (i64, i64),
+    }
+
+    impl FileStamp {
+        pub(super) fn of(meta: &std::fs::Metadata) -> FileStamp {
+            FileStamp {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                len: meta.len(),
+                mtime: (meta.mtime(), meta.mtime_nsec()),
+                ctime: (meta.ctime(), meta.ctime_nsec()),
+            }
+        }
+    }
+
+    struct Checked {
+        stamp: FileStamp,
+        digest: String,
+        signature: Option<ToolSignature>,
+    }
+
+    fn checked() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Checked>> {
+        static CHECKED: OnceLock<Mutex<HashMap<PathBuf, Checked>>> = OnceLock::new();
+        CHECKED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `path`, as `stamp` says it is now, was hashed and verified
+    /// against exactly `record`'s digest and signature.
+    pub(super) fn is_known(path: &Path, stamp: &FileStamp, record: &ToolRecord) -> bool {
+        checked().get(path).is_some_and(|c| {
+            c.stamp == *stamp && c.digest == record.digest && c.signature == record.signature
+        })
+    }
+
+    /// How long ago a file's last change must be for its check to be
+    /// remembered (far more than the file-time clock's tick).
+    pub(super) const RACY: Duration = Duration::from_secs(2);
+
+    /// Notes that `path`, as `stamp`, matched `record` (digest and
+    /// signature), unless its last change is too recent to tell a later
+    /// write apart.
+    pub(super) fn remember(path: PathBuf, stamp: FileStamp, record: &ToolRecord) {
+        let changed = UNIX_EPOCH
+            + Duration::new(
+                u64::try_from(stamp.ctime.0).unwrap_or(0),
+                u32::try_from(stamp.ctime.1).unwrap_or(0),
+            );
+        let settled = SystemTime::now()
+            .duration_since(changed)
+            .is_ok_and(|age| age >= RACY);
+        if !settled {
+            return;
+        }
+        checked().insert(
+            path,
+            Checked {
+                stamp,
+                digest: record.digest.clone(),
+                signature: record.signature.clone(),
+            },
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1182,6 +1303,39 @@ mod tests {
         // Adding the original again repairs it.
         registry.add(entry("hello", WASM_A), WASM_A)?;
         assert_eq!(registry.load("hello")?.1, WASM_A);
+        Ok(())
+    }
+
+    #[test]
+    fn a_component_checked_before_is_hashed_again_once_it_changes() -> TestResult {
+        let home = tempfile::tempdir()?;
+        let store = Store::open(home.path())?;
+        let registry = Registry::new(&store);
+        let added = registry.add(entry("hello", WASM_A), WASM_A)?;
+        let path = registry.wasm_path(&added);
+        let stamp = |path: &Path| -> io::Result<verified::FileStamp> {
+            Ok(verified::FileStamp::of(&fs::metadata(path)?))
+        };
+        // Just written: too recent to remember, so the next load hashes.
+        registry.load("hello")?;
+        assert!(!verified::is_known(&path, &stamp(&path)?, &added));
+        // Not synchronisation: the file's ctime must age past the racy
+        // window before a check of it may be remembered.
+        std::thread::sleep(verified::RACY + std::time::Duration::from_millis(100));
+        assert_eq!(registry.load("hello")?.1, WASM_A);
+        assert!(verified::is_known(&path, &stamp(&path)?, &added));
+        assert_eq!(registry.load("hello")?.1, WASM_A, "a remembered file loads");
+
+        // Same size, same inode, one byte changed: hashed again, refused.
+        let mut changed = WASM_A.to_vec();
+        changed[12] ^= 1;
+        fs::write(&path, &changed)?;
+        assert!(!verified::is_known(&path, &stamp(&path)?, &added));
+        let err = registry.load("hello").err();
+        assert!(
+            matches!(&err, Some(RegistryError::Tampered { detail, .. }) if detail.contains(&digest_of(&changed))),
+            "{err:?}"
+        );
         Ok(())
     }
 
