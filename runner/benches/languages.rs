@@ -322,6 +322,14 @@ fn main() {
                 "submit {name}: {}",
                 added.status()
             );
+        }
+        // The steady state of a server whose tools were registered a while
+        // ago: the registry hashes a component file again until its last
+        // change is older than its racy window (2 s), as right after an
+        // upload. Not synchronisation: the files' ctime must age.
+        std::thread::sleep(Duration::from_millis(2_200));
+        for (lang, _) in &components {
+            let name = format!("hello-{lang}");
             let body =
                 format!(r#"{{"tool":"{name}","profile":"hello","input":{{"name":"bench"}}}}"#);
             let mut samples = Vec::with_capacity(n);
