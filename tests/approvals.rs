@@ -51,21 +51,9 @@ fn pending(env: &Env) -> Vec<Value> {
     serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("approvals JSON")
 }
 
-/// Waits until the run's request shows up (the run is then blocked on it).
-/// The bound covers compiling the tool in a fresh home on a loaded machine.
-fn wait_for_request(env: &Env) -> Value {
-    let start = Instant::now();
-    loop {
-        if let Some(request) = pending(env).into_iter().next() {
-            return request;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no approval request appeared"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How long a run may take to ask for approval: the bound covers compiling
+/// the tool in a fresh home on a loaded machine.
+const REQUEST_WAIT: Duration = Duration::from_secs(120);
 
 fn decide(env: &Env, verb: &str, id: &str, who: &str, reason: &str) -> std::process::Output {
     env.decide(verb, id, who, reason)
@@ -97,8 +85,8 @@ fn an_approved_payment_is_sent_once_and_the_run_succeeds() {
     let env = Env::new();
     approval_profile(&env, server.port(), "10m", "10m", "2s");
     pin_approvers(&env);
-    let child = start_payment(&env, server.port());
-    let request = wait_for_request(&env);
+    let mut child = start_payment(&env, server.port());
+    let request = env.wait_for_approval(&mut child, REQUEST_WAIT);
     for (field, want) in [
         ("tool", "pay_invoice"),
         ("profile", "pay"),
@@ -167,8 +155,8 @@ fn a_denied_payment_is_never_sent_and_the_run_ends_with_exit_5() {
     let env = Env::new();
     approval_profile(&env, server.port(), "10m", "10m", "10s");
     pin_approvers(&env);
-    let child = start_payment(&env, server.port());
-    let request = wait_for_request(&env);
+    let mut child = start_payment(&env, server.port());
+    let request = env.wait_for_approval(&mut child, REQUEST_WAIT);
     let denied = decide(
         &env,
         "deny",
@@ -228,8 +216,8 @@ fn after_escalation_the_escalation_owner_may_decide() {
     let env = Env::new();
     approval_profile(&env, server.port(), "1s", "10m", "10s");
     pin_approvers(&env);
-    let child = start_payment(&env, server.port());
-    let request = wait_for_request(&env);
+    let mut child = start_payment(&env, server.port());
+    let request = env.wait_for_approval(&mut child, REQUEST_WAIT);
     let id = request["id"].as_str().expect("id").to_owned();
     let start = Instant::now();
     while pending(&env)
@@ -263,7 +251,7 @@ fn tool_requests_and_file_writes_wait_for_their_rules() {
             ),
         ),
     );
-    let child = env
+    let mut child = env
         .airlock()
         .args(["run", "--json", "--profile", "ledger", "--profiles"])
         .arg(env.profiles())
@@ -279,7 +267,7 @@ fn tool_requests_and_file_writes_wait_for_their_rules() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let asked = wait_for_request(&env);
+    let asked = env.wait_for_approval(&mut child, REQUEST_WAIT);
     assert_eq!(asked["rule"], "tool-request");
     assert_eq!(asked["detail"], "Q3 totals attached");
     let approved = decide(
@@ -356,7 +344,7 @@ fn a_request_whose_runner_died_is_expired_not_left_pending() {
     approval_profile(&env, server.port(), "10m", "10m", "10s");
     pin_approvers(&env);
     let mut child = start_payment(&env, server.port());
-    let request = wait_for_request(&env);
+    let request = env.wait_for_approval(&mut child, REQUEST_WAIT);
     child.kill().expect("SIGKILL the runner");
     child.wait().expect("reap");
     assert!(
@@ -413,8 +401,8 @@ fn the_approver_sees_the_exact_request_and_an_approval_of_other_bytes_sends_noth
     approval_profile(&env, server.port(), "10m", "10m", "10s");
     pin_approvers(&env);
     let base = format!("http://127.0.0.1:{}", server.port());
-    let child = start_payment_of(&env, REAL_AMOUNT, &base, "pay INV-7: 12.00 EUR");
-    let request = wait_for_request(&env);
+    let mut child = start_payment_of(&env, REAL_AMOUNT, &base, "pay INV-7: 12.00 EUR");
+    let request = env.wait_for_approval(&mut child, REQUEST_WAIT);
     let id = request["id"].as_str().expect("id").to_owned();
 
     // The approver is shown the request itself, not the submitter's words.
@@ -486,8 +474,8 @@ fn deciding_as_an_approver_without_their_pinned_key_is_refused_and_the_run_expir
     env.approver("oncall");
     env.approver("mallory");
     let base = format!("http://127.0.0.1:{}", server.port());
-    let child = start_payment_of(&env, 1200, &base, "pay INV-7");
-    let request = wait_for_request(&env);
+    let mut child = start_payment_of(&env, 1200, &base, "pay INV-7");
+    let request = env.wait_for_approval(&mut child, REQUEST_WAIT);
     let id = request["id"].as_str().expect("id");
 
     // `--as` alone: no key.
@@ -552,8 +540,8 @@ fn a_signed_decision_is_checked_by_verify_and_an_edited_one_is_reported() {
     let env = Env::new();
     approval_profile(&env, server.port(), "10m", "10m", "10s");
     let public = env.approver("oncall");
-    let child = start_payment(&env, server.port());
-    let request = wait_for_request(&env);
+    let mut child = start_payment(&env, server.port());
+    let request = env.wait_for_approval(&mut child, REQUEST_WAIT);
     let approved = decide(
         &env,
         "approve",
@@ -659,13 +647,13 @@ fn the_name_is_resolved_after_the_wait_and_the_connection_goes_to_that_address()
     answer(&env, "169.254.169.254");
     named_payments_profile(&env, server.port());
     env.approver("oncall");
-    let child = start_payment_of(
+    let mut child = start_payment_of(
         &env,
         1200,
         &format!("http://payments.test:{}", server.port()),
         "pay INV-7",
     );
-    let request = wait_for_request(&env);
+    let request = env.wait_for_approval(&mut child, REQUEST_WAIT);
     // By the time it is approved, it points at the payments server.
     answer(&env, "127.0.0.1");
     let approved = decide(
@@ -698,13 +686,13 @@ fn a_name_that_moves_to_a_forbidden_address_during_the_wait_is_refused() {
     answer(&env, "127.0.0.1");
     named_payments_profile(&env, server.port());
     env.approver("oncall");
-    let child = start_payment_of(
+    let mut child = start_payment_of(
         &env,
         1200,
         &format!("http://payments.test:{}", server.port()),
         "pay INV-7",
     );
-    let request = wait_for_request(&env);
+    let request = env.wait_for_approval(&mut child, REQUEST_WAIT);
     // Rebound to the cloud metadata address while the approver reads.
     answer(&env, "169.254.169.254");
     let approved = decide(

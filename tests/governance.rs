@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::server::{HttpServer, Running};
 use support::{
     Env, LIMITS, REQUIRE_INTENT_AND_ACTOR, guests, of_kind, payments_needing_approval,
@@ -124,7 +124,7 @@ fn approved_payment(env: &Env, server: &HttpServer) -> Value {
     let input = format!(
         r#"{{"invoice":"INV-7","amount_cents":1200,"base_url":"http://127.0.0.1:{port}"}}"#
     );
-    let child: Child = env
+    let mut child: Child = env
         .airlock()
         .args(["run", "--json", "--profile", "pay", "--profiles"])
         .arg(env.profiles())
@@ -141,20 +141,7 @@ fn approved_payment(env: &Env, server: &HttpServer) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the run");
-    let start = Instant::now();
-    let request = loop {
-        let out = env.cmd(&["approvals", "list", "--pending", "--json"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let pending: Vec<Value> = serde_json::from_slice(&out.stdout).expect("approvals JSON");
-        if let Some(request) = pending.into_iter().next() {
-            break request;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no approval request appeared"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let request = env.wait_for_approval(&mut child, Duration::from_secs(30));
     let id = request["id"].as_str().expect("approval id");
     let approved = env.decide("approve", id, "oncall", "matches PO 4711");
     assert!(approved.status.success(), "{}", text(&approved.stderr));

@@ -11,10 +11,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::api::{Server, token};
 use support::languages::{self, Lang};
 use support::server::HttpServer;
@@ -354,35 +353,6 @@ fn start_payment(env: &Env, lang: Lang, port: u16) -> Child {
         .expect("spawn the run")
 }
 
-/// Waits until a request is pending (the run is then blocked on it); a run
-/// that ends first fails the test with what it printed.
-fn wait_for_request(env: &Env, run: &mut Child) -> Value {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = run.try_wait().expect("poll the run") {
-            let mut said = String::new();
-            if let Some(mut out) = run.stdout.take() {
-                let _ = out.read_to_string(&mut said);
-            }
-            if let Some(mut err) = run.stderr.take() {
-                let _ = err.read_to_string(&mut said);
-            }
-            panic!("the run ended ({status}) before asking for approval: {said}");
-        }
-        let out = env.cmd(&["approvals", "list", "--pending", "--json"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let pending: Vec<Value> = serde_json::from_slice(&out.stdout).expect("approvals JSON");
-        if let Some(request) = pending.into_iter().next() {
-            return request;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no approval request appeared"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn an_approved_payment_from_another_process_is_sent_once(lang: Lang) {
     let server = HttpServer::start();
     let env = lang_env();
@@ -399,7 +369,7 @@ fn an_approved_payment_from_another_process_is_sent_once(lang: Lang) {
     );
     env.approver("oncall");
     let mut child = start_payment(&env, lang, server.port());
-    let request = wait_for_request(&env, &mut child);
+    let request = env.wait_for_approval(&mut child, Duration::from_secs(120));
     assert_eq!(request["actor"], ACTOR);
     assert!(
         request["action"]

@@ -10,7 +10,8 @@ pub mod server;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A test's own state directory and profiles directory, removed on drop.
 pub struct Env {
@@ -113,6 +114,35 @@ impl Env {
             text(&trust.stderr)
         );
         text(&trust.stdout)
+    }
+
+    /// Polls `airlock approvals list --pending` until a request is pending
+    /// (the run is then blocked on it) and returns it; fails the test if
+    /// `run` (started with piped output) ends first, with what it printed,
+    /// or if nothing is pending within `within`.
+    pub fn wait_for_approval(&self, run: &mut Child, within: Duration) -> Value {
+        use std::io::Read;
+        let start = Instant::now();
+        loop {
+            if let Some(status) = run.try_wait().expect("poll the run") {
+                let mut said = String::new();
+                if let Some(mut out) = run.stdout.take() {
+                    let _ = out.read_to_string(&mut said);
+                }
+                if let Some(mut err) = run.stderr.take() {
+                    let _ = err.read_to_string(&mut said);
+                }
+                panic!("the run ended ({status}) before asking for approval: {said}");
+            }
+            let out = self.cmd(&["approvals", "list", "--pending", "--json"]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let pending: Vec<Value> = serde_json::from_slice(&out.stdout).expect("approvals JSON");
+            if let Some(request) = pending.into_iter().next() {
+                return request;
+            }
+            assert!(start.elapsed() < within, "no approval request appeared");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `airlock approvals VERB ID --as WHO --key <WHO's key> --reason R`:
