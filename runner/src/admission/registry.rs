@@ -468,15 +468,17 @@ impl<'a> Registry<'a> {
                 });
             }
         };
-        let (bytes, stamp) = self.read_checked(&record)?;
-        if let Some(stamp) = stamp {
+        let (bytes, check) = self.read_checked(&record)?;
+        if let BytesCheck::Hashed(stamp) = check {
             if let Some(sig) = &record.signature {
                 signing::verify(sig, &bytes).map_err(|source| RegistryError::StoredSignature {
                     name: record.name.clone(),
                     source,
                 })?;
             }
-            verified::remember(self.wasm_path(&record), stamp, &record);
+            if let Some(stamp) = stamp {
+                verified::remember(self.wasm_path(&record), stamp, &record);
+            }
         }
         Ok((record, bytes))
     }
@@ -569,16 +571,11 @@ impl<'a> Registry<'a> {
         })
     }
 
-    /// Reads `record`'s component and checks its type, size and digest.
-    /// Reads the registered file, refusing one that is no longer what was
-    /// registered. The bytes are hashed unless this process already checked
-    /// this very file against this record (see [`verified`]); the stamp is
-    /// returned when they were hashed (and matched), for the caller to
-    /// remember once the signature also verified.
-    fn read_checked(
-        &self,
-        record: &ToolRecord,
-    ) -> Result<(Vec<u8>, Option<verified::FileStamp>), RegistryError> {
+    /// Reads `record`'s component and checks its type, size and digest,
+    /// refusing a file that is no longer what was registered. The bytes are
+    /// hashed unless this process already checked this very file against
+    /// this record (see [`verified`]).
+    fn read_checked(&self, record: &ToolRecord) -> Result<(Vec<u8>, BytesCheck), RegistryError> {
         let path = self.wasm_path(record);
         let tampered = |detail: String| RegistryError::Tampered {
             name: record.name.clone(),
@@ -617,13 +614,16 @@ impl<'a> Registry<'a> {
             .map_err(io_err(&path))?;
         let after = verified::FileStamp::of(&file.metadata().map_err(io_err(&path))?);
         if before == after && verified::is_known(&path, &after, record) {
-            return Ok((bytes, None));
+            return Ok((bytes, BytesCheck::Remembered));
         }
         let actual = digest_of(&bytes);
         if actual != record.digest {
             return Err(tampered(format!("its digest is now {actual}")));
         }
-        Ok((bytes, (before == after).then_some(after)))
+        Ok((
+            bytes,
+            BytesCheck::Hashed((before == after).then_some(after)),
+        ))
     }
 }
 
@@ -967,6 +967,15 @@ fn serialize_schema<S: Serializer>(schema: &Option<String>, s: S) -> Result<S::O
             Err(_) => s.serialize_str(text),
         },
     }
+}
+
+/// How [`Registry::read_checked`] knows the bytes are the registered ones.
+enum BytesCheck {
+    /// This very file was hashed and its signature verified before.
+    Remembered,
+    /// Hashed now; with the file's stamp if it did not change during the
+    /// read (to remember once the signature also verifies).
+    Hashed(Option<verified::FileStamp>),
 }
 
 /// Registered files this process has hashed and found to match their
