@@ -31,7 +31,7 @@ mod guests;
 
 use airlock_runner::config::home::Home;
 use airlock_runner::config::profile::{self, Profile};
-use airlock_runner::escalation::approvals::Approvals;
+use airlock_runner::escalation::requests::Approvals;
 use airlock_runner::evidence::Store;
 use airlock_runner::execution::engine::{LoadedTool, Runtime};
 use airlock_runner::execution::request::RunRequest;

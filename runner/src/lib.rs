@@ -21,4 +21,5 @@ pub mod evidence;
 pub mod execution;
 pub mod frontend;
 pub mod service;
+pub mod store;
 pub mod trust;

@@ -16,7 +16,7 @@
 use airlock_host_api::credentials::Scrubber;
 use airlock_host_api::detect::{self, Detector};
 use airlock_host_api::net::policy::{self, EgressRule};
-use airlock_runner::escalation::approvals::{Action, ApprovalRule, matching_rule};
+use airlock_runner::escalation::rules::{Action, ApprovalRule, matching_rule};
 use airlock_runner::evidence::{RunMeta, RunOutcome, Store, verify_all, verify_run};
 use airlock_runner::trust::keys::{RunnerKey, TrustedKeys};
 use airlock_runner::trust::tokens;

@@ -7,7 +7,7 @@
 //! it, so a typo can never silently widen or drop a restriction.
 
 use crate::config::classification::Classification;
-use crate::escalation::approvals::ApprovalRule;
+use crate::escalation::rules::ApprovalRule;
 use airlock_host_api::credentials;
 use airlock_host_api::data::OnDetect;
 use airlock_host_api::detect::Detector;

@@ -20,10 +20,10 @@
 //! line and with its clock still paused, before it continues: waiting runs
 //! hold memory, not the slots other callers need (issue #20, finding 4).
 
-use crate::escalation::approvals::{
-    Action, ApprovalRecord, ApprovalRule, ApprovalStatus, Approvals, NewApproval, RunContext,
-    matching_rule,
+use crate::escalation::requests::{
+    ApprovalRecord, ApprovalStatus, Approvals, NewApproval, RunContext,
 };
+use crate::escalation::rules::{Action, ApprovalRule, matching_rule};
 use crate::evidence::Store;
 use crate::execution::clock::RunClock;
 use crate::execution::request::SlotHandle;

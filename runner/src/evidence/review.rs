@@ -17,7 +17,7 @@
 //! angle brackets become links. A tampered log is not hidden: the
 //! verification section names the first bad event.
 
-use crate::escalation::approvals::{ApprovalError, ApprovalRecord, Approvals};
+use crate::escalation::requests::{ApprovalError, ApprovalRecord, Approvals};
 use crate::evidence::{Event, RunRow, Store, StoreError, Verification, verify_run};
 use crate::trust::keys::TrustedKeys;
 use serde::Serialize;

@@ -98,7 +98,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tools_by_digest ON tools(digest);
     "#,
-    // 3: approval requests (`crate::escalation::approvals`). `approvers` is a JSON array
+    // 3: approval requests (`crate::escalation::requests`). `approvers` is a JSON array
     // of names; times are RFC 3339 UTC with microseconds (fixed width, so
     // they sort as text); `deadline` is when the request escalates,
     // `expires_at` when it expires as a denial. `status` is pending |

@@ -9,8 +9,8 @@ use crate::admission;
 use crate::admission::idempotency::{self, Prior};
 use crate::config::home::Home;
 use crate::config::profile::{CredentialKind, Profile};
-use crate::escalation::approvals::RunContext;
 use crate::escalation::gate::StoreGate;
+use crate::escalation::requests::RunContext;
 use crate::evidence::{RunLog, RunMeta, RunOutcome, Store, StoreError};
 use crate::execution::clock::RunClock;
 use crate::execution::engine::{LoadedTool, Runtime, World};
@@ -764,10 +764,10 @@ impl Runner {
         run_id: &str,
         sink: &dyn EvidenceSink,
     ) -> Result<(), EvidenceUnavailable> {
-        let unavailable = |e: crate::escalation::approvals::ApprovalError| EvidenceUnavailable {
+        let unavailable = |e: crate::escalation::requests::ApprovalError| EvidenceUnavailable {
             reason: format!("approval store: {e}"),
         };
-        let approvals = crate::escalation::approvals::Approvals::new(&self.store);
+        let approvals = crate::escalation::requests::Approvals::new(&self.store);
         let open = approvals.list(true).map_err(unavailable)?;
         for record in open.into_iter().filter(|r| r.run_id == run_id) {
             if approvals
@@ -804,7 +804,7 @@ pub fn recover_interrupted(
     for run_id in &recovered {
         home.remove_run_tmp(run_id);
     }
-    let approvals = crate::escalation::approvals::Approvals::new(store);
+    let approvals = crate::escalation::requests::Approvals::new(store);
     let open = match approvals.list(true) {
         Ok(open) => open,
         Err(err) => {

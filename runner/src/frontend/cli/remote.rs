@@ -2,9 +2,10 @@
 //! against an `airlock serve` instead of the local home. The token comes
 //! from `AIRLOCK_TOKEN`; the server decides what it may do.
 
+use super::run::{Outcome, print_outcome, read_input, tool_name};
 use super::{
-    ApprovalsCommand, Command, EXIT_EVIDENCE, EXIT_TAMPERED, Failure, Outcome, RunArgs,
-    RunsCommand, ToolsCommand, print_outcome, read_input, tool_name,
+    ApprovalsCommand, Command, EXIT_EVIDENCE, EXIT_TAMPERED, Failure, RunArgs, RunsCommand,
+    ToolsCommand,
 };
 use crate::evidence::Event;
 use crate::frontend::remote::{Client, RemoteError};
@@ -173,7 +174,7 @@ fn runs(client: &Client, cmd: RunsCommand) -> Result<i32, Failure> {
             let rows: Vec<crate::evidence::RunRow> = serde_json::from_value(rows).map_err(|e| {
                 Failure::usage(format!("the server's run list is not understood: {e}"))
             })?;
-            super::print_runs(&rows, json);
+            super::runs::print_runs(&rows, json);
             Ok(0)
         }
         RunsCommand::Show { id, json, .. } => {

@@ -19,7 +19,7 @@
 
 use super::AppState;
 use super::sessions::{self, Current};
-use crate::escalation::approvals::{ApprovalRecord, Approvals};
+use crate::escalation::requests::{ApprovalRecord, Approvals};
 use crate::evidence::report::{GovernanceReport, ReportFilter};
 use crate::evidence::{Event, RunFilter, Verification, verify_run};
 use crate::trust::access::{ApiTokens, Permission, Principal};

@@ -61,14 +61,14 @@ pub enum DecisionRefused {
     },
     /// The approval rules refused it (not an approver, no reason, decided…).
     #[error("{0}")]
-    Approval(Box<crate::escalation::approvals::ApprovalError>),
+    Approval(Box<crate::escalation::requests::ApprovalError>),
     /// The store failed.
     #[error("{0}")]
     Store(#[from] crate::evidence::StoreError),
 }
 
-impl From<crate::escalation::approvals::ApprovalError> for DecisionRefused {
-    fn from(e: crate::escalation::approvals::ApprovalError) -> Self {
+impl From<crate::escalation::requests::ApprovalError> for DecisionRefused {
+    fn from(e: crate::escalation::requests::ApprovalError) -> Self {
         DecisionRefused::Approval(Box::new(e))
     }
 }
@@ -88,8 +88,8 @@ pub fn decide_approval(
     approve: bool,
     reason: &str,
     reviewed_sha256: Option<&str>,
-) -> Result<crate::escalation::approvals::ApprovalRecord, DecisionRefused> {
-    let approvals = crate::escalation::approvals::Approvals::new(store);
+) -> Result<crate::escalation::requests::ApprovalRecord, DecisionRefused> {
+    let approvals = crate::escalation::requests::Approvals::new(store);
     let record = approvals.get(id)?;
     let now = record.request.as_ref().map(|r| r.request_sha256.as_str());
     if let Some(reviewed) = reviewed_sha256
@@ -122,7 +122,7 @@ pub fn decide_approval(
 /// see every request, approvers those they are named on.
 pub fn sees_approval(
     who: &crate::trust::access::Principal,
-    record: &crate::escalation::approvals::ApprovalRecord,
+    record: &crate::escalation::requests::ApprovalRecord,
 ) -> bool {
     matches!(
         who.role,
@@ -138,14 +138,14 @@ pub fn asked_to_decide(
     store: &crate::evidence::Store,
     who: &crate::trust::access::Principal,
     run_id: &str,
-) -> Result<bool, crate::escalation::approvals::ApprovalError> {
+) -> Result<bool, crate::escalation::requests::ApprovalError> {
     if !who
         .role
         .allows(crate::trust::access::Permission::ReadApprovals)
     {
         return Ok(false);
     }
-    Ok(crate::escalation::approvals::Approvals::new(store)
+    Ok(crate::escalation::requests::Approvals::new(store)
         .list(false)?
         .iter()
         .any(|r| {

@@ -2,7 +2,7 @@
 //! names the permission it needs, then calls the same library code the CLI
 //! uses: tool submission ([`crate::service::submit`]), runs ([`crate::execution::runner::Runner`]),
 //! evidence and verification ([`crate::evidence`]), approvals
-//! ([`crate::escalation::approvals`]) and API tokens ([`crate::trust::access`]).
+//! ([`crate::escalation::requests`]) and API tokens ([`crate::trust::access`]).
 //!
 //! A tool belongs to the token that uploaded it: only that token or an admin
 //! may replace (`replace=true`) or remove it (403 `not_owner` otherwise;
@@ -19,7 +19,7 @@ use super::pool::Refusal;
 use crate::admission::ownership::Actor;
 use crate::admission::registry::{Registry, RegistryError, ToolRecord};
 use crate::config::classification::Classification;
-use crate::escalation::approvals::{ApprovalError, ApprovalRecord, Approvals};
+use crate::escalation::requests::{ApprovalError, ApprovalRecord, Approvals};
 use crate::evidence::{RunFilter, RunRow, Verification, verify_run};
 use crate::execution::request::RunRequest;
 use crate::execution::runner::RunError;

@@ -37,7 +37,7 @@ pub mod tools;
 use crate::admission::bindings::Bindings;
 use crate::admission::registry::Registry;
 use crate::config::classification::Classification;
-use crate::escalation::approvals::{ApprovalRecord, Approvals};
+use crate::escalation::requests::{ApprovalRecord, Approvals};
 use crate::evidence::RunFilter;
 use crate::execution::request::RunRequest;
 use crate::execution::runner::{RunError, RunReport, RunStatus, Runner};

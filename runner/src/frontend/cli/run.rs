@@ -1,0 +1,228 @@
+//! `airlock run`: resolve the tool and profile, run it under the local
+//! home, print the tool's output and the run's summary.
+
+use super::{EXIT_EVIDENCE, Failure, ProfilesDir, open_store, runner_key};
+use crate::admission::registry::Registry;
+use crate::config::home::Home;
+use crate::config::profile;
+use crate::evidence::Store;
+use crate::execution::engine::Runtime;
+use crate::execution::request::RunRequest;
+use crate::execution::runner::{RunError, RunReport, RunStatus, Runner};
+use clap::Args;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Most stdin a command tool can be given (held in memory for the run).
+const MAX_STDIN: u64 = 64 << 20;
+
+#[derive(Args, Debug)]
+pub(super) struct RunArgs {
+    /// Profile name (`DIR/NAME.toml`); defaults to `default`.
+    #[arg(long, default_value = "default")]
+    pub(super) profile: String,
+    #[command(flatten)]
+    pub(super) dir: ProfilesDir,
+    /// JSON input for the tool, or @FILE to read it from a file.
+    #[arg(long)]
+    pub(super) input: Option<String>,
+    /// Why the run happens (recorded in evidence).
+    #[arg(long)]
+    pub(super) intent: Option<String>,
+    /// Who asked for the run (recorded in evidence).
+    #[arg(long)]
+    pub(super) actor: Option<String>,
+    /// Key identifying retries of the same action (recorded in evidence).
+    #[arg(long)]
+    pub(super) idempotency_key: Option<String>,
+    /// The workflow the run belongs to (recorded in evidence).
+    #[arg(long)]
+    pub(super) workflow: Option<String>,
+    /// Classification of the input: public, internal, confidential or restricted.
+    #[arg(long)]
+    pub(super) classification: Option<crate::config::classification::Classification>,
+    /// Print a machine-readable result instead of the tool's output.
+    #[arg(long)]
+    pub(super) json: bool,
+    /// The tool: a component file (`.wasm`) or a registered tool's name.
+    pub(super) tool: PathBuf,
+    /// Arguments for a command tool.
+    #[arg(last = true)]
+    pub(super) args: Vec<String>,
+}
+
+pub(super) fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
+    let profile = profile::load(&args.dir.profiles, &args.profile)?;
+    let input = match &args.input {
+        Some(text) => Some(read_input(text)?),
+        None => None,
+    };
+    let key = runner_key(&home)?;
+    let store = open_store(&home)?;
+    let runtime =
+        Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
+    let (tool, tool_name, signer) = resolve_tool(&store, &runtime, &args.tool)?;
+    let stdin = if tool.world == crate::execution::engine::World::Command
+        && !std::io::stdin().is_terminal()
+    {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .take(MAX_STDIN)
+            .read_to_end(&mut buf)
+            .map_err(|e| Failure::usage(format!("reading stdin: {e}")))?;
+        buf
+    } else {
+        Vec::new()
+    };
+    let request = RunRequest {
+        tool_name,
+        signer,
+        input,
+        args: args.args.clone(),
+        stdin,
+        intent: args.intent.clone(),
+        actor: args.actor.clone(),
+        idempotency_key: args.idempotency_key.clone(),
+        workflow: args.workflow.clone(),
+        classification: args.classification,
+        run_id: None,
+        submitted_by: None,
+        cancel: None,
+        slot: None,
+    };
+    let runner = Runner {
+        runtime,
+        store,
+        key: std::sync::Arc::new(key),
+        home,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(format!("async runtime: {e}")))?;
+    let report = rt.block_on(runner.run(&tool, &profile, request));
+    let report = match report {
+        Ok(report) => report,
+        Err(RunError::Sandbox { profile, reason }) => {
+            return Err(Failure::usage(format!(
+                "sandbox for profile {profile}: {reason}"
+            )));
+        }
+        Err(e) => {
+            return Err(Failure {
+                code: EXIT_EVIDENCE,
+                message: e.to_string(),
+            });
+        }
+    };
+    print_report(&report, args.json);
+    Ok(report.exit_code)
+}
+
+/// A path to an existing file runs that file; anything else is a
+/// registered tool's name.
+pub(super) fn resolve_tool(
+    store: &Store,
+    runtime: &Runtime,
+    tool: &Path,
+) -> Result<
+    (
+        std::sync::Arc<crate::execution::engine::LoadedTool>,
+        String,
+        Option<String>,
+    ),
+    Failure,
+> {
+    if tool.is_file() {
+        return Ok((runtime.load(tool)?, tool_name(tool), None));
+    }
+    let name = tool.to_string_lossy();
+    let registry = Registry::new(store);
+    let (record, bytes) = registry.load(&name).map_err(|e| {
+        Failure::usage(format!(
+            "tool {name}: no such file, and {e} (give the path of a .wasm component or a registered name)"
+        ))
+    })?;
+    // `Registry::load` re-hashed the file against the recorded digest.
+    let loaded =
+        runtime.load_digested(&registry.wasm_path(&record), &bytes, record.digest.clone())?;
+    Ok((loaded, record.name.clone(), record.signer.clone()))
+}
+
+pub(super) fn read_input(text: &str) -> Result<String, Failure> {
+    let body = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("--input @{path}: {e}")))?,
+        None => text.to_owned(),
+    };
+    serde_json::from_str::<serde_json::Value>(&body).map_err(|e| {
+        Failure::usage(format!(
+            "--input is not valid JSON: {e} (pass a JSON document or @FILE)"
+        ))
+    })?;
+    Ok(body)
+}
+
+pub(super) fn tool_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tool".into())
+}
+
+pub(super) fn print_report(report: &RunReport, json: bool) {
+    if json {
+        say!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+        );
+        return;
+    }
+    print_outcome(&Outcome {
+        run_id: &report.run_id,
+        status: report.status.as_str(),
+        events: report.events,
+        duration_ms: report.usage.duration_ms,
+        fuel: (report.usage.fuel_consumed, report.usage.fuel_limit),
+        stdout: &report.stdout,
+        stderr: &report.stderr,
+        output: report.output.as_deref(),
+        error: report.error.as_deref(),
+        runbook: report.runbook.as_deref(),
+    });
+}
+
+/// What `airlock run` shows of a finished run (local or remote).
+pub(super) struct Outcome<'a> {
+    pub(super) run_id: &'a str,
+    pub(super) status: &'a str,
+    pub(super) events: u64,
+    pub(super) duration_ms: u64,
+    pub(super) fuel: (u64, u64),
+    pub(super) stdout: &'a [u8],
+    pub(super) stderr: &'a [u8],
+    pub(super) output: Option<&'a str>,
+    pub(super) error: Option<&'a str>,
+    pub(super) runbook: Option<&'a str>,
+}
+
+/// The tool's stdout and result on stdout; its stderr and a summary line
+/// (with the error and runbook when it did not succeed) on stderr.
+pub(super) fn print_outcome(o: &Outcome<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(o.stdout);
+    if let Some(output) = o.output {
+        let _ = writeln!(out, "{output}");
+    }
+    let _ = out.flush();
+    let _ = std::io::stderr().write_all(o.stderr);
+    eprintln!(
+        "airlock: run {} {} · {} events sealed · {} ms · fuel {}/{}",
+        o.run_id, o.status, o.events, o.duration_ms, o.fuel.0, o.fuel.1
+    );
+    if let Some(error) = o.error.filter(|_| o.status != RunStatus::Ok.as_str()) {
+        eprintln!("airlock: {error}");
+        if let Some(runbook) = o.runbook {
+            eprintln!("airlock: runbook: {runbook}");
+        }
+    }
+}

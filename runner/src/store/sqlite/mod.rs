@@ -1,0 +1,4 @@
+//! The embedded backend: the store traits over the home's SQLite database
+//! ([`crate::evidence::Store`] opens it and owns its connections).
+
+mod approvals;
