@@ -19,5 +19,6 @@
 
 pub mod approvals;
 pub mod sqlite;
+pub mod tokens;
 
 pub use approvals::{ApprovalRepo, ApprovalTransition};

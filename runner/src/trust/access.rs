@@ -11,9 +11,9 @@
 //! (roles are a closed set, and each route names the roles it admits).
 
 use crate::admission::registry::MAX_NAME_LEN;
-use crate::evidence::{Store, StoreError};
+use crate::evidence::StoreError;
+use crate::store::tokens::{TokenRepo, TokenRow};
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use std::fmt;
 
@@ -170,13 +170,13 @@ pub enum AccessError {
 
 /// The API tokens of one store.
 pub struct ApiTokens<'a> {
-    store: &'a Store,
+    repo: &'a dyn TokenRepo,
 }
 
 impl<'a> ApiTokens<'a> {
-    /// The tokens kept in `store`.
-    pub fn new(store: &'a Store) -> ApiTokens<'a> {
-        ApiTokens { store }
+    /// The tokens kept in `repo` (a [`crate::evidence::Store`]).
+    pub fn new(repo: &'a dyn TokenRepo) -> ApiTokens<'a> {
+        ApiTokens { repo }
     }
 
     /// Creates a token; returns its record and the secret, which is not
@@ -194,45 +194,13 @@ impl<'a> ApiTokens<'a> {
         );
         let created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let key = self.store.control_key()?;
-        let token_hash = hash(&secret);
-        self.store.with_conn(|conn| {
-            let tx = rusqlite::Transaction::new_unchecked(
-                conn,
-                rusqlite::TransactionBehavior::Immediate,
-            )
-            .map_err(StoreError::sqlite("storing the token"))?;
-            match tx.execute(
-                "INSERT INTO api_tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![name, role.as_str(), token_hash, created_at],
-            ) {
-                Ok(_) => {}
-                Err(e)
-                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) =>
-                {
-                    return Err(AccessError::Duplicate {
-                        name: name.to_owned(),
-                    });
-                }
-                Err(e) => return Err(StoreError::sqlite("storing the token")(e).into()),
-            }
-            crate::evidence::control::append_in_tx(
-                &tx,
-                &key,
-                crate::evidence::control::ControlChange::new(
-                    "token.create",
-                    name,
-                    crate::evidence::control::token_json(
-                        Some(role.as_str()),
-                        Some(&token_hash),
-                        false,
-                    ),
-                ),
-            )?;
-            tx.commit()
-                .map_err(StoreError::sqlite("storing the token"))?;
-            Ok::<(), AccessError>(())
-        })?;
+        let row = TokenRow {
+            name: name.to_owned(),
+            role: role.as_str().to_owned(),
+            created_at: created_at.clone(),
+            revoked_at: None,
+        };
+        self.repo.insert_token(&row, &hash(&secret))?;
         let token = ApiToken {
             name: name.to_owned(),
             role,
@@ -244,29 +212,16 @@ impl<'a> ApiTokens<'a> {
 
     /// Every token, revoked ones included, by name.
     pub fn list(&self) -> Result<Vec<ApiToken>, AccessError> {
-        let rows = self.store.with_conn(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name",
-            )?;
-            stmt.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        });
-        let rows = rows.map_err(StoreError::sqlite("listing tokens"))?;
-        rows.into_iter()
-            .map(|(name, role, created_at, revoked_at)| {
-                let role = parse_stored_role(&name, &role)?;
+        self.repo
+            .tokens()?
+            .into_iter()
+            .map(|row| {
+                let role = parse_stored_role(&row.name, &row.role)?;
                 Ok(ApiToken {
-                    name,
+                    name: row.name,
                     role,
-                    created_at,
-                    revoked_at,
+                    created_at: row.created_at,
+                    revoked_at: row.revoked_at,
                 })
             })
             .collect()
@@ -275,48 +230,7 @@ impl<'a> ApiTokens<'a> {
     /// Revokes the token named `name`; it stops working at once.
     pub fn revoke(&self, name: &str) -> Result<(), AccessError> {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let key = self.store.control_key()?;
-        self.store.with_conn(|conn| {
-            let tx = rusqlite::Transaction::new_unchecked(
-                conn,
-                rusqlite::TransactionBehavior::Immediate,
-            )
-            .map_err(StoreError::sqlite("revoking the token"))?;
-            let changed = tx
-                .execute(
-                    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1",
-                    params![name, now],
-                )
-                .map_err(StoreError::sqlite("revoking the token"))?;
-            if changed == 0 {
-                return Err(AccessError::NotFound {
-                    name: name.to_owned(),
-                });
-            }
-            let (role, token_hash): (Option<String>, Option<String>) = tx
-                .query_row(
-                    "SELECT CAST(role AS TEXT), CAST(hash AS TEXT) FROM api_tokens WHERE name = ?1",
-                    params![name],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(StoreError::sqlite("revoking the token"))?;
-            crate::evidence::control::append_in_tx(
-                &tx,
-                &key,
-                crate::evidence::control::ControlChange::new(
-                    "token.revoke",
-                    name,
-                    crate::evidence::control::token_json(
-                        role.as_deref(),
-                        token_hash.as_deref(),
-                        true,
-                    ),
-                ),
-            )?;
-            tx.commit()
-                .map_err(StoreError::sqlite("revoking the token"))?;
-            Ok(())
-        })
+        self.repo.revoke_token(name, &now)
     }
 
     /// The principal holding `secret`, if it is a live token.
@@ -324,22 +238,13 @@ impl<'a> ApiTokens<'a> {
         if !secret.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
-        let row = self
-            .store
-            .with_conn(|conn| {
-                conn.query_row(
-                    "SELECT name, role FROM api_tokens WHERE hash = ?1 AND revoked_at IS NULL",
-                    params![hash(secret)],
-                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
-                )
-                .optional()
+        self.repo
+            .live_token(&hash(secret))?
+            .map(|(name, role)| {
+                let role = parse_stored_role(&name, &role)?;
+                Ok(Principal { name, role })
             })
-            .map_err(StoreError::sqlite("checking the token"))?;
-        row.map(|(name, role)| {
-            let role = parse_stored_role(&name, &role)?;
-            Ok(Principal { name, role })
-        })
-        .transpose()
+            .transpose()
     }
 }
 
@@ -371,6 +276,7 @@ fn check_name(name: &str) -> Result<(), AccessError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::Store;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -389,19 +295,6 @@ mod tests {
         assert_eq!(who.name, "ci-bot");
         tokens.revoke("ci-bot").expect("revoke");
         assert_eq!(tokens.authenticate(&secret).expect("auth"), None);
-    }
-
-    #[test]
-    fn only_the_hash_is_stored() {
-        let (_dir, store) = store();
-        let (_, secret) = ApiTokens::new(&store)
-            .create("alice", Role::Admin)
-            .expect("create");
-        let stored: String = store
-            .with_conn(|c| c.query_row("SELECT hash FROM api_tokens", [], |r| r.get(0)))
-            .expect("row");
-        assert_ne!(stored, secret);
-        assert!(!stored.contains(&secret[TOKEN_PREFIX.len()..]));
     }
 
     #[test]

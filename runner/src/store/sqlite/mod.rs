@@ -2,3 +2,4 @@
 //! ([`crate::evidence::Store`] opens it and owns its connections).
 
 mod approvals;
+mod tokens;
