@@ -122,8 +122,8 @@ fn write_profile(dir: &Path, name: &str, extra: &str) -> Profile {
 }
 
 async fn floor_run(runner: &Runner, tool: &LoadedTool, profile: &Profile, request: &RunRequest) {
-    let (_dirs, state) = sandbox::unrecorded(&runner.home, profile, request).expect("sandbox");
-    let mut store = sandbox::store(runner.runtime.engine(), state, profile).expect("store");
+    let (_dirs, state) = sandbox::unrecorded(runner.home(), profile, request).expect("sandbox");
+    let mut store = sandbox::store(runner.runtime().engine(), state, profile).expect("store");
     let pre = tool.as_tool().expect("a tool component");
     let instance = pre
         .instantiate_async(&mut store)
@@ -197,12 +197,12 @@ fn main() {
     }
 
     let home = Home::open(&tmp.path().join("home")).expect("home");
-    let runner = Arc::new(Runner {
-        runtime: Runtime::new(&home.cache_dir()).expect("engine"),
-        store: Store::open(home.root()).expect("store"),
-        key: Arc::new(RunnerKey::load_or_init(home.root()).expect("key").0),
-        home: home.clone(),
-    });
+    let runner = Arc::new(Runner::new(
+        Runtime::new(&home.cache_dir()).expect("engine"),
+        Store::open(home.root()).expect("store"),
+        Arc::new(RunnerKey::load_or_init(home.root()).expect("key").0),
+        home.clone(),
+    ));
 
     if on("load") {
         println!();
@@ -240,7 +240,7 @@ fn main() {
     };
     let loaded: Vec<(String, Arc<LoadedTool>)> = components
         .iter()
-        .map(|(lang, path)| (lang.clone(), runner.runtime.load(path).expect("load")))
+        .map(|(lang, path)| (lang.clone(), runner.runtime().load(path).expect("load")))
         .collect();
 
     if on("process") {
@@ -364,7 +364,7 @@ fn main() {
             .enable_all()
             .build()
             .expect("runtime");
-        let approvals = Approvals::new(&runner.store);
+        let approvals = Approvals::new(runner.store());
         let pending = || approvals.list(true).expect("list");
         let wait_pending = |n: usize| {
             let deadline = Instant::now() + Duration::from_secs(300);
@@ -382,7 +382,7 @@ fn main() {
                         false,
                         "benchmark",
                         SystemTime::now(),
-                        &airlock_runner::trust::decision::ServerSigner(&runner.key),
+                        &airlock_runner::trust::decision::ServerSigner(runner.key()),
                     )
                     .expect("deny");
             }
@@ -394,7 +394,7 @@ fn main() {
         println!("| --- | --- | --- | --- |");
         for lang in &langs {
             let tool = runner
-                .runtime
+                .runtime()
                 .load(&built(lang, "pay-invoice"))
                 .expect("pay-invoice");
             let request = RunRequest {

@@ -321,18 +321,18 @@ fn main() {
         ),
     );
 
-    let runner = Arc::new(Runner {
-        runtime: Runtime::new(&home.cache_dir()).expect("engine"),
-        store: Store::open(home.root()).expect("store"),
-        key: Arc::new(RunnerKey::load_or_init(home.root()).expect("key").0),
-        home: home.clone(),
-    });
+    let runner = Arc::new(Runner::new(
+        Runtime::new(&home.cache_dir()).expect("engine"),
+        Store::open(home.root()).expect("store"),
+        Arc::new(RunnerKey::load_or_init(home.root()).expect("key").0),
+        home.clone(),
+    ));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let hello_tool = runner
-        .runtime
+        .runtime()
         .load(&guests::example("hello"))
         .expect("hello");
     let hello_request = RunRequest {
@@ -375,8 +375,8 @@ fn main() {
                 assert_eq!(report.status, RunStatus::Ok, "{label}: {:?}", report.error);
             } else {
                 rt.block_on(bare_run(
-                    &runner.runtime,
-                    &runner.home,
+                    runner.runtime(),
+                    runner.home(),
                     tool,
                     profile,
                     request,
@@ -492,8 +492,14 @@ fn main() {
                                     .expect("run");
                                 assert_eq!(report.status, RunStatus::Ok, "{:?}", report.error);
                             } else {
-                                bare_run(&runner.runtime, &runner.home, &tool, &profile, &request)
-                                    .await;
+                                bare_run(
+                                    runner.runtime(),
+                                    runner.home(),
+                                    &tool,
+                                    &profile,
+                                    &request,
+                                )
+                                .await;
                             }
                         }
                     });
@@ -532,7 +538,7 @@ fn main() {
     if on("churn") {
         println!();
         let churn_tool = runner
-            .runtime
+            .runtime()
             .load(&guests::guest("file_churn"))
             .expect("file_churn");
         let churn_request = RunRequest {
@@ -575,7 +581,7 @@ fn main() {
             ),
         );
         let http_tool = runner
-            .runtime
+            .runtime()
             .load(&guests::guest("http_probe"))
             .expect("http_probe");
         let requests = 1000;
@@ -692,7 +698,7 @@ fn main() {
             "[[approval]]\nwhen = \"tool-request\"\napprovers = [\"oncall\"]\ntimeout = \"10m\"\nescalate_to = \"lead\"\nescalation_timeout = \"10m\"\n",
         );
         let probe = runner
-            .runtime
+            .runtime()
             .load(&guests::guest("approval_probe"))
             .expect("approval_probe");
         let request = RunRequest {
@@ -705,7 +711,7 @@ fn main() {
             .enable_all()
             .build()
             .expect("runtime");
-        let approvals = Approvals::new(&runner.store);
+        let approvals = Approvals::new(runner.store());
         let wait_pending = |n: usize| {
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
@@ -729,7 +735,7 @@ fn main() {
                         false,
                         "benchmark",
                         SystemTime::now(),
-                        &airlock_runner::trust::decision::ServerSigner(&runner.key),
+                        &airlock_runner::trust::decision::ServerSigner(runner.key()),
                     )
                     .expect("deny");
             }
@@ -793,7 +799,7 @@ fn main() {
     }
 
     if on("auth") {
-        bench_auth(&runner.key);
+        bench_auth(runner.key());
     }
 
     if on("cold") {

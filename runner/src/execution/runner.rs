@@ -295,17 +295,43 @@ impl Ending {
 
 /// Everything a run needs from its process: engine, store, key, home.
 pub struct Runner {
-    /// The engine and caches.
-    pub runtime: Runtime,
-    /// The evidence store.
-    pub store: Store,
-    /// The runner's signing key.
-    pub key: Arc<RunnerKey>,
-    /// The state directory.
-    pub home: Home,
+    runtime: Runtime,
+    store: Store,
+    key: Arc<RunnerKey>,
+    home: Home,
 }
 
 impl Runner {
+    /// A runner over `home`'s store with this engine and signing key.
+    pub fn new(runtime: Runtime, store: Store, key: Arc<RunnerKey>, home: Home) -> Runner {
+        Runner {
+            runtime,
+            store,
+            key,
+            home,
+        }
+    }
+
+    /// The engine and its compile cache.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The evidence store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The runner's signing key.
+    pub fn key(&self) -> &Arc<RunnerKey> {
+        &self.key
+    }
+
+    /// The state directory.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
     /// Runs `tool` under `profile`. Errors only when no evidence could be
     /// started or sealed; every other ending is a [`RunReport`].
     pub async fn run(

@@ -1,11 +1,13 @@
 //! The operations every front end (CLI, HTTP API, dashboard) calls.
 //!
 //! - [`submit`]: check and register a tool.
+//! - [`runs`]: load a registered tool and pick its profile for a run.
 //! - [`selftest`]: attack this binary's containment under the configured
 //!   profiles (`airlock selftest`, `serve --selftest`).
 //! - [`authoring`]: scaffold a tool project (`airlock new`) and build it
 //!   into a component (`airlock build`).
 
 pub mod authoring;
+pub mod runs;
 pub mod selftest;
 pub mod submit;

@@ -254,7 +254,7 @@ fn load_bombs(runner: &Runner) -> Result<Vec<Bomb>, SelftestError> {
                 reason: e.to_string(),
             })?;
             let tool = runner
-                .runtime
+                .runtime()
                 .load_bytes(&PathBuf::from(format!("selftest/{name}.wat")), &bytes)
                 .map_err(|e| SelftestError::Bomb {
                     name,
@@ -447,7 +447,7 @@ fn files(profile: &Profile) -> Vec<Attempt> {
 fn forged_tokens(runner: &Runner) -> Result<Vec<Attempt>, SelftestError> {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let keys = TrustedKeys::load(runner.home.root())?;
+    let keys = TrustedKeys::load(runner.home().root())?;
     let now = SystemTime::now();
     let request = |audience: &str| tokens::TokenRequest {
         run_id: uuid::Uuid::now_v7().to_string(),
@@ -471,7 +471,7 @@ fn forged_tokens(runner: &Runner) -> Result<Vec<Attempt>, SelftestError> {
         candidates.push(("signed by an untrusted key".into(), issued.token));
     }
     // Genuine, then edited: the claims no longer match the signature.
-    if let Ok(issued) = tokens::issue(&runner.key, &request("selftest"), now) {
+    if let Ok(issued) = tokens::issue(runner.key(), &request("selftest"), now) {
         let parts: Vec<&str> = issued.token.split('.').collect();
         if let [header, claims, signature] = parts.as_slice() {
             let edited = URL_SAFE_NO_PAD
@@ -517,7 +517,7 @@ fn forged_tokens(runner: &Runner) -> Result<Vec<Attempt>, SelftestError> {
 
 /// Records the attempts as one sealed `selftest` run.
 fn record(runner: &Runner, attempts: &[Attempt]) -> Result<String, SelftestError> {
-    let log = runner.store.begin_run(
+    let log = runner.store().begin_run(
         RunMeta {
             id: uuid::Uuid::now_v7(),
             tool: "selftest".into(),
@@ -525,7 +525,7 @@ fn record(runner: &Runner, attempts: &[Attempt]) -> Result<String, SelftestError
             profile: "selftest".into(),
             submitted_by: None,
         },
-        &runner.key,
+        runner.key(),
     )?;
     let run_id = log.run_id().to_owned();
     let sink = |e: EventDraft| log.append(e).map_err(SelftestError::from);
@@ -557,7 +557,7 @@ fn record(runner: &Runner, attempts: &[Attempt]) -> Result<String, SelftestError
             exit_code: i32::from(failed != 0),
             result: serde_json::json!({"attempts": attempts.len(), "not_refused": failed}),
         },
-        &runner.key,
+        runner.key(),
     )?;
     Ok(run_id)
 }

@@ -85,12 +85,7 @@ pub fn mcp(home: Home, args: McpArgs) -> Result<i32, Failure> {
         .max(crate::execution::engine::POOL_INSTANCES);
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = Arc::new(Runner {
-        runtime,
-        store,
-        key: Arc::new(key),
-        home,
-    });
+    let runner = Arc::new(Runner::new(runtime, store, Arc::new(key), home));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,13 +2,12 @@
 //! home, print the tool's output and the run's summary.
 
 use super::{EXIT_EVIDENCE, Failure, ProfilesDir, open_store, runner_key};
-use crate::admission::registry::Registry;
 use crate::config::home::Home;
 use crate::config::profile;
-use crate::evidence::Store;
 use crate::execution::engine::Runtime;
 use crate::execution::request::RunRequest;
 use crate::execution::runner::{RunError, RunReport, RunStatus, Runner};
+use crate::service::runs::{LoadToolError, load_registered};
 use clap::Args;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -61,7 +60,8 @@ pub(super) fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     let store = open_store(&home)?;
     let runtime =
         Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let (tool, tool_name, signer) = resolve_tool(&store, &runtime, &args.tool)?;
+    let runner = Runner::new(runtime, store, std::sync::Arc::new(key), home);
+    let (tool, tool_name, signer) = resolve_tool(&runner, &args.tool)?;
     let stdin = if tool.world == crate::execution::engine::World::Command
         && !std::io::stdin().is_terminal()
     {
@@ -90,12 +90,6 @@ pub(super) fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
         cancel: None,
         slot: None,
     };
-    let runner = Runner {
-        runtime,
-        store,
-        key: std::sync::Arc::new(key),
-        home,
-    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,8 +116,7 @@ pub(super) fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
 /// A path to an existing file runs that file; anything else is a
 /// registered tool's name.
 pub(super) fn resolve_tool(
-    store: &Store,
-    runtime: &Runtime,
+    runner: &Runner,
     tool: &Path,
 ) -> Result<
     (
@@ -134,19 +127,20 @@ pub(super) fn resolve_tool(
     Failure,
 > {
     if tool.is_file() {
-        return Ok((runtime.load(tool)?, tool_name(tool), None));
+        return Ok((runner.runtime().load(tool)?, tool_name(tool), None));
     }
     let name = tool.to_string_lossy();
-    let registry = Registry::new(store);
-    let (record, bytes) = registry.load(&name).map_err(|e| {
-        Failure::usage(format!(
+    let registered = load_registered(runner, &name).map_err(|e| match e {
+        LoadToolError::Registry(e) => Failure::usage(format!(
             "tool {name}: no such file, and {e} (give the path of a .wasm component or a registered name)"
-        ))
+        )),
+        LoadToolError::Engine(e) => e.into(),
     })?;
-    // `Registry::load` re-hashed the file against the recorded digest.
-    let loaded =
-        runtime.load_digested(&registry.wasm_path(&record), &bytes, record.digest.clone())?;
-    Ok((loaded, record.name.clone(), record.signer.clone()))
+    Ok((
+        registered.loaded,
+        registered.record.name,
+        registered.record.signer,
+    ))
 }
 
 pub(super) fn read_input(text: &str) -> Result<String, Failure> {

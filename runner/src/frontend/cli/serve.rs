@@ -105,12 +105,7 @@ pub(super) fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
     let store = Store::open(home.root())?;
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = std::sync::Arc::new(Runner {
-        runtime,
-        store,
-        key: std::sync::Arc::new(key),
-        home,
-    });
+    let runner = std::sync::Arc::new(Runner::new(runtime, store, std::sync::Arc::new(key), home));
     let config = crate::frontend::http::ServeConfig {
         profiles: args.dir.profiles.clone(),
         pool: args.pool,
@@ -232,7 +227,7 @@ pub(super) async fn checkpoint_every(
         let runner = std::sync::Arc::clone(&runner);
         let to = std::sync::Arc::clone(&targets);
         let sent = tokio::task::spawn_blocking(move || {
-            let (note, size) = crate::evidence::checkpoint::make(&runner.store, &runner.key)?;
+            let (note, size) = crate::evidence::checkpoint::make(runner.store(), runner.key())?;
             let mut failures = Vec::new();
             if let Some(dir) = &to.dir
                 && let Err(e) = crate::evidence::checkpoint::write_into(dir, &note, size)

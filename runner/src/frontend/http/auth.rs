@@ -68,7 +68,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                     "this route needs an API token: send `Authorization: Bearer <token>` (create one with `airlock tokens create`)",
                 )
             })?;
-        let principal = ApiTokens::new(&state.runner.store)
+        let principal = ApiTokens::new(state.runner.store())
             .authenticate(secret)
             .map_err(|e| ApiError::internal(e.to_string()))?
             .ok_or_else(|| ApiError::unauthorized("the API token is unknown or revoked"))?;

@@ -123,7 +123,7 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
     ) -> Result<Self, Self::Rejection> {
         let session = state.sessions.current(&parts.headers);
         let viewer = session.and_then(|session| {
-            let principal = ApiTokens::new(&state.runner.store)
+            let principal = ApiTokens::new(state.runner.store())
                 .authenticate(&session.token)
                 .ok()
                 .flatten();
@@ -250,7 +250,7 @@ struct LoginForm {
 
 async fn login(State(state): Shared, Form(form): Form<LoginForm>) -> Response {
     let token = form.token.trim().to_owned();
-    match ApiTokens::new(&state.runner.store).authenticate(&token) {
+    match ApiTokens::new(state.runner.store()).authenticate(&token) {
         Ok(Some(_)) => match state.sessions.create(token) {
             Ok(id) => with_cookie(
                 Redirect::to("/runs").into_response(),
@@ -318,7 +318,7 @@ async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQue
         submitted_by: me.run_scope(),
         denied_only: q.denied.is_some(),
     };
-    let rows = match state.runner.store.find_runs(&filter) {
+    let rows = match state.runner.store().find_runs(&filter) {
         Ok(rows) => rows,
         Err(e) => return failure(me, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
@@ -386,7 +386,7 @@ fn visible_run(
     me: &Viewer,
     id: &str,
 ) -> Result<crate::evidence::RunRow, Box<Response>> {
-    match state.runner.store.run(id) {
+    match state.runner.store().run(id) {
         Ok(row) if me.may_read_run(row.submitted_by.as_deref()) => Ok(row),
         Ok(_) | Err(crate::evidence::StoreError::RunNotFound { .. }) => Err(Box::new(failure(
             me,
@@ -410,14 +410,14 @@ async fn run_page(State(state): Shared, viewer: Viewer, Path(id): Path<String>) 
         Ok(row) => row,
         Err(response) => return *response,
     };
-    let events = match state.runner.store.events(&row.id) {
+    let events = match state.runner.store().events(&row.id) {
         Ok(events) => events,
         Err(e) => return failure(me, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let verification = TrustedKeys::load(state.runner.home.root())
+    let verification = TrustedKeys::load(state.runner.home().root())
         .map_err(|e| e.to_string())
         .and_then(|keys| {
-            verify_run(&state.runner.store, &keys, &row.id).map_err(|e| e.to_string())
+            verify_run(state.runner.store(), &keys, &row.id).map_err(|e| e.to_string())
         });
     let verdict = match &verification {
         Ok(v @ Verification::Intact { .. }) => format!(
@@ -492,10 +492,10 @@ async fn review_page(State(state): Shared, viewer: Viewer, Path(id): Path<String
         Ok(row) => row,
         Err(response) => return *response,
     };
-    let review = TrustedKeys::load(state.runner.home.root())
+    let review = TrustedKeys::load(state.runner.home().root())
         .map_err(|e| e.to_string())
         .and_then(|keys| {
-            crate::evidence::review::load(&state.runner.store, &keys, &row.id)
+            crate::evidence::review::load(state.runner.store(), &keys, &row.id)
                 .map_err(|e| e.to_string())
         });
     match review {
@@ -531,7 +531,7 @@ async fn approvals_page(
 }
 
 fn inbox(state: &AppState, me: &Viewer, done: Option<&str>, error: Option<&str>) -> Response {
-    let records = match Approvals::new(&state.runner.store).list(false) {
+    let records = match Approvals::new(state.runner.store()).list(false) {
         Ok(records) => records,
         Err(e) => return failure(me, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
@@ -673,8 +673,8 @@ async fn decide(
         }
     };
     let outcome = super::decide_approval(
-        &state.runner.store,
-        &state.runner.key,
+        state.runner.store(),
+        state.runner.key(),
         me,
         &id,
         approve,
@@ -720,17 +720,22 @@ async fn governance_page(
         since,
         profile: q.profile.filter(|p| !p.trim().is_empty()),
     };
-    let report = TrustedKeys::load(state.runner.home.root())
+    let report = TrustedKeys::load(state.runner.home().root())
         .map_err(|e| e.to_string())
         .and_then(|keys| {
-            crate::evidence::report::compute(&state.runner.store, &keys, &filter, SystemTime::now())
-                .map_err(|e| e.to_string())
+            crate::evidence::report::compute(
+                state.runner.store(),
+                &keys,
+                &filter,
+                SystemTime::now(),
+            )
+            .map_err(|e| e.to_string())
         });
     let report = match report {
         Ok(report) => report,
         Err(e) => return failure(me, StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
-    let outcomes = match Approvals::new(&state.runner.store).list(false) {
+    let outcomes = match Approvals::new(state.runner.store()).list(false) {
         Ok(records) => escalation_outcomes(&records, since),
         Err(e) => return failure(me, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };

@@ -273,7 +273,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Stopped, ServeError> {
     let recovered =
-        crate::execution::runner::recover_interrupted(&runner.store, &runner.home, &runner.key)?;
+        crate::execution::runner::recover_interrupted(runner.store(), runner.home(), runner.key())?;
     for run_id in recovered {
         tracing::warn!(%run_id, "run was interrupted (its runner ended); marked interrupted and sealed");
     }
@@ -303,9 +303,9 @@ pub async fn serve(
     // other run), so their event streams do not hold the server open.
     mcp_stop.cancel();
     let interrupted = crate::execution::runner::recover_stopped(
-        &runner.store,
-        &runner.home,
-        &runner.key,
+        runner.store(),
+        runner.home(),
+        runner.key(),
         &stopped,
     )
     .await?;

@@ -23,6 +23,7 @@ use crate::escalation::requests::{ApprovalError, ApprovalRecord, Approvals};
 use crate::evidence::{RunFilter, RunRow, Verification, verify_run};
 use crate::execution::request::RunRequest;
 use crate::execution::runner::RunError;
+use crate::service::runs::{LoadToolError, RegisteredTool, load_registered};
 use crate::service::submit::{Submission, SubmitError};
 use crate::trust::access::{ApiTokens, Permission, Role};
 use crate::trust::keys::TrustedKeys;
@@ -83,7 +84,7 @@ pub async fn submit_tool(
     caller.require(Permission::SubmitTool)?;
     let by = actor(&caller);
     let q = query(q)?;
-    Registry::new(&state.runner.store)
+    Registry::new(state.runner.store())
         .check_may_add(&q.name, &by)
         .map_err(|e| submit_error(e.into()))?;
     let bytes = body?;
@@ -106,16 +107,16 @@ pub async fn submit_tool(
     let label = std::path::PathBuf::from(format!("{}.wasm", q.name));
     let compiled = {
         let bytes = bytes.clone();
-        tokio::task::spawn_blocking(move || runner.runtime.load_bytes(&label, &bytes))
+        tokio::task::spawn_blocking(move || runner.runtime().load_bytes(&label, &bytes))
             .await
             .map_err(|e| ApiError::internal(format!("compiling the component: {e}")))?
             .map_err(|e| submit_error(e.into()))?
     };
     let runner = &state.runner;
     let record = crate::service::submit::register(
-        &runner.runtime,
-        &runner.home,
-        &runner.store,
+        runner.runtime(),
+        runner.home(),
+        runner.store(),
         &compiled,
         &bytes,
         Submission {
@@ -182,7 +183,7 @@ pub async fn list_tools(
 ) -> Result<Json<Vec<ToolRecord>>, ApiError> {
     caller.require(Permission::ReadTools)?;
     Ok(Json(
-        Registry::new(&state.runner.store)
+        Registry::new(state.runner.store())
             .list()
             .map_err(registry_error)?,
     ))
@@ -196,7 +197,7 @@ pub async fn show_tool(
 ) -> Result<Json<ToolRecord>, ApiError> {
     caller.require(Permission::ReadTools)?;
     Ok(Json(
-        Registry::new(&state.runner.store)
+        Registry::new(state.runner.store())
             .get(&name)
             .map_err(registry_error)?,
     ))
@@ -211,7 +212,7 @@ pub async fn remove_tool(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::SubmitTool)?;
     let by = actor(&caller);
-    let digest = Registry::new(&state.runner.store)
+    let digest = Registry::new(state.runner.store())
         .remove(&name, &by)
         .map_err(registry_error)?;
     Ok(Json(
@@ -275,9 +276,7 @@ pub async fn start_run(
         .map_err(|e| ApiError::bad_request(format!("classification: {e}")))?;
     let profile_name = match body.profile {
         Some(name) => name,
-        None => crate::admission::bindings::Bindings::new(&state.runner.store)
-            .get(&body.tool)?
-            .map_or_else(|| "default".to_owned(), |b| b.profile),
+        None => crate::service::runs::bound_profile(state.runner.store(), &body.tool)?,
     };
     // The server's file paths stay on the server: the caller learns which
     // profile and key are at fault; the server's log has the file.
@@ -298,17 +297,18 @@ pub async fn start_run(
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_profile", message)
         }
     })?;
-    let registry = Registry::new(&state.runner.store);
-    let (record, bytes) = registry.load(&body.tool).map_err(registry_error)?;
-    let path = registry.wasm_path(&record);
-    let digest = record.digest.clone();
     let runner = Arc::clone(&state.runner);
-    // `Registry::load` re-hashed the file against the recorded digest.
-    let tool =
-        tokio::task::spawn_blocking(move || runner.runtime.load_digested(&path, &bytes, digest))
-            .await
-            .map_err(|e| ApiError::internal(format!("loading the tool: {e}")))?
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let tool_name = body.tool.clone();
+    let RegisteredTool {
+        record,
+        loaded: tool,
+    } = tokio::task::spawn_blocking(move || load_registered(&runner, &tool_name))
+        .await
+        .map_err(|e| ApiError::internal(format!("loading the tool: {e}")))?
+        .map_err(|e| match e {
+            LoadToolError::Registry(e) => registry_error(e),
+            LoadToolError::Engine(e) => ApiError::internal(e.to_string()),
+        })?;
     let slot = match state.pool.try_slot(&who) {
         Ok(slot) => slot,
         Err(Refusal::Closed) => return Err(ApiError::shutting_down()),
@@ -413,7 +413,7 @@ pub async fn list_runs(
         submitted_by: me.run_scope(),
         denied_only: q.denied,
     };
-    Ok(Json(state.runner.store.find_runs(&filter)?))
+    Ok(Json(state.runner.store().find_runs(&filter)?))
 }
 
 /// The run `id`, if the caller may read it (its own runs, every run, or a
@@ -423,11 +423,11 @@ fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<RunRow, Ap
     let readable = |row: &RunRow| -> Result<bool, ApiError> {
         Ok((me.role.allows(Permission::ReadOwnRuns)
             && me.may_read_run(row.submitted_by.as_deref()))
-            || super::asked_to_decide(&state.runner.store, me, &row.id).map_err(approval_error)?)
+            || super::asked_to_decide(state.runner.store(), me, &row.id).map_err(approval_error)?)
     };
     if !me.role.allows(Permission::ReadOwnRuns) {
         // Approvers read only the runs they are asked to decide.
-        let row = state.runner.store.run(id).ok();
+        let row = state.runner.store().run(id).ok();
         return match row {
             Some(row) if readable(&row)? => Ok(row),
             _ => Err(caller
@@ -436,7 +436,7 @@ fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<RunRow, Ap
                 .unwrap_or_else(|| ApiError::not_found(format!("no run matches {id}")))),
         };
     }
-    let row = state.runner.store.run(id)?;
+    let row = state.runner.store().run(id)?;
     if readable(&row)? {
         Ok(row)
     } else {
@@ -454,9 +454,9 @@ pub async fn show_run(
         Ok(row) => {
             // The row's values are vouched for only by its seal: say whether
             // they match it, so an edited row is never served silently.
-            let keys = TrustedKeys::load(state.runner.home.root())
+            let keys = TrustedKeys::load(state.runner.home().root())
                 .map_err(|e| ApiError::internal(e.to_string()))?;
-            let verification = verify_run(&state.runner.store, &keys, &row.id)?;
+            let verification = verify_run(state.runner.store(), &keys, &row.id)?;
             let mut body = serde_json::to_value(&row).unwrap_or_default();
             body["verification"] = json!({
                 "intact": verification.is_intact(),
@@ -491,7 +491,7 @@ pub async fn run_evidence(
 ) -> Result<Response, ApiError> {
     let format = query(q)?.format;
     let row = visible_run(&state, &caller, &id)?;
-    let events = state.runner.store.events(&row.id)?;
+    let events = state.runner.store().events(&row.id)?;
     match format.as_deref() {
         None | Some("json") => Ok(Json(events).into_response()),
         Some("jsonl") => {
@@ -515,9 +515,9 @@ pub async fn verify(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let row = visible_run(&state, &caller, &id)?;
-    let keys = TrustedKeys::load(state.runner.home.root())
+    let keys = TrustedKeys::load(state.runner.home().root())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let verification = verify_run(&state.runner.store, &keys, &row.id)?;
+    let verification = verify_run(state.runner.store(), &keys, &row.id)?;
     let (intact, first_bad_seq) = match &verification {
         Verification::Intact { .. } => (true, None),
         Verification::Unsealed { .. } => (false, None),
@@ -550,7 +550,7 @@ pub async fn list_approvals(
 ) -> Result<Json<Vec<ApprovalRecord>>, ApiError> {
     let me = caller.require(Permission::ReadApprovals)?;
     let pending = query(q)?.pending;
-    let records = Approvals::new(&state.runner.store)
+    let records = Approvals::new(state.runner.store())
         .list(pending)
         .map_err(approval_error)?;
     Ok(Json(
@@ -569,7 +569,7 @@ pub async fn show_approval(
     Path(id): Path<String>,
 ) -> Result<Json<ApprovalRecord>, ApiError> {
     let me = caller.require(Permission::ReadApprovals)?;
-    let record = Approvals::new(&state.runner.store)
+    let record = Approvals::new(state.runner.store())
         .get(&id)
         .map_err(approval_error)?;
     if super::sees_approval(me, &record) {
@@ -620,8 +620,8 @@ async fn decide(
     let me = caller.require(Permission::DecideApprovals)?;
     let Json(body) = body?;
     match super::decide_approval(
-        &state.runner.store,
-        &state.runner.key,
+        state.runner.store(),
+        state.runner.key(),
         me,
         &id,
         approve,
@@ -679,7 +679,7 @@ pub async fn create_token(
             body.role
         ))
     })?;
-    let (record, secret) = ApiTokens::new(&state.runner.store)
+    let (record, secret) = ApiTokens::new(state.runner.store())
         .create(&body.name, role)
         .map_err(access_error)?;
     Ok((
@@ -700,7 +700,7 @@ pub async fn list_tokens(
 ) -> Result<Json<Vec<crate::trust::access::ApiToken>>, ApiError> {
     caller.require(Permission::ManageTokens)?;
     Ok(Json(
-        ApiTokens::new(&state.runner.store)
+        ApiTokens::new(state.runner.store())
             .list()
             .map_err(access_error)?,
     ))
@@ -713,7 +713,7 @@ pub async fn revoke_token(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::ManageTokens)?;
-    ApiTokens::new(&state.runner.store)
+    ApiTokens::new(state.runner.store())
         .revoke(&name)
         .map_err(access_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -742,7 +742,7 @@ pub async fn healthz(State(state): Shared) -> Json<Value> {
 
 /// `GET /.well-known/jwks.json`: the keys run tokens are signed with.
 pub async fn jwks(State(state): Shared) -> Result<Json<Value>, ApiError> {
-    let keys = TrustedKeys::load(state.runner.home.root())
+    let keys = TrustedKeys::load(state.runner.home().root())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(crate::trust::tokens::jwks(&keys)))
 }
@@ -758,7 +758,7 @@ pub async fn metrics(State(state): Shared, caller: Caller) -> Result<Response, A
     let text = state
         .metrics
         .render(
-            &state.runner.store,
+            state.runner.store(),
             state.pool.in_flight(),
             state.pool.executing(),
         )

@@ -90,7 +90,7 @@ async fn authenticate(
         )
         .into_response();
     };
-    let principal = match ApiTokens::new(&state.runner.store).authenticate(&secret) {
+    let principal = match ApiTokens::new(state.runner.store()).authenticate(&secret) {
         Ok(Some(principal)) => principal,
         Ok(None) => {
             return ApiError::unauthorized("the API token is unknown or revoked").into_response();

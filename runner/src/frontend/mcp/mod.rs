@@ -165,7 +165,7 @@ impl McpServer {
     /// The tools offered now: registered, bound, and with a profile that
     /// loads (a broken profile hides its tools, with a warning on stderr).
     fn offered(&self) -> Result<Vec<Offered>, McpError> {
-        let store = &self.shared.runner.store;
+        let store = self.shared.runner.store();
         let records = Registry::new(store).list().map_err(internal)?;
         let bindings: BTreeMap<String, _> = Bindings::new(store)
             .list()
@@ -245,13 +245,7 @@ impl McpServer {
         let runner = Arc::clone(&self.shared.runner);
         let name = offered.record.name.clone();
         let tool = tokio::task::spawn_blocking(move || {
-            let registry = Registry::new(&runner.store);
-            let (record, bytes) = registry.load(&name).map_err(|e| e.to_string())?;
-            let path = registry.wasm_path(&record);
-            runner
-                .runtime
-                .load_digested(&path, &bytes, record.digest.clone())
-                .map_err(|e| e.to_string())
+            crate::service::runs::load_registered(&runner, &name).map(|t| t.loaded)
         })
         .await
         .map_err(|e| McpError::internal_error(format!("loading the tool: {e}"), None))?
@@ -300,7 +294,7 @@ impl McpServer {
                 joined = &mut task => break joined,
                 _ = poll.tick() => {
                     if let Some(token) = &progress {
-                        for note in watcher.check(&self.shared.runner.store) {
+                        for note in watcher.check(self.shared.runner.store()) {
                             let _ = context
                                 .peer
                                 .notify_progress(
@@ -379,7 +373,7 @@ impl McpServer {
         let denied = self
             .shared
             .runner
-            .store
+            .store()
             .events(&report.run_id)
             .unwrap_or_default()
             .into_iter()
@@ -422,7 +416,7 @@ impl McpServer {
         let rows = self
             .shared
             .runner
-            .store
+            .store()
             .find_runs(&RunFilter {
                 limit: MAX_RESOURCES,
                 submitted_by: Some(who.run_scope().unwrap_or_else(|| who.name.clone())),
@@ -456,12 +450,12 @@ impl McpServer {
         if !who.role.allows(Permission::ReadOwnRuns) || uuid::Uuid::parse_str(id).is_err() {
             return Err(not_found());
         }
-        let store = &self.shared.runner.store;
+        let store = self.shared.runner.store();
         let row = store.run(id).map_err(|_| not_found())?;
         if !who.may_read_run(row.submitted_by.as_deref()) {
             return Err(not_found());
         }
-        let keys = TrustedKeys::load(self.shared.runner.home.root()).map_err(internal)?;
+        let keys = TrustedKeys::load(self.shared.runner.home().root()).map_err(internal)?;
         let review = crate::evidence::review::load(store, &keys, &row.id).map_err(internal)?;
         let text = crate::evidence::review::markdown(&review);
         Ok(ReadResourceResult::new(vec![
@@ -720,9 +714,9 @@ pub async fn serve_stdio(
         );
         let runner = &shared.runner;
         crate::execution::runner::recover_stopped(
-            &runner.store,
-            &runner.home,
-            &runner.key,
+            runner.store(),
+            runner.home(),
+            runner.key(),
             &stopped,
         )
         .await
