@@ -42,9 +42,9 @@ use crate::evidence::{Store, StoreError};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Serialize, Serializer};
 use std::fmt;
-use std::fs::{self, DirBuilder, File};
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Directory under the airlock home holding registered components.
@@ -934,17 +934,11 @@ fn write_temp(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, Regis
 
 /// Creates `dir` (and missing parents) with mode 0700, like the rest of the home.
 fn create_dir(dir: &Path) -> Result<(), RegistryError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err(dir))
+    crate::config::files::create_private_dir(dir).map_err(io_err(dir))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    crate::config::files::sync_dir(dir).map_err(io_err(dir))
 }
 
 fn now() -> String {

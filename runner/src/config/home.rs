@@ -5,7 +5,6 @@
 //! directory is created with mode 0700: it holds the signing key and every
 //! run's evidence.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The layout of a state directory.
@@ -17,10 +16,7 @@ pub struct Home {
 impl Home {
     /// Opens (creating if needed) the state directory at `root`.
     pub fn open(root: &Path) -> std::io::Result<Home> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)?;
+        super::files::create_private_dir(root)?;
         for sub in ["cache", "tmp"] {
             std::fs::create_dir_all(root.join(sub))?;
         }

@@ -40,7 +40,6 @@ use rusqlite::types::Value as SqlValue;
 use signed_note::{Note, Verifier, VerifierList};
 use std::fmt;
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use tlog_tiles::{Checkpoint, Hash, HashReader};
 
@@ -372,10 +371,7 @@ pub const LATEST_FILE: &str = "latest";
 
 /// Creates the checkpoint directory (mode 0700) if it does not exist.
 pub fn create_dir(dir: &Path) -> Result<(), std::io::Error> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    crate::config::files::create_private_dir(dir)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
 }
 

@@ -46,9 +46,9 @@ use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The environment variable naming the pinned trust file (the same file
@@ -206,11 +206,7 @@ impl ApproverKey {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| file_error(dir, e))?;
+        crate::config::files::create_private_dir(dir).map_err(|e| file_error(dir, e))?;
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
             .map_err(|_| DecisionError::Generate)?;
         let key = ApproverKey::from_pkcs8(name, pkcs8.as_ref(), path)?;
@@ -219,15 +215,7 @@ impl ApproverKey {
             key.key_id.trim_start_matches("ed25519:"),
             std::process::id()
         ));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut file| {
-                file.write_all(pkcs8.as_ref())?;
-                file.sync_all()
-            });
+        let written = crate::config::files::write_new_file(&tmp, pkcs8.as_ref(), 0o600);
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(file_error(&tmp, e));

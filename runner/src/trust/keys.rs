@@ -28,13 +28,14 @@
 //!   (and the directory) writable by group or others are refused for the
 //!   same reason.
 
+use crate::config::files;
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Directory under the airlock home that holds the runner key and trusted keys.
@@ -543,33 +544,16 @@ fn read_capped(file: &mut File, path: &Path) -> Result<Vec<u8>, KeyError> {
 
 /// Creates `dir` (and missing parents) with mode 0700.
 fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| io_err(dir, e))
+    files::create_private_dir(dir).map_err(|e| io_err(dir, e))
 }
 
-/// Writes `bytes` to a file that must not exist yet, created with `mode`
-/// (before any byte is written), and syncs it.
+/// Writes `bytes` to a new file created with `mode`, and syncs it.
 fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| io_err(path, e))?;
-    // The umask may have narrowed `mode`; the public key must stay readable.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| io_err(path, e))?;
-    file.write_all(bytes).map_err(|e| io_err(path, e))?;
-    file.sync_all().map_err(|e| io_err(path, e))
+    files::write_new_file(path, bytes, mode).map_err(|e| io_err(path, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), KeyError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, e))
+    files::sync_dir(dir).map_err(|e| io_err(dir, e))
 }
 
 #[cfg(test)]
