@@ -1,5 +1,6 @@
 //! The operations every front end (CLI, HTTP API, dashboard) calls.
 //!
+//! - [`access`]: who may read which run and see or decide which approval.
 //! - [`submit`]: check and register a tool.
 //! - [`runs`]: load a registered tool and pick its profile for a run.
 //! - [`selftest`]: attack this binary's containment under the configured
@@ -7,6 +8,7 @@
 //! - [`authoring`]: scaffold a tool project (`airlock new`) and build it
 //!   into a component (`airlock build`).
 
+pub mod access;
 pub mod authoring;
 pub mod runs;
 pub mod selftest;

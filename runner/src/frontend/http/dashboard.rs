@@ -386,13 +386,16 @@ fn visible_run(
     me: &Viewer,
     id: &str,
 ) -> Result<crate::evidence::RunRow, Box<Response>> {
-    match state.runner.store().run(id) {
-        Ok(row) if me.may_read_run(row.submitted_by.as_deref()) => Ok(row),
-        Ok(_) | Err(crate::evidence::StoreError::RunNotFound { .. }) => Err(Box::new(failure(
-            me,
-            StatusCode::NOT_FOUND,
-            &format!("no run matches {id}"),
-        ))),
+    use crate::service::access::{RunAccessError, readable_run};
+    match readable_run(state.runner.store(), me, id) {
+        Ok(Some(row)) => Ok(row),
+        Ok(None) | Err(RunAccessError::Store(crate::evidence::StoreError::RunNotFound { .. })) => {
+            Err(Box::new(failure(
+                me,
+                StatusCode::NOT_FOUND,
+                &format!("no run matches {id}"),
+            )))
+        }
         Err(e) => Err(Box::new(failure(
             me,
             StatusCode::BAD_REQUEST,
@@ -537,7 +540,7 @@ fn inbox(state: &AppState, me: &Viewer, done: Option<&str>, error: Option<&str>)
     };
     let (open, closed): (Vec<&ApprovalRecord>, Vec<&ApprovalRecord>) = records
         .iter()
-        .filter(|r| super::sees_approval(me, r))
+        .filter(|r| crate::service::access::sees_approval(me, r))
         .partition(|r| r.status.is_open());
     let mut body = String::new();
     if let Some(id) = done {
@@ -672,7 +675,7 @@ async fn decide(
             );
         }
     };
-    let outcome = super::decide_approval(
+    let outcome = crate::service::access::decide_approval(
         state.runner.store(),
         state.runner.key(),
         me,

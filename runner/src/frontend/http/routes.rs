@@ -419,28 +419,26 @@ pub async fn list_runs(
 /// The run `id`, if the caller may read it (its own runs, every run, or a
 /// run it is asked to decide an approval of); 404 otherwise.
 fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<RunRow, ApiError> {
+    use crate::service::access::{RunAccessError, readable_run};
     let me = &caller.0;
-    let readable = |row: &RunRow| -> Result<bool, ApiError> {
-        Ok((me.role.allows(Permission::ReadOwnRuns)
-            && me.may_read_run(row.submitted_by.as_deref()))
-            || super::asked_to_decide(state.runner.store(), me, &row.id).map_err(approval_error)?)
-    };
+    let not_found = || ApiError::not_found(format!("no run matches {id}"));
+    let shown = readable_run(state.runner.store(), me, id);
     if !me.role.allows(Permission::ReadOwnRuns) {
-        // Approvers read only the runs they are asked to decide.
-        let row = state.runner.store().run(id).ok();
-        return match row {
-            Some(row) if readable(&row)? => Ok(row),
+        // Approvers read only the runs they are asked to decide; to
+        // anyone else the route is forbidden.
+        return match shown {
+            Ok(Some(row)) => Ok(row),
             _ => Err(caller
                 .require(Permission::ReadOwnRuns)
                 .err()
-                .unwrap_or_else(|| ApiError::not_found(format!("no run matches {id}")))),
+                .unwrap_or_else(not_found)),
         };
     }
-    let row = state.runner.store().run(id)?;
-    if readable(&row)? {
-        Ok(row)
-    } else {
-        Err(ApiError::not_found(format!("no run matches {id}")))
+    match shown {
+        Ok(Some(row)) => Ok(row),
+        Ok(None) => Err(not_found()),
+        Err(RunAccessError::Store(e)) => Err(e.into()),
+        Err(RunAccessError::Approval(e)) => Err(approval_error(*e)),
     }
 }
 
@@ -556,7 +554,7 @@ pub async fn list_approvals(
     Ok(Json(
         records
             .into_iter()
-            .filter(|r| super::sees_approval(me, r))
+            .filter(|r| crate::service::access::sees_approval(me, r))
             .collect(),
     ))
 }
@@ -572,7 +570,7 @@ pub async fn show_approval(
     let record = Approvals::new(state.runner.store())
         .get(&id)
         .map_err(approval_error)?;
-    if super::sees_approval(me, &record) {
+    if crate::service::access::sees_approval(me, &record) {
         Ok(Json(record))
     } else {
         Err(ApiError::not_found(format!("no approval request {id}")))
@@ -619,7 +617,7 @@ async fn decide(
 ) -> Result<Json<ApprovalRecord>, ApiError> {
     let me = caller.require(Permission::DecideApprovals)?;
     let Json(body) = body?;
-    match super::decide_approval(
+    match crate::service::access::decide_approval(
         state.runner.store(),
         state.runner.key(),
         me,
@@ -629,12 +627,14 @@ async fn decide(
         body.request_sha256.as_deref(),
     ) {
         Ok(decided) => Ok(Json(decided)),
-        Err(e @ super::DecisionRefused::OwnRun { .. }) => Err(ApiError::forbidden(e.to_string())),
-        Err(e @ super::DecisionRefused::RequestChanged { .. }) => {
+        Err(e @ crate::service::access::DecisionRefused::OwnRun { .. }) => {
+            Err(ApiError::forbidden(e.to_string()))
+        }
+        Err(e @ crate::service::access::DecisionRefused::RequestChanged { .. }) => {
             Err(ApiError::conflict(e.to_string()))
         }
-        Err(super::DecisionRefused::Approval(e)) => Err(approval_error(*e)),
-        Err(super::DecisionRefused::Store(e)) => Err(e.into()),
+        Err(crate::service::access::DecisionRefused::Approval(e)) => Err(approval_error(*e)),
+        Err(crate::service::access::DecisionRefused::Store(e)) => Err(e.into()),
     }
 }
 
