@@ -334,10 +334,24 @@ fn egress_sentence(rule: &EgressRule) -> String {
         join_and(&methods),
         rule.url_text()
     );
-    if rule.url_text().contains("**") {
-        text.push_str(" (`**` matches any number of path segments)");
-    } else if rule.url_text().contains('*') {
-        text.push_str(" (`*` matches within one path segment or, first in a host, any subdomain)");
+    let mut notes = Vec::new();
+    if rule.has_wildcard_host() {
+        notes.push("`*.` is any subdomain, never the domain itself".to_owned());
+    }
+    let path = rule
+        .url_text()
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("");
+    if path.contains("**") {
+        notes.push("`**` in the path spans any number of segments".to_owned());
+    } else if path.contains('*') {
+        notes.push("`*` in the path stays within one segment".to_owned());
+    } else if path.is_empty() {
+        notes.push("any path".to_owned());
+    }
+    if !notes.is_empty() {
+        let _ = write!(text, " ({})", notes.join("; "));
     }
     if let Some(class) = literal_class(rule) {
         let _ = write!(
