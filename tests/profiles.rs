@@ -481,7 +481,7 @@ fn observe_is_refused_unless_the_profile_allows_it() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let result = report(&out);
     assert_eq!(result["status"], "denied");
-    let said = text(&out.stderr);
+    let said = format!("{} {}", result["error"], text(&out.stderr));
     assert!(said.contains("observe.allowed = false"), "{said}");
     let checks = env.events(&id(&result));
     let observe = of_kind(&checks, "admission.check")

@@ -52,7 +52,7 @@ th,td{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;vertical-a
 th{background:#eef1f5}code{font-size:12px;word-break:break-all}.badge{padding:2px 8px;border-radius:10px;font-weight:600}\
 .ok,.allowed,.approved,.intact{background:#d8f5de;color:#17622b}\
 .denied,.failed,.broken,.aborted,.interrupted,.expired{background:#fde0e0;color:#8c1d1d}\
-.limit,.approval,.pending,.escalated,.running{background:#fff1c9;color:#7a5600}\
+.limit,.approval,.pending,.escalated,.running,.observed{background:#fff1c9;color:#7a5600}\
 .card{background:#fff;border:1px solid #e3e6ea;padding:12px;margin:12px 0}\
 form.inline{display:inline}textarea{width:100%;min-height:3em}.err{color:#8c1d1d;font-weight:600}";
 
@@ -225,6 +225,17 @@ fn failure(viewer: &Viewer, status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// The run's status badge, and an `observed` badge for a run in observe
+/// mode (refusals were let through: not conformant, not for production).
+fn status_badges(row: &crate::evidence::RunRow) -> String {
+    let mut badges = badge(&row.status);
+    if row.result["observe"] == true {
+        badges.push(' ');
+        badges.push_str(&badge("observed"));
+    }
+    badges
+}
+
 fn badge(text: &str) -> String {
     format!("<span class=\"badge {}\">{}</span>", attr(text), esc(text))
 }
@@ -366,7 +377,7 @@ async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQue
             "<tr><td><a href=\"/runs/{id}\"><code>{id}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.tool),
             esc(&r.profile),
-            badge(&r.status),
+            status_badges(r),
             esc(&r.started_at),
             r.event_count,
             esc(r.submitted_by.as_deref().unwrap_or("-")),
@@ -442,7 +453,7 @@ async fn run_page(State(state): Shared, viewer: Viewer, Path(id): Path<String>) 
         esc(&row.tool),
         esc(&row.tool_digest),
         esc(&row.profile),
-        badge(&row.status),
+        status_badges(&row),
         row.exit_code.map_or("-".to_owned(), |c| c.to_string()),
         esc(&row.started_at),
         esc(row.ended_at.as_deref().unwrap_or("-")),
