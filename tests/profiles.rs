@@ -721,3 +721,69 @@ fn observe_then_suggest_then_run_write_report_without_denials() {
         run_example(&env, name, "write-report", input, &[])
     });
 }
+
+// ----------------------------------------------------------- dashboard
+
+#[test]
+fn dashboard_explains_profiles_and_badges_observed_runs() {
+    let env = examples_env();
+    let hello = std::fs::read_to_string(env.profiles().join("hello.toml")).expect("hello");
+    env.profile(
+        "hello-observe",
+        &(hello.replace("name = \"hello\"", "name = \"hello-observe\"") + "\n" + &observing("")),
+    );
+    let observed = id(&run_example(
+        &env,
+        "hello-observe",
+        "hello",
+        r#"{"name":"Ada"}"#,
+        &["--observe"],
+    ));
+    let token = support::api::token(&env, "auditor", "audit");
+    let server = support::api::Server::start(&env, &[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = agent
+        .post(&format!("{}/login", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "same-origin")
+        .send(format!("token={token}"))
+        .expect("sign in");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie: {}", login.status()))
+        .to_owned();
+    let page = |path: &str| -> (u16, String) {
+        let mut answer = agent
+            .get(&format!("{}{path}", server.base))
+            .header("cookie", &cookie)
+            .call()
+            .expect("dashboard page");
+        let status = answer.status().as_u16();
+        (
+            status,
+            answer.body_mut().read_to_string().unwrap_or_default(),
+        )
+    };
+    let (status, body) = page("/profiles/weather");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Everything else is refused."), "{body}");
+    assert!(body.contains("the tool never sees it"), "{body}");
+    let (status, _) = page("/profiles/no-such-profile");
+    assert_eq!(status, 404);
+    let (status, body) = page(&format!("/runs/{observed}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<span class=\"badge observed\">observed</span>"),
+        "{body}"
+    );
+    assert!(body.contains("href=\"/profiles/hello-observe\""), "{body}");
+    let (_, list) = page("/runs");
+    assert!(list.contains("badge observed"), "{list}");
+}

@@ -68,6 +68,7 @@ pub fn routes(state: Arc<AppState>) -> axum::Router<Arc<AppState>> {
         .route("/approvals", get(approvals_page))
         .route("/approvals/{id}/decide", post(decide))
         .route("/governance", get(governance_page))
+        .route("/profiles/{name}", get(profile_page))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             same_origin_only,
@@ -391,6 +392,38 @@ async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQue
     ok_page("Runs", me, &body)
 }
 
+/// A profile explained in plain sentences (`airlock profiles explain`),
+/// for whoever reviews the runs made under it.
+async fn profile_page(State(state): Shared, viewer: Viewer, Path(name): Path<String>) -> Response {
+    let me = match viewer.require(Permission::ReadOwnRuns) {
+        Ok(me) => me,
+        Err(denied) => return *denied,
+    };
+    match crate::config::profile::load(&state.profiles, &name) {
+        Ok(profile) => {
+            let text = crate::service::profiles::explain::explain(
+                &profile,
+                crate::service::profiles::explain::Format::Text,
+            );
+            let body = format!(
+                "<div class=\"card\" id=\"explain\"><pre>{}</pre></div>",
+                esc(&text)
+            );
+            ok_page(&format!("Profile {name}"), me, &body)
+        }
+        // The server's paths stay on the server.
+        Err(e) if e.missing => failure(me, StatusCode::NOT_FOUND, &format!("no profile {name:?}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "the dashboard asked for an unusable profile");
+            failure(
+                me,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("profile {name:?} is not valid: `airlock profiles check` names the key"),
+            )
+        }
+    }
+}
+
 /// The run `id` if the viewer may read it.
 fn visible_run(
     state: &AppState,
@@ -446,12 +479,13 @@ async fn run_page(State(state): Shared, viewer: Viewer, Path(id): Path<String>) 
     };
     let mut body = format!(
         "<div class=\"card\"><p>{verdict}</p><table>\
-         <tr><th>Tool</th><td>{} <code>{}</code></td></tr><tr><th>Profile</th><td>{}</td></tr>\
+         <tr><th>Tool</th><td>{} <code>{}</code></td></tr><tr><th>Profile</th><td><a href=\"/profiles/{}\">{}</a></td></tr>\
          <tr><th>Status</th><td>{} (exit {})</td></tr><tr><th>Started</th><td>{}</td></tr>\
          <tr><th>Ended</th><td>{}</td></tr><tr><th>Submitted by</th><td>{}</td></tr></table>\
          <p><a href=\"/runs/{}/review\">Incident review</a></p></div>",
         esc(&row.tool),
         esc(&row.tool_digest),
+        attr(&row.profile),
         esc(&row.profile),
         status_badges(&row),
         row.exit_code.map_or("-".to_owned(), |c| c.to_string()),
