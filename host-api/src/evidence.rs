@@ -17,6 +17,10 @@ pub enum Decision {
     Allowed,
     /// The profile refused the action; it was not performed.
     Denied,
+    /// The profile's allowlist refused the action, and observe mode let it
+    /// go ahead (see `net::observe`); the event names the rule that would
+    /// have refused it.
+    Observed,
 }
 
 impl Decision {
@@ -25,6 +29,7 @@ impl Decision {
         match self {
             Decision::Allowed => "allowed",
             Decision::Denied => "denied",
+            Decision::Observed => "observed",
         }
     }
 }

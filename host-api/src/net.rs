@@ -20,6 +20,7 @@
 //! resolves there.
 
 pub mod lookup;
+pub mod observe;
 pub mod policy;
 pub mod providers;
 pub mod resolve;
@@ -54,6 +55,10 @@ pub struct NetGrants {
     pub response_body: u64,
     /// Where request names are resolved (`[net] hosts`, else the system).
     pub resolver: resolve::Resolver,
+    /// Observe mode (`airlock run --observe`, admitted only under
+    /// `[observe] allowed = true`): refusals by the allowlists go ahead and
+    /// are recorded as observed; see [`observe`] for what never does.
+    pub observe: bool,
 }
 
 impl Default for NetGrants {
@@ -68,6 +73,7 @@ impl Default for NetGrants {
             request_body: DEFAULT_REQUEST_BODY,
             response_body: DEFAULT_RESPONSE_BODY,
             resolver: resolve::Resolver::System,
+            observe: false,
         }
     }
 }
@@ -129,15 +135,18 @@ pub fn socket_check(
         {
             return Box::pin(async { true });
         }
-        let (allowed, rule, reason) = match use_ {
+        let name = resolved.name_of(addr.ip());
+        let (allowed, observed, rule, reason) = match use_ {
             SocketAddrUse::TcpConnect => {
-                let verdict = match resolved.name_of(addr.ip()) {
-                    Some(name) => policy::decide_tcp_resolved(&grants.tcp, &name, addr),
+                let verdict = match &name {
+                    Some(name) => policy::decide_tcp_resolved(&grants.tcp, name, addr),
                     None => policy::decide_tcp_addr(&grants.tcp, addr),
                 };
-                (verdict.allowed, verdict.rule, verdict.reason)
+                let observed = grants.observe && observe::connect_may_proceed(&verdict);
+                (verdict.allowed, observed, verdict.rule, verdict.reason)
             }
             _ => (
+                false,
                 false,
                 "net: only outbound TCP connections to [net] tcp peers are granted".to_owned(),
                 Some(format!("{use_:?} is not granted to tools")),
@@ -146,19 +155,26 @@ pub fn socket_check(
         let mut event = EventDraft::new("net.connect")
             .decision(if allowed {
                 Decision::Allowed
+            } else if observed {
+                Decision::Observed
             } else {
                 Decision::Denied
             })
             .target(addr.to_string())
             .field("use", format!("{use_:?}"))
             .field("rule", rule);
+        if let Some(name) = name {
+            // The name the permitted lookup resolved, so a replay decides
+            // the connection as the sandbox did.
+            event = event.field("name", name);
+        }
         if let Some(reason) = reason {
             event = event.field("reason", reason);
         }
         // A failed append refuses the connection; the run aborts on the
         // latched failure when it ends.
         let recorded = evidence.append(event).is_ok();
-        let allowed = allowed && recorded;
+        let allowed = (allowed || observed) && recorded;
         Box::pin(async move { allowed })
     }
 }

@@ -100,9 +100,14 @@ impl Host for LookupView<'_> {
         name: String,
     ) -> Result<Resource<ResolveAddressStream>, SocketError> {
         let verdict = policy::decide_tcp_lookup(&self.grants.tcp, &name);
+        // Observe mode looks the name up; the connection to what it
+        // returns is decided (and private addresses refused) on its own.
+        let observed = self.grants.observe && super::observe::lookup_may_proceed(&verdict);
         let mut event = EventDraft::new("net.connect")
             .decision(if verdict.allowed {
                 Decision::Allowed
+            } else if observed {
+                Decision::Observed
             } else {
                 Decision::Denied
             })
@@ -113,7 +118,7 @@ impl Host for LookupView<'_> {
             event = event.field("reason", reason.clone());
         }
         self.evidence.append(event).map_err(SocketError::trap)?;
-        if !verdict.allowed {
+        if !verdict.allowed && !observed {
             return Err(ErrorCode::PermanentResolverFailure.into());
         }
         let stream = Host::resolve_addresses(&mut self.wasi, network, name.clone())?;

@@ -435,6 +435,15 @@ impl EgressRule {
         })
     }
 
+    /// The methods the entry allows, uppercase: those it lists, else
+    /// [`DEFAULT_METHODS`].
+    pub fn methods(&self) -> Vec<String> {
+        match &self.methods {
+            Some(methods) => methods.clone(),
+            None => DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+
     /// Parses a deserialized profile entry (see [`EgressRule::parse`]).
     pub fn from_entry(entry: &AllowEntry) -> Result<EgressRule, PolicyError> {
         match entry {

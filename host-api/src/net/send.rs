@@ -68,7 +68,11 @@ pub(super) async fn send(
     };
 
     let verdict = policy::decide_request(&grants.allow, &method, &url);
-    let target = match (&verdict.target, verdict.allowed) {
+    // Observe mode lets an allowlist refusal go ahead, recorded as observed
+    // with the rule that refused it; the address check below still refuses
+    // non-public addresses, and no credential goes with it.
+    let observed = grants.observe && super::observe::request_may_proceed(&verdict);
+    let target = match (&verdict.target, verdict.allowed || observed) {
         (Some(target), true) => target.clone(),
         _ => {
             let reason = verdict.reason.clone().unwrap_or_default();
@@ -177,6 +181,24 @@ pub(super) async fn send(
     }
     let injected: Vec<&InjectedSecret> =
         credentials::secrets_for(&ctx.secrets, &method, &url).collect();
+    if observed && let Some(secret) = injected.first() {
+        ctx.record(
+            EventDraft::new("credential.use")
+                .decision(Decision::Denied)
+                .target(secret.name.clone())
+                .field("host", host.clone())
+                .field("rule", super::observe::OBSERVED_CREDENTIAL_RULE)
+                .field(
+                    "reason",
+                    format!(
+                        "the request is refused by {} and only observed; allow it in [net] allow \
+                         for the credential to be sent",
+                        verdict.rule
+                    ),
+                ),
+        )?;
+        return Err(Error::HttpRequestDenied);
+    }
     for secret in &injected {
         let action = GateAction::Credential {
             name: secret.name.clone(),
@@ -272,7 +294,11 @@ pub(super) async fn send(
         }
     }
     let mut allowed = EventDraft::new("net.request")
-        .decision(Decision::Allowed)
+        .decision(if observed {
+            Decision::Observed
+        } else {
+            Decision::Allowed
+        })
         .target(shown_url.clone())
         .field("method", method.clone())
         .field("headers", header_names(&parts.headers))
@@ -285,6 +311,9 @@ pub(super) async fn send(
     }
     if let Some(model) = model {
         allowed = allowed.field("model", model);
+    }
+    if observed && let Some(reason) = &verdict.reason {
+        allowed = allowed.field("reason", reason.clone());
     }
     ctx.record(allowed)?;
 

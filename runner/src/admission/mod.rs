@@ -1,6 +1,6 @@
 //! Admission: every check a run must pass before its first instruction,
 //! in a fixed order, each recorded as an `admission.check` event:
-//! profile valid; tool allowed (`[admission] tools`, by digest or verified
+//! profile valid; observe mode allowed (only when asked for); tool allowed (`[admission] tools`, by digest or verified
 //! signer); required intent and actor present; input classification within
 //! `max_classification`; detectors over the input; credentials' sources
 //! present; mounts present; idempotency key present when `[retry]
@@ -91,6 +91,20 @@ pub fn admit(
         passed: true,
         detail: format!("{} is valid", profile.source.display()),
     }];
+    if request.observe {
+        // Observe mode lets refused egress through: only a profile that
+        // says so may be run that way, whoever the caller is.
+        checks.push(Check {
+            name: "observe",
+            rule: format!("observe.allowed = {}", profile.observe_allowed),
+            passed: profile.observe_allowed,
+            detail: if profile.observe_allowed {
+                "observe mode: refusals by [net] allow and [net] tcp are let through and recorded as observed".into()
+            } else {
+                "observe mode was asked for, but the profile does not allow it; add [observe] allowed = true to a profile used only for writing profiles, or run without --observe".into()
+            },
+        });
+    }
     let world = tool.world.wit_name();
     checks.push(
         match crate::admission::registry::tool_allowed(

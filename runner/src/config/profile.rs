@@ -229,6 +229,11 @@ pub struct Profile {
     pub idempotency_required: bool,
     /// `[[approval]]`: actions that wait for a human decision.
     pub approvals: Vec<ApprovalRule>,
+    /// `[observe] allowed = true`: runs may be started in observe mode
+    /// (`airlock run --observe`), in which refusals by the network
+    /// allowlists go ahead and are recorded as observed. Off unless the
+    /// profile says so, so a caller cannot switch it on in production.
+    pub observe_allowed: bool,
     /// The file it was loaded from.
     pub source: PathBuf,
 }
@@ -258,6 +263,15 @@ struct RawProfile {
     retry: RawRetry,
     #[serde(default)]
     approval: Vec<RawApproval>,
+    #[serde(default)]
+    observe: RawObserve,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawObserve {
+    #[serde(default)]
+    allowed: bool,
 }
 
 #[derive(Deserialize)]
@@ -538,6 +552,7 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
         admission,
         idempotency_required,
         approvals,
+        observe_allowed: raw.observe.allowed,
         source: path.to_owned(),
     })
 }
@@ -983,6 +998,7 @@ impl Profile {
             admission: AdmissionPolicy::default(),
             idempotency_required: false,
             approvals: Vec::new(),
+            observe_allowed: false,
             source: PathBuf::from("(built in)"),
         }
     }
@@ -1008,6 +1024,7 @@ impl Profile {
                 })).collect::<Vec<_>>(),
                 "scratch": self.scratch.as_ref().map(|s| serde_json::json!({ "size": s.label })),
             },
+            "observe": { "allowed": self.observe_allowed },
             "evidence": match self.capture {
                 Capture::Metadata => serde_json::json!({ "capture": "metadata" }),
                 Capture::Full { limit } => serde_json::json!({ "capture": "full", "capture_limit": limit }),
@@ -1105,6 +1122,12 @@ size = "1MiB"
                 "limits.output",
                 "out of range",
             ),
+            (
+                "size = \"1MiB\"",
+                "size = \"1MiB\"\n[observe]\nallowed = \"yes\"",
+                "",
+                "invalid type",
+            ),
         ];
         for (from, to, key, needle) in rows {
             let path = write(dir.path(), "p", &GOOD.replace(from, to));
@@ -1113,6 +1136,20 @@ size = "1MiB"
             assert!(err.to_string().contains(needle), "{to}: {err}");
             assert!(err.to_string().contains("p.toml"), "{err}");
         }
+    }
+
+    #[test]
+    fn observe_is_off_unless_the_profile_allows_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("data")).expect("mkdir");
+        let path = write(dir.path(), "p", GOOD);
+        assert!(!load_file(&path).expect("valid").observe_allowed);
+        let path = write(
+            dir.path(),
+            "p",
+            &format!("{GOOD}[observe]\nallowed = true\n"),
+        );
+        assert!(load_file(&path).expect("valid").observe_allowed);
     }
 
     #[test]

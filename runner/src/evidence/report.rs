@@ -246,8 +246,10 @@ pub struct GovernanceReport {
     pub window: Window,
     /// Runs started in the window.
     pub runs: u64,
-    /// Runs with no denied event / all runs.
+    /// Runs with no denied event, not in observe mode / all runs.
     pub policy_conformance: Ratio,
+    /// Runs started in observe mode (counted as not conformant).
+    pub observed_runs: u64,
     /// Denials by check and by rule.
     pub denials: Denials,
     /// Complete approval requests / all approval requests.
@@ -270,6 +272,14 @@ struct RunFacts {
     status: String,
     started_at: String,
     denied: u64,
+    /// Started in observe mode: never conformant.
+    observed: bool,
+}
+
+impl RunFacts {
+    fn conformant(&self) -> bool {
+        self.denied == 0 && !self.observed
+    }
 }
 
 /// Computes every figure over the runs of `filter`'s window ending at `now`.
@@ -298,7 +308,8 @@ pub fn compute(
         ))
     })?;
 
-    let conformant = runs.iter().filter(|r| r.denied == 0).count() as u64;
+    let conformant = runs.iter().filter(|r| r.conformant()).count() as u64;
+    let observed_runs = runs.iter().filter(|r| r.observed).count() as u64;
     let in_window: HashMap<&str, &RunFacts> = runs.iter().map(|r| (r.id.as_str(), r)).collect();
     let recovery = recovery(store, &requests, &in_window)?;
     let evidence = completeness(store, keys, &runs)?;
@@ -327,6 +338,7 @@ pub fn compute(
         },
         runs: runs.len() as u64,
         policy_conformance: Ratio::new(conformant, runs.len() as u64),
+        observed_runs,
         denials,
         escalation_quality: EscalationQuality {
             ratio: Ratio::new(complete, approvals.len() as u64),
@@ -382,7 +394,9 @@ fn run_facts(
 ) -> Result<Vec<RunFacts>, ReportError> {
     let sql = format!(
         "SELECT CAST(r.id AS TEXT), CAST(r.status AS TEXT), CAST(r.started_at AS TEXT),
-                (SELECT count(*) FROM events e WHERE e.run_id = r.id AND e.decision = 'denied')
+                (SELECT count(*) FROM events e WHERE e.run_id = r.id AND e.decision = 'denied'),
+                (SELECT count(*) FROM events e WHERE e.run_id = r.id AND e.kind = 'run.request'
+                   AND json_extract(e.fields, '$.observe') = 1)
          FROM runs r WHERE {RUNS_IN_WINDOW} ORDER BY r.started_at, r.id"
     );
     let mut stmt = conn.prepare(&sql).map_err(sql_error("reading runs"))?;
@@ -393,12 +407,13 @@ fn run_facts(
                 row.get::<_, Option<String>>(1)?,
                 row.get::<_, Option<String>>(2)?,
                 row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
             ))
         })
         .map_err(sql_error("reading runs"))?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, status, started_at, denied) = row.map_err(sql_error("reading runs"))?;
+        let (id, status, started_at, denied, observed) = row.map_err(sql_error("reading runs"))?;
         let id = id.unwrap_or_default();
         let corrupt = |reason: &str| ReportError::Corrupt {
             what: format!("run {id}"),
@@ -408,6 +423,7 @@ fn run_facts(
             status: status.ok_or_else(|| corrupt("the status column is not text"))?,
             started_at: started_at.ok_or_else(|| corrupt("the started_at column is not text"))?,
             denied: u64::try_from(denied).unwrap_or(0),
+            observed: observed > 0,
             id,
         });
     }
@@ -732,7 +748,7 @@ fn daily(runs: &[RunFacts], from: SystemTime, until: SystemTime) -> Vec<DayStats
         };
         if let Some(stats) = days.get_mut(&day_of(started)) {
             stats.runs += 1;
-            stats.conformant += u64::from(run.denied == 0);
+            stats.conformant += u64::from(run.conformant());
             stats.denials += run.denied;
         }
     }
@@ -753,13 +769,20 @@ pub fn text(report: &GovernanceReport) -> String {
             .map(|p| format!(" (profile {p})"))
             .unwrap_or_default()
     );
+    if report.observed_runs > 0 {
+        let _ = writeln!(
+            out,
+            "observe mode: {} run(s) let refusals through (counted as not conformant)",
+            report.observed_runs
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<28} {:>22}  DEFINITION", "FIGURE", "VALUE");
     let rows = [
         (
             "policy conformance",
             report.policy_conformance.display(),
-            "runs with no denied event / runs",
+            "runs with no denied event, not in observe mode / runs",
         ),
         (
             "escalation quality",
@@ -950,6 +973,7 @@ mod tests {
             status: "ok".into(),
             started_at: humantime::format_rfc3339_micros(started).to_string(),
             denied,
+            observed: false,
         };
         let runs = [run(until, 0), run(until, 2), run(from, 0)];
         assert_eq!(

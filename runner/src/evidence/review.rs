@@ -145,6 +145,9 @@ pub struct Review {
     pub verification: Verification,
     /// Runbook links: the profile's, then the approval rules'.
     pub runbooks: Vec<String>,
+    /// Run in observe mode: refusals by the network allowlists went ahead
+    /// (decision `observed`), so the run is not conformant.
+    pub observed: bool,
 }
 
 /// Kinds shown in their own sections rather than the timeline.
@@ -235,7 +238,9 @@ fn build(
             .ok()
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     });
+    let observed = request.is_some_and(|e| e.fields.get("observe") == Some(&Value::Bool(true)));
     Review {
+        observed,
         run,
         duration_ms,
         context,
@@ -352,6 +357,14 @@ fn sections(review: &Review) -> Vec<Section> {
             ("Tool", run.tool.as_str().into()),
             ("Digest", run.tool_digest.as_str().into()),
             ("Status", run.status.as_str().into()),
+            (
+                "Mode",
+                if review.observed {
+                    "observe: requests and connections the network allowlists refused went ahead (decision observed); not conformant, not for production".into()
+                } else {
+                    "enforced".into()
+                },
+            ),
             (
                 "Exit code",
                 dash(run.exit_code.map(|c| c.to_string()).as_deref()).into(),

@@ -35,6 +35,10 @@ pub struct RunRequest {
     /// or a closed connection): the guest is stopped, the run's open
     /// approval requests expire, and the run is sealed `cancelled`.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Observe mode (`--observe`, `"observe": true`): admitted only under
+    /// a profile with `[observe] allowed = true`; refusals by the network
+    /// allowlists go ahead and are recorded as observed.
+    pub observe: bool,
     /// The execution slot the run holds in its front end's pool, which it
     /// gives back while it waits on an approval (see [`ExecutionSlot`]).
     pub slot: Option<SlotHandle>,

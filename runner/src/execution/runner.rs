@@ -460,6 +460,10 @@ impl Runner {
             "guest_exit_code": guest_exit_code,
             "result_bytes": output.as_ref().map(|o| o.len()),
         });
+        if request.observe {
+            // `runs list` and the dashboard mark observed runs from the row.
+            summary["observe"] = true.into();
+        }
         // A keyed run keeps its result so a retry can be answered without
         // executing again (the store, not the evidence chain, holds it).
         if request.idempotency_key.is_some() && status == RunStatus::Ok {
@@ -1020,6 +1024,9 @@ fn record_request(
     }
     if let Some(classification) = request.classification {
         event = event.field("classification", classification.to_string());
+    }
+    if request.observe {
+        event = event.field("observe", true);
     }
     sink.append(profile.capture.attach(event, input.as_bytes()))
 }

@@ -121,7 +121,10 @@ pub fn grants(
         memory_cap: usize::try_from(profile.limits.memory.value).unwrap_or(usize::MAX),
         memory_label: profile.limits.memory.label.clone(),
         capture: profile.capture,
-        net: profile.net.clone(),
+        net: airlock_host_api::net::NetGrants {
+            observe: request.observe,
+            ..profile.net.clone()
+        },
         credentials,
         approvals,
         idempotency_key: request.idempotency_key.clone(),

@@ -243,7 +243,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Run(args) => run::run(home()?, args),
         Command::Serve(args) => serve::serve(home()?, args),
         Command::Mcp(args) => mcp::mcp(home()?, args),
-        Command::Profiles(cmd) => profiles::profiles(cmd),
+        Command::Profiles(cmd) => profiles::profiles(cmd, &home),
         Command::Runs(cmd) => runs::runs(home()?, cmd),
         Command::Keys(cmd) => keys::keys(home()?, cmd),
         Command::Tokens(cmd) => tokens::tokens(home()?, cmd),

@@ -80,6 +80,7 @@ fn run(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         "idempotency_key": args.idempotency_key,
         "workflow": args.workflow,
         "classification": args.classification.map(|c| c.to_string()),
+        "observe": args.observe,
     });
     let report = client.post("/v1/runs", &body)?;
     if args.json {

@@ -34,6 +34,13 @@ pub(super) struct RunArgs {
     /// Key identifying retries of the same action (recorded in evidence).
     #[arg(long)]
     pub(super) idempotency_key: Option<String>,
+    /// Observe mode, for writing a profile: requests and connections the
+    /// network allowlists refuse go ahead and are recorded as observed
+    /// (never to loopback, private, link-local or metadata addresses, never
+    /// with a credential). Refused unless the profile has `[observe]
+    /// allowed = true`.
+    #[arg(long)]
+    pub(super) observe: bool,
     /// The workflow the run belongs to (recorded in evidence).
     #[arg(long)]
     pub(super) workflow: Option<String>,
@@ -88,6 +95,7 @@ pub(super) fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
         run_id: None,
         submitted_by: None,
         cancel: None,
+        observe: args.observe,
         slot: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -218,8 +218,14 @@ pub(super) fn print_runs(rows: &[crate::evidence::RunRow], json: bool) {
         "EVENTS"
     );
     for r in rows {
+        // Observe mode let refusals through: never a conformant run.
+        let mode = if r.result["observe"] == true {
+            "  observed"
+        } else {
+            ""
+        };
         say!(
-            "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}",
+            "{:<36}  {:<16} {:<16} {:<11} {:<27} {:>9} {:>6}{mode}",
             r.id,
             r.tool,
             r.profile,

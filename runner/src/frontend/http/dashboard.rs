@@ -52,7 +52,7 @@ th,td{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;vertical-a
 th{background:#eef1f5}code{font-size:12px;word-break:break-all}.badge{padding:2px 8px;border-radius:10px;font-weight:600}\
 .ok,.allowed,.approved,.intact{background:#d8f5de;color:#17622b}\
 .denied,.failed,.broken,.aborted,.interrupted,.expired{background:#fde0e0;color:#8c1d1d}\
-.limit,.approval,.pending,.escalated,.running{background:#fff1c9;color:#7a5600}\
+.limit,.approval,.pending,.escalated,.running,.observed{background:#fff1c9;color:#7a5600}\
 .card{background:#fff;border:1px solid #e3e6ea;padding:12px;margin:12px 0}\
 form.inline{display:inline}textarea{width:100%;min-height:3em}.err{color:#8c1d1d;font-weight:600}";
 
@@ -68,6 +68,7 @@ pub fn routes(state: Arc<AppState>) -> axum::Router<Arc<AppState>> {
         .route("/approvals", get(approvals_page))
         .route("/approvals/{id}/decide", post(decide))
         .route("/governance", get(governance_page))
+        .route("/profiles/{name}", get(profile_page))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             same_origin_only,
@@ -225,6 +226,17 @@ fn failure(viewer: &Viewer, status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// The run's status badge, and an `observed` badge for a run in observe
+/// mode (refusals were let through: not conformant, not for production).
+fn status_badges(row: &crate::evidence::RunRow) -> String {
+    let mut badges = badge(&row.status);
+    if row.result["observe"] == true {
+        badges.push(' ');
+        badges.push_str(&badge("observed"));
+    }
+    badges
+}
+
 fn badge(text: &str) -> String {
     format!("<span class=\"badge {}\">{}</span>", attr(text), esc(text))
 }
@@ -366,7 +378,7 @@ async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQue
             "<tr><td><a href=\"/runs/{id}\"><code>{id}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.tool),
             esc(&r.profile),
-            badge(&r.status),
+            status_badges(r),
             esc(&r.started_at),
             r.event_count,
             esc(r.submitted_by.as_deref().unwrap_or("-")),
@@ -378,6 +390,38 @@ async fn runs_page(State(state): Shared, viewer: Viewer, Query(q): Query<RunsQue
         body.push_str("<p>No runs match.</p>");
     }
     ok_page("Runs", me, &body)
+}
+
+/// A profile explained in plain sentences (`airlock profiles explain`),
+/// for whoever reviews the runs made under it.
+async fn profile_page(State(state): Shared, viewer: Viewer, Path(name): Path<String>) -> Response {
+    let me = match viewer.require(Permission::ReadOwnRuns) {
+        Ok(me) => me,
+        Err(denied) => return *denied,
+    };
+    match crate::config::profile::load(&state.profiles, &name) {
+        Ok(profile) => {
+            let text = crate::service::profiles::explain::explain(
+                &profile,
+                crate::service::profiles::explain::Format::Text,
+            );
+            let body = format!(
+                "<div class=\"card\" id=\"explain\"><pre>{}</pre></div>",
+                esc(&text)
+            );
+            ok_page(&format!("Profile {name}"), me, &body)
+        }
+        // The server's paths stay on the server.
+        Err(e) if e.missing => failure(me, StatusCode::NOT_FOUND, &format!("no profile {name:?}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "the dashboard asked for an unusable profile");
+            failure(
+                me,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("profile {name:?} is not valid: `airlock profiles check` names the key"),
+            )
+        }
+    }
 }
 
 /// The run `id` if the viewer may read it.
@@ -438,14 +482,15 @@ async fn run_page(State(state): Shared, viewer: Viewer, Path(id): Path<String>) 
     };
     let mut body = format!(
         "<div class=\"card\"><p>{verdict}</p><table>\
-         <tr><th>Tool</th><td>{} <code>{}</code></td></tr><tr><th>Profile</th><td>{}</td></tr>\
+         <tr><th>Tool</th><td>{} <code>{}</code></td></tr><tr><th>Profile</th><td><a href=\"/profiles/{}\">{}</a></td></tr>\
          <tr><th>Status</th><td>{} (exit {})</td></tr><tr><th>Started</th><td>{}</td></tr>\
          <tr><th>Ended</th><td>{}</td></tr><tr><th>Submitted by</th><td>{}</td></tr></table>\
          <p><a href=\"/runs/{}/review\">Incident review</a></p></div>",
         esc(&row.tool),
         esc(&row.tool_digest),
+        attr(&row.profile),
         esc(&row.profile),
-        badge(&row.status),
+        status_badges(&row),
         row.exit_code.map_or("-".to_owned(), |c| c.to_string()),
         esc(&row.started_at),
         esc(row.ended_at.as_deref().unwrap_or("-")),

@@ -243,6 +243,9 @@ pub struct RunBody {
     idempotency_key: Option<String>,
     workflow: Option<String>,
     classification: Option<String>,
+    /// Observe mode: admitted only under `[observe] allowed = true`.
+    #[serde(default)]
+    observe: bool,
 }
 
 /// `POST /v1/runs?wait=false`.
@@ -336,6 +339,7 @@ pub async fn start_run(
         run_id: Some(run_id),
         submitted_by: Some(who),
         cancel: None,
+        observe: body.observe,
         slot: Some(handle),
     };
     let runner = Arc::clone(&state.runner);

@@ -280,6 +280,7 @@ impl McpServer {
             run_id: Some(run_id),
             submitted_by: Some(who.name.clone()),
             cancel: Some(context.ct.clone()),
+            observe: false,
             slot: Some(slot.handle()),
         };
         let runner = Arc::clone(&self.shared.runner);
