@@ -145,9 +145,9 @@ impl Lcg {
 /// How many SIGKILLs the trial makes (half file-heavy, half HTTP-heavy).
 const TRIALS: usize = 100;
 /// Iterations of `file_ops` per file-heavy run.
-const FILE_OPS: usize = 200;
+const FILE_OPS: usize = 60;
 /// Requests per HTTP-heavy run.
-const REQUESTS: usize = 60;
+const REQUESTS: usize = 20;
 
 #[test]
 fn crash_trial_100_sigkills_leave_complete_verifiable_evidence() {
@@ -186,14 +186,18 @@ fn crash_trial_100_sigkills_leave_complete_verifiable_evidence() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         start.elapsed()
     };
-    let file_span = span("files", &file_tool, vec!["/out/warm".into(), "20".into()]);
+    let file_span = span(
+        "files",
+        &file_tool,
+        vec!["/out/warm".into(), FILE_OPS.to_string()],
+    );
     let http_span = span(
         "http",
         &http_tool,
-        vec![format!("GET http://127.0.0.1:{port}/v1/warm")],
+        (0..REQUESTS)
+            .map(|r| format!("GET http://127.0.0.1:{port}/v1/warm-r{r}"))
+            .collect(),
     );
-    let file_span = file_span * 3;
-    let http_span = http_span * 3;
 
     let started = Instant::now();
     for trial in 0..TRIALS {
@@ -206,7 +210,7 @@ fn crash_trial_100_sigkills_leave_complete_verifiable_evidence() {
             )
         } else {
             let requests = (0..REQUESTS)
-                .map(|r| format!("GET http://127.0.0.1:{port}/v1/t{trial}/r{r}"))
+                .map(|r| format!("GET http://127.0.0.1:{port}/v1/t{trial}-r{r}"))
                 .collect();
             ("http", &http_tool, requests, http_span)
         };
@@ -274,19 +278,27 @@ fn crash_trial_100_sigkills_leave_complete_verifiable_evidence() {
         .expect("read events")
         .map(|row| row.expect("event row"))
         .collect();
-    let allowed = |kind: &str, target: &str| {
-        events.iter().any(|(k, d, t, _)| {
-            k == kind && d.as_deref() == Some("allowed") && t.as_deref() == Some(target)
-        })
-    };
-    let opened_for_write = |target: &str| {
-        events.iter().any(|(k, d, t, f)| {
-            (k == "fs.open" || k == "fs.create")
-                && d.as_deref() == Some("allowed")
-                && t.as_deref() == Some(target)
-                && f["mode"] == "write"
-        })
-    };
+    let mut allowed_events = BTreeSet::new();
+    let mut written = BTreeSet::new();
+    let mut requested = BTreeSet::new();
+    for (kind, decision, target, fields) in &events {
+        let Some(target) = target.clone() else {
+            continue;
+        };
+        if kind == "net.request" {
+            requested.insert(target.clone());
+        }
+        if decision.as_deref() != Some("allowed") {
+            continue;
+        }
+        if (kind == "fs.open" || kind == "fs.create") && fields["mode"] == "write" {
+            written.insert(target.clone());
+        }
+        allowed_events.insert((kind.clone(), target));
+    }
+    let allowed =
+        |kind: &str, target: &str| allowed_events.contains(&(kind.to_owned(), target.to_owned()));
+    let opened_for_write = |target: &str| written.contains(target);
 
     // Files: what is on disk, and what the tool must have done before it.
     let mut checked_files = 0;
@@ -323,12 +335,8 @@ fn crash_trial_100_sigkills_leave_complete_verifiable_evidence() {
                     allowed("fs.rename", &renamed),
                     "seed {seed}: {guest} exists but its rename is not recorded"
                 );
-                if i % 5 == 0 {
-                    assert!(
-                        opened_for_write(&guest),
-                        "seed {seed}: truncation of {guest}"
-                    );
-                }
+                // Its truncation (i % 5 == 0) may not have happened yet:
+                // checked below for the iterations known to be finished.
             }
             checked_files += 1;
         }
@@ -359,9 +367,7 @@ fn crash_trial_100_sigkills_leave_complete_verifiable_evidence() {
     for hit in hits.iter().filter(|h| h.path.starts_with("/v1/t")) {
         let url = format!("http://127.0.0.1:{port}{}", hit.path);
         assert!(
-            events
-                .iter()
-                .any(|(k, _, t, _)| k == "net.request" && t.as_deref() == Some(url.as_str())),
+            requested.contains(&url),
             "seed {seed}: the server received {url} but no net.request records it"
         );
         checked_hits += 1;

@@ -454,6 +454,31 @@ fn main() {
             us(governed.mean)
         );
         ratio("hello governed / floor (p50, p99, mean)", &governed, &floor);
+        // Issue 16's goal is against the floor plus one fsync of this disk:
+        // a 4 KiB append and fdatasync in the same home, measured now.
+        let fsync = {
+            let path = home.root().join("fsync-probe");
+            let mut file = std::fs::File::create(&path).expect("fsync probe");
+            let mut samples = Vec::with_capacity(200);
+            for _ in 0..200 {
+                let start = Instant::now();
+                file.write_all(&[0u8; 4096]).expect("write");
+                file.sync_data().expect("fdatasync");
+                samples.push(start.elapsed());
+            }
+            let _ = std::fs::remove_file(&path);
+            stats(samples)
+        };
+        println!(
+            "| one fsync of this disk (4 KiB append + fdatasync) | {} | {} | {} | |",
+            us(fsync.p50),
+            us(fsync.p99),
+            us(fsync.mean)
+        );
+        println!(
+            "| **hello governed p50 / (floor p50 + one fsync p50)** | | | | **{:.2}×** |",
+            governed.p50.as_secs_f64() / (floor.p50 + fsync.p50).as_secs_f64()
+        );
     }
 
     if on("throughput") {
