@@ -583,9 +583,33 @@ fn main() {
             churn_n,
         );
         ratio("file_churn recorded / unrecorded", &recorded, &unrecorded);
+        // The same binary with `[evidence] io = "per-call"`: one durable
+        // fs.write per call, as before issue 16.
+        let per_call_profile = write_profile(
+            &profiles,
+            "churn-per-call",
+            &format!(
+                "[[fs.mount]]\nhost = {:?}\nguest = \"/out\"\nmode = \"rw\"\n[evidence]\nio = \"per-call\"\n",
+                out.display().to_string()
+            ),
+        );
+        let per_call = measure(
+            "file_churn 10k writes + 10k reads, recorded per call",
+            true,
+            &churn_tool,
+            &per_call_profile,
+            &churn_request,
+            churn_n,
+        );
+        ratio(
+            "file_churn recorded per call / unrecorded",
+            &per_call,
+            &unrecorded,
+        );
         println!(
-            "\nrecording cost per write event: {} (10,000 fs.write events per run)",
-            us(recorded.p50.saturating_sub(unrecorded.p50) / 10_000)
+            "\nrecording cost per write call: {} per-handle, {} per-call (10,000 writes per run)",
+            us(recorded.p50.saturating_sub(unrecorded.p50) / 10_000),
+            us(per_call.p50.saturating_sub(unrecorded.p50) / 10_000)
         );
     }
 
