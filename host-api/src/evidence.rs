@@ -83,6 +83,42 @@ pub trait EvidenceSink: Send + Sync {
     /// Appends `event` to the run's log and makes it durable against a
     /// process crash before returning.
     fn append(&self, event: EventDraft) -> Result<(), EvidenceUnavailable>;
+
+    /// Appends a summary that records no new side effect: what was read
+    /// and written on a handle whose opening is already durable. It takes
+    /// its place in the run's chain now and is committed together with the
+    /// next durable [`append`](EvidenceSink::append) or with the seal,
+    /// whichever comes first; if the runner dies before either, crash
+    /// recovery marks the handle as open at the crash. Sinks without a
+    /// cheaper path make it durable at once.
+    fn append_summary(&self, event: EventDraft) -> Result<(), EvidenceUnavailable> {
+        self.append(event)
+    }
+}
+
+/// How reads and writes on an open file are recorded: the profile's
+/// `[evidence] io`. Opening, creating, truncating, deleting and renaming
+/// are recorded (and durable) before they happen either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IoEvidence {
+    /// One `fs.write` and one `fs.read` per handle, when it is closed or the
+    /// run ends: call count, bytes, offset range, and the SHA-256 of the
+    /// bytes written in order (the default).
+    #[default]
+    PerHandle,
+    /// One `fs.write` event per write call, committed before the write
+    /// happens (reads are still summed per handle).
+    PerCall,
+}
+
+impl IoEvidence {
+    /// The spelling in profiles.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoEvidence::PerHandle => "per-handle",
+            IoEvidence::PerCall => "per-call",
+        }
+    }
 }
 
 /// The evidence log could not be written; the run must abort (exit 6).

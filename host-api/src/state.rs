@@ -8,7 +8,7 @@
 
 use crate::approval::ApprovalGate;
 use crate::credentials::CredentialGrants;
-use crate::evidence::{Capture, EventDraft, EvidenceSink, EvidenceUnavailable};
+use crate::evidence::{Capture, EventDraft, EvidenceSink, EvidenceUnavailable, IoEvidence};
 use crate::fs::host::{FsState, FsView, RecordingFs};
 use crate::fs::{Area, FsGrants};
 use crate::limits::MemoryLimiter;
@@ -41,6 +41,8 @@ pub struct RunGrants {
     pub memory_label: String,
     /// How much of each payload evidence keeps.
     pub capture: Capture,
+    /// How reads and writes on open files are recorded.
+    pub io: IoEvidence,
     /// Hosts and peers the run may reach.
     pub net: NetGrants,
     /// Secrets to inject and run tokens the tool may ask for.
@@ -124,7 +126,7 @@ impl RunState {
             resolved,
             lookups: LookupState::default(),
             tokens: grants.credentials,
-            fs: FsState::new(grants.fs, grants.capture),
+            fs: FsState::new(grants.fs, grants.capture, grants.io),
             capture: grants.capture,
             limiter: MemoryLimiter::new(grants.memory_cap, grants.memory_label),
             evidence,
@@ -169,9 +171,9 @@ impl RunState {
     }
 
     /// Records what remains to be recorded when the guest has finished:
-    /// reads of files still open, and the captured output streams.
+    /// reads and writes of files still open, and the captured output streams.
     pub fn finish(&mut self) -> Result<(), EvidenceUnavailable> {
-        self.fs.finish(self.evidence.as_ref())?;
+        self.fs.finish()?;
         self.evidence.append(self.stdout.event(self.capture))?;
         self.evidence.append(self.stderr.event(self.capture))
     }

@@ -4,13 +4,17 @@
 //! resolved against the descriptor it is relative to, decided by
 //! [`super::decide`], recorded, and only then handed to wasmtime-wasi (whose
 //! cap-std layer enforces the same boundary against symlinks; a refusal from
-//! that layer is recorded as a denial too). Reads are tallied per open file
-//! and recorded once when the file is closed; every write is recorded, with
-//! the SHA-256 of its bytes, before it happens.
+//! that layer is recorded as a denial too). Opening for write, creating,
+//! truncating, deleting, renaming, linking and setting times are recorded
+//! (durably) before they happen. Reads are tallied per open file and
+//! recorded once when the file is closed; writes are too by default
+//! (`[evidence] io = "per-handle"`: count, bytes, offsets and the SHA-256 of
+//! the bytes in order, see [`HandleTally`]), or each recorded before it
+//! happens with `io = "per-call"`. A refused write is recorded either way.
 
-use super::streams::{ReadTally, RecordingInput, RecordingOutput, ScratchMeter};
+use super::streams::{HandleInfo, HandleTally, RecordingInput, RecordingOutput, ScratchMeter};
 use super::{Access, Area, FsGrants, Resolved, Verdict, decide, decide_pair, resolve};
-use crate::evidence::{Capture, Decision, EventDraft, EvidenceSink, sha256_hex};
+use crate::evidence::{Capture, Decision, EventDraft, EvidenceSink, IoEvidence, sha256_hex};
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource};
@@ -25,57 +29,42 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 pub struct FsState {
     grants: FsGrants,
     capture: Capture,
+    io: IoEvidence,
     open: HashMap<u32, OpenNode>,
     scratch: ScratchMeter,
+    /// Handles opened so far (per-handle mode numbers them from 1).
+    handles: u64,
 }
 
 struct OpenNode {
     path: Resolved,
-    reads: Arc<ReadTally>,
+    tally: Arc<HandleTally>,
 }
 
 impl FsState {
-    /// State for a run with `grants`, keeping written data as `capture` says.
-    pub fn new(grants: FsGrants, capture: Capture) -> Self {
+    /// State for a run with `grants`, keeping written data as `capture`
+    /// says and recording reads and writes as `io` says.
+    pub fn new(grants: FsGrants, capture: Capture, io: IoEvidence) -> Self {
         FsState {
             grants,
             capture,
+            io,
             open: HashMap::new(),
             scratch: ScratchMeter::default(),
+            handles: 0,
         }
     }
 
-    /// Records the reads of files still open at the end of the run.
-    pub fn finish(
-        &mut self,
-        evidence: &dyn EvidenceSink,
-    ) -> Result<(), crate::evidence::EvidenceUnavailable> {
+    /// Records the I/O of files still open at the end of the run (marked
+    /// `closed`: the run ended; no call can use them any more).
+    pub fn finish(&mut self) -> Result<(), crate::evidence::EvidenceUnavailable> {
         let mut open: Vec<(u32, OpenNode)> = self.open.drain().collect();
         open.sort_by_key(|(rep, _)| *rep);
         for (_, node) in open {
-            record_reads(&self.grants, &node, evidence)?;
+            node.tally.close()?;
         }
         Ok(())
     }
-}
-
-fn record_reads(
-    grants: &FsGrants,
-    node: &OpenNode,
-    evidence: &dyn EvidenceSink,
-) -> Result<(), crate::evidence::EvidenceUnavailable> {
-    let (bytes, calls) = node.reads.take();
-    if calls == 0 {
-        return Ok(());
-    }
-    evidence.append(
-        EventDraft::new("fs.read")
-            .decision(Decision::Allowed)
-            .target(grants.guest_path(&node.path))
-            .field("mount", grants.area_path(node.path.area))
-            .field("bytes", bytes)
-            .field("reads", calls),
-    )
 }
 
 /// Marker for linking the recording filesystem host.
@@ -220,14 +209,29 @@ impl FsView<'_> {
         result
     }
 
-    fn track(&mut self, fd: &Resource<types::Descriptor>, path: Resolved) {
+    fn track(&mut self, fd: &Resource<types::Descriptor>, path: Resolved, info: HandleInfo) {
+        let tally = HandleTally::new(
+            info,
+            self.state.io,
+            self.state.capture,
+            Arc::clone(self.evidence),
+        );
         self.state.open.insert(
             fd.rep(),
             OpenNode {
                 path,
-                reads: Arc::new(ReadTally::default()),
+                tally: Arc::new(tally),
             },
         );
+    }
+
+    /// The next handle number, in per-handle mode.
+    fn next_handle(&mut self) -> Option<u64> {
+        if self.state.io != IoEvidence::PerHandle {
+            return None;
+        }
+        self.state.handles += 1;
+        Some(self.state.handles)
     }
 
     fn scratch_meter(&self, fd: &Resource<types::Descriptor>) -> FsResult<Option<ScratchMeter>> {
@@ -244,7 +248,15 @@ impl preopens::Host for FsView<'_> {
         let dirs = preopens::Host::get_directories(&mut self.wasi)?;
         for (fd, name) in &dirs {
             if let Some(area) = self.state.grants.area_named(name) {
-                self.track(fd, Resolved { area, rel: vec![] });
+                let path = Resolved { area, rel: vec![] };
+                let info = HandleInfo {
+                    target: self.state.grants.guest_path(&path),
+                    mount: self.state.grants.area_path(area).to_owned(),
+                    rule: String::new(),
+                    handle: None,
+                    writable: false,
+                };
+                self.track(fd, path, info);
             }
         }
         Ok(dirs)
@@ -326,9 +338,11 @@ impl HostDescriptor for FsView<'_> {
         len: types::Filesize,
         offset: types::Filesize,
     ) -> FsResult<(Vec<u8>, bool)> {
-        let tally = Arc::clone(&self.node(&fd)?.reads);
+        let tally = Arc::clone(&self.node(&fd)?.tally);
         let (data, eof) = HostDescriptor::read(&mut self.wasi, fd, len, offset).await?;
-        tally.add(data.len());
+        if !data.is_empty() {
+            tally.read(Some(offset), data.len());
+        }
         Ok((data, eof))
     }
 
@@ -340,6 +354,22 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<types::Filesize> {
         let bytes = buf.len() as u64;
         let attempt = self.attempt_self(&fd, &Access::Write { bytes }, "fs.write", "write")?;
+        let tally = Arc::clone(&self.node(&fd)?.tally);
+        if tally.per_handle() && attempt.verdict.allowed {
+            // Summed into the handle's record; the opening was durable.
+            let meter = self.scratch_meter(&fd)?;
+            let data = buf.clone();
+            let written = HostDescriptor::write(&mut self.wasi, fd, buf, offset).await;
+            let written = self.sandbox_result(&attempt, written)?;
+            let kept = usize::try_from(written)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            tally.wrote(Some(offset), &data[..kept]);
+            if let Some(meter) = meter {
+                meter.add(written);
+            }
+            return Ok(written);
+        }
         self.gate(
             &attempt,
             &[
@@ -462,6 +492,11 @@ impl HostDescriptor for FsView<'_> {
         let exclusive = creates && oflags.contains(types::OpenFlags::EXCLUSIVE);
         let kind = if exclusive { "fs.create" } else { "fs.open" };
         let (attempt, resolved) = self.attempt(&fd, &path, &access, kind, "open")?;
+        let handle = if attempt.verdict.allowed {
+            self.next_handle()
+        } else {
+            None
+        };
         if writes && attempt.verdict.allowed {
             let gate = Arc::clone(self.approvals);
             let action = crate::approval::GateAction::FsWrite {
@@ -485,30 +520,41 @@ impl HostDescriptor for FsView<'_> {
             }
         }
         let mode = if writes { "write" } else { "read" };
-        self.gate(
-            &attempt,
-            &[
-                ("mode", mode.into()),
-                ("create", creates.into()),
-                (
-                    "truncate",
-                    oflags.contains(types::OpenFlags::TRUNCATE).into(),
-                ),
-            ],
-            None,
-        )?;
+        let mut fields = vec![
+            ("mode", mode.into()),
+            ("create", creates.into()),
+            (
+                "truncate",
+                oflags.contains(types::OpenFlags::TRUNCATE).into(),
+            ),
+        ];
+        if let Some(handle) = handle {
+            fields.push(("handle", handle.into()));
+        }
+        self.gate(&attempt, &fields, None)?;
         let result =
             HostDescriptor::open_at(&mut self.wasi, fd, path_flags, path, oflags, flags).await;
         let opened = self.sandbox_result(&attempt, result)?;
         if let Some(resolved) = resolved {
-            self.track(&opened, resolved);
+            let info = HandleInfo {
+                target: attempt.target,
+                mount: attempt.mount,
+                rule: attempt.verdict.rule,
+                handle,
+                writable: writes,
+            };
+            self.track(&opened, resolved, info);
         }
         Ok(opened)
     }
 
     fn drop(&mut self, fd: Resource<types::Descriptor>) -> wasmtime::Result<()> {
-        if let Some(node) = self.state.open.remove(&fd.rep()) {
-            record_reads(&self.state.grants, &node, self.evidence.as_ref())?;
+        if let Some(node) = self.state.open.remove(&fd.rep())
+            && Arc::strong_count(&node.tally) == 1
+        {
+            // No stream of it is left either: record it now (else the last
+            // stream to go records it, see `HandleTally`'s `Drop`).
+            node.tally.close()?;
         }
         HostDescriptor::drop(&mut self.wasi, fd)
     }
@@ -582,10 +628,10 @@ impl HostDescriptor for FsView<'_> {
         fd: Resource<types::Descriptor>,
         offset: types::Filesize,
     ) -> FsResult<Resource<DynInputStream>> {
-        let tally = Arc::clone(&self.node(&fd)?.reads);
+        let tally = Arc::clone(&self.node(&fd)?.tally);
         let stream = HostDescriptor::read_via_stream(&mut self.wasi, fd, offset)?;
         let inner: DynInputStream = self.wasi.table.delete(stream)?;
-        let wrapped: DynInputStream = Box::new(RecordingInput::new(inner, tally));
+        let wrapped: DynInputStream = Box::new(RecordingInput::new(inner, tally, offset));
         Ok(self.wasi.table.push(wrapped)?)
     }
 
@@ -599,8 +645,9 @@ impl HostDescriptor for FsView<'_> {
             self.gate(&attempt, &[], None)?;
         }
         let meter = self.scratch_meter(&fd)?;
+        let tally = Arc::clone(&self.node(&fd)?.tally);
         let stream = HostDescriptor::write_via_stream(&mut self.wasi, fd, offset)?;
-        self.wrap_output(stream, attempt, meter)
+        self.wrap_output(stream, attempt, meter, tally, Some(offset))
     }
 
     fn append_via_stream(
@@ -612,8 +659,9 @@ impl HostDescriptor for FsView<'_> {
             self.gate(&attempt, &[], None)?;
         }
         let meter = self.scratch_meter(&fd)?;
+        let tally = Arc::clone(&self.node(&fd)?.tally);
         let stream = HostDescriptor::append_via_stream(&mut self.wasi, fd)?;
-        self.wrap_output(stream, attempt, meter)
+        self.wrap_output(stream, attempt, meter, tally, None)
     }
 
     async fn is_same_object(
@@ -692,16 +740,16 @@ impl FsView<'_> {
         stream: Resource<DynOutputStream>,
         attempt: Attempt,
         meter: Option<ScratchMeter>,
+        tally: Arc<HandleTally>,
+        position: Option<u64>,
     ) -> FsResult<Resource<DynOutputStream>> {
         let inner: DynOutputStream = self.wasi.table.delete(stream)?;
         let wrapped: DynOutputStream = Box::new(RecordingOutput::new(
             inner,
-            attempt.target,
-            attempt.mount,
             attempt.verdict.rule,
-            Arc::clone(self.evidence),
-            self.state.capture,
             meter,
+            tally,
+            position,
         ));
         Ok(self.wasi.table.push(wrapped)?)
     }

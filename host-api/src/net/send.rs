@@ -40,6 +40,16 @@ impl Context {
             .append(event)
             .map_err(|_| Error::InternalError(Some("the run's evidence log is unavailable".into())))
     }
+
+    /// Records what came back for a request already on record: a summary
+    /// ([`EvidenceSink::append_summary`]), committed with the run's next
+    /// durable event or its seal. Receiving a response changes nothing
+    /// outside the sandbox; the request that caused it was durable first.
+    fn record_summary(&self, event: EventDraft) -> Result<(), Error> {
+        self.evidence
+            .append_summary(event)
+            .map_err(|_| Error::InternalError(Some("the run's evidence log is unavailable".into())))
+    }
 }
 
 /// Decides, records and (when allowed) performs `request`.
@@ -325,7 +335,7 @@ pub(super) async fn send(
     let (head, body) = match result {
         Ok(response) => response,
         Err(err) => {
-            ctx.record(
+            ctx.record_summary(
                 EventDraft::new("net.response")
                     .target(shown_url)
                     .field("error", err.to_string())
@@ -389,7 +399,7 @@ pub(super) async fn send(
         }
         head.headers = clean;
     }
-    ctx.record(
+    ctx.record_summary(
         EventDraft::new("net.response")
             .target(shown_url)
             .field("status", head.status.as_u16())

@@ -11,7 +11,7 @@ use crate::escalation::rules::ApprovalRule;
 use airlock_host_api::credentials;
 use airlock_host_api::data::OnDetect;
 use airlock_host_api::detect::Detector;
-use airlock_host_api::evidence::Capture;
+use airlock_host_api::evidence::{Capture, IoEvidence};
 use airlock_host_api::fs::{MountMode, SCRATCH_GUEST_PATH};
 use airlock_host_api::net::NetGrants;
 use airlock_host_api::net::policy::{AllowEntry, EgressRule, TcpRule};
@@ -218,6 +218,9 @@ pub struct Profile {
     pub scratch: Option<Labeled<u64>>,
     /// `[evidence]`: how much of each payload the log keeps.
     pub capture: Capture,
+    /// `[evidence] io`: file reads and writes summed per handle (the
+    /// default) or recorded one event per call.
+    pub io: IoEvidence,
     /// `[net]`: what the run may reach.
     pub net: NetGrants,
     /// `[credentials.NAME]`, in name order.
@@ -349,6 +352,7 @@ struct RawInject {
 struct RawEvidence {
     capture: Option<String>,
     capture_limit: Option<String>,
+    io: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -489,6 +493,7 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
     };
     let mounts = validate_mounts(&raw.fs.mount, base, scratch.is_some())?;
     let capture = validate_capture(&raw.evidence)?;
+    let io = validate_io(&raw.evidence)?;
     let mut net = validate_net(&raw.net)?;
     if let Some(hosts) = &raw.net.hosts {
         net.resolver = validate_hosts(&base.join(hosts))?;
@@ -547,6 +552,7 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
         mounts,
         scratch,
         capture,
+        io,
         net,
         credentials,
         admission,
@@ -799,6 +805,20 @@ fn http_header_name_invalid(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// `[evidence] io`: how file reads and writes are recorded.
+fn validate_io(raw: &RawEvidence) -> Result<IoEvidence, Invalid> {
+    match raw.io.as_deref() {
+        None | Some("per-handle") => Ok(IoEvidence::PerHandle),
+        Some("per-call") => Ok(IoEvidence::PerCall),
+        Some(other) => Err((
+            "evidence.io".into(),
+            format!(
+                "{other:?} is not an I/O recording mode (use \"per-handle\": one event per open file, or \"per-call\": one event per write)"
+            ),
+        )),
+    }
+}
+
 fn validate_capture(raw: &RawEvidence) -> Result<Capture, Invalid> {
     let full = match raw.capture.as_deref() {
         None | Some("metadata") => false,
@@ -993,6 +1013,7 @@ impl Profile {
             mounts: Vec::new(),
             scratch: None,
             capture: Capture::Metadata,
+            io: IoEvidence::default(),
             net: NetGrants::default(),
             credentials: Vec::new(),
             admission: AdmissionPolicy::default(),
@@ -1026,8 +1047,8 @@ impl Profile {
             },
             "observe": { "allowed": self.observe_allowed },
             "evidence": match self.capture {
-                Capture::Metadata => serde_json::json!({ "capture": "metadata" }),
-                Capture::Full { limit } => serde_json::json!({ "capture": "full", "capture_limit": limit }),
+                Capture::Metadata => serde_json::json!({ "capture": "metadata", "io": self.io.as_str() }),
+                Capture::Full { limit } => serde_json::json!({ "capture": "full", "capture_limit": limit, "io": self.io.as_str() }),
             },
         })
     }
@@ -1150,6 +1171,28 @@ size = "1MiB"
             &format!("{GOOD}[observe]\nallowed = true\n"),
         );
         assert!(load_file(&path).expect("valid").observe_allowed);
+    }
+
+    #[test]
+    fn evidence_io_is_per_handle_unless_asked_and_names_the_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("data")).expect("mkdir");
+        let path = write(dir.path(), "p", GOOD);
+        assert_eq!(load_file(&path).expect("valid").io, IoEvidence::PerHandle);
+        for (text, io) in [
+            ("per-handle", IoEvidence::PerHandle),
+            ("per-call", IoEvidence::PerCall),
+        ] {
+            let body = format!("{GOOD}[evidence]\nio = \"{text}\"\n");
+            let path = write(dir.path(), "p", &body);
+            assert_eq!(load_file(&path).expect(text).io, io);
+        }
+        let body = format!("{GOOD}[evidence]\nio = \"batched\"\n");
+        let path = write(dir.path(), "p", &body);
+        let err = load_file(&path).expect_err("bad io");
+        assert_eq!(err.key, "evidence.io", "{err}");
+        assert!(err.to_string().contains("\"per-call\""), "{err}");
+        assert!(err.to_string().contains("p.toml"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`chain`]: the [`Event`] model, canonical encoding and hashing;
 //! - [`checkpoint`]: signed checkpoints of the seal chain (truncation, rollback);
 //! - [`control`]: the signed control log of tool, token and approval changes;
+//! - [`lease`]: the per-process lease crash recovery checks;
 //! - [`store`]: [`Store`] (open, begin runs, queries, crash recovery);
 //! - [`runlog`]: [`RunLog`], the per-run appender and sealer;
 //! - [`seal`]: [`Seal`], the signed statement over a run's chain head;
@@ -27,7 +28,8 @@
 //! What it defends against:
 //! - **Lost evidence on a crash.** Each event that records a side effect is
 //!   its own committed WAL transaction before `append` returns (survives the
-//!   process being killed); what a run records before its guest starts and
+//!   process being killed), together with the summaries held before it
+//!   (per-handle I/O, responses: see [`runlog`]); what a run records before its guest starts and
 //!   after it ends, which no side effect waits on, is committed in one
 //!   transaction at the start and with the seal. A seal counts only once the
 //!   WAL is fsynced past it, and with it every earlier event (survives power
@@ -39,7 +41,7 @@
 //!   keys it is given (a pinned trust file, or `home/keys/*.pub`), never the
 //!   database.
 //! - **Unrecorded runs.** A run whose owner process dies stays `running`
-//!   with a dead lock file; [`Store::recover_interrupted`] closes and seals
+//!   under a dead lease ([`lease`]); [`Store::recover_interrupted`] closes and seals
 //!   it as `interrupted`, so every run ends sealed.
 //! - **Forged history.** Recovery seals only what authenticates under the
 //!   runner key ([`auth`]); a fabricated or extended `running` run is sealed
@@ -48,7 +50,7 @@
 //!   ([`RunRecord`]); verification names any column that differs.
 //! - **Tampered rows turning into crashes or path tricks.** Nothing read
 //!   from the database is unwrapped; run ids are re-parsed as UUIDs before
-//!   they name a lock file.
+//!   they name a lock or lease file.
 //!
 //! Known limit: deleting the *newest* seals together with their runs
 //! (truncating the tail), or restoring an older copy of the store, leaves no
@@ -60,6 +62,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod control;
 mod decisions;
+pub mod lease;
 pub mod otlp;
 pub mod report;
 pub mod review;

@@ -15,6 +15,28 @@
 //! and the seal in one transaction with one fsync, grouped with the seals of
 //! other runs finishing at the same time.
 //!
+//! **Summaries** ([`RunLog::append_summary_event`]): what was read and
+//! written on a file whose opening is on record (`[evidence] io =
+//! "per-handle"`), and the response to a request already on record. A
+//! summary takes its `seq`, `prev` and `hash` when it is appended, and is
+//! held until the next committed append or the seal, which writes it in the
+//! same transaction, before its own event. Why this keeps the promise
+//! ("no side effect without its record surviving a crash of the runner"):
+//! - every event that records a side effect (a connection, a request, a
+//!   credential, an approval, an open for write, a create, truncate,
+//!   delete, rename, mkdir or set-times) is still committed before its host
+//!   call returns, and with it every summary before it;
+//! - a summary records no side effect of its own: the writes it sums went
+//!   to a file whose opening for write was committed before the first of
+//!   them, so a crash can lose how much was written, never that something
+//!   may have been; recovery then lists the handle in `run.end` as
+//!   `open_handles` (see [`super::store`]);
+//! - what is stored is always a prefix of the chain (summaries are written
+//!   in order, before anything later), so a crash leaves no gap and the
+//!   recovered chain verifies;
+//! - the seal writes what is still held and is fsynced before the result
+//!   is returned, as before.
+//!
 //! What it defends against:
 //! - **Side effects without evidence.** Any failure to commit becomes
 //!   [`EvidenceUnavailable`], which aborts the run (exit 6). Once the
@@ -26,22 +48,23 @@
 //!   `seq`/`prev` consistent across host threads.
 //! - **Writing to a run someone else closed.** Each append and the seal
 //!   re-check inside the transaction that the run is still `running` (a
-//!   recovering process may have closed it if this run's lock file was
+//!   recovering process may have closed it if this process's lease file was
 //!   deleted from under it).
 //! - **Forged history.** Every event (and the run's row) carries an
 //!   authenticator only the runner key can make ([`super::auth`]), so crash
 //!   recovery can tell this log's events from ones a store writer added.
 //! - **Hiding a crash.** Dropping a `RunLog` without sealing does nothing but
-//!   release its lock, exactly like the process dying: the run stays
-//!   `running` and the next [`Store::recover_interrupted`](super::Store::recover_interrupted)
+//!   release its claim on the process's lease ([`super::lease`]), exactly
+//!   like the process dying: the run stays `running` and the next
+//!   [`Store::recover_interrupted`](super::Store::recover_interrupted)
 //!   marks it `interrupted`. A deferred run whose row was never written
-//!   leaves nothing to recover (no guest instruction ran); its lock file is
-//!   removed.
+//!   leaves nothing to recover (no guest instruction ran).
 
 use super::GENESIS_PREV;
 use super::StoreError;
 use super::auth::{RunAuth, RunStart};
 use super::chain::{BuiltEvent, Event};
+use super::lease::Lease;
 use super::schema::describe_sqlite_error;
 use super::seal::{Seal, seal_in_tx};
 use super::store::{
@@ -51,8 +74,6 @@ use super::writer::Writer;
 use crate::trust::keys::RunnerKey;
 use airlock_host_api::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
 use rusqlite::{Connection, TransactionBehavior};
-use std::fs::{self, File};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How a run ended, recorded in its row when it is sealed.
@@ -68,7 +89,7 @@ pub struct RunOutcome {
 
 /// The evidence log of one run in progress. `Send + Sync`.
 ///
-/// Holds the run's lock file; commits through the store's writer
+/// Holds a claim on its process's lease; commits through the store's writer
 /// connection. Seal it with [`RunLog::seal_with`] (or [`RunLog::seal`]
 /// after appending the final `run.end` event); dropping it unsealed leaves
 /// the run to [`Store::recover_interrupted`](super::Store::recover_interrupted).
@@ -81,9 +102,9 @@ pub struct RunLog {
     /// The run's authenticator key.
     auth: RunAuth,
     state: Mutex<LogState>,
-    lock_path: PathBuf,
-    /// Held (locked) for the run's lifetime; released when dropped.
-    lock: Option<File>,
+    /// The process's lease, claimed for this run until it is sealed or the
+    /// log is dropped.
+    lease: Arc<Lease>,
 }
 
 #[derive(Debug)]
@@ -94,7 +115,8 @@ struct LogState {
     head: String,
     /// The run's row while it is not in the database yet.
     row: Option<PendingRow>,
-    /// Events appended but not committed yet (deferred mode only).
+    /// Events appended but not committed yet: everything in deferred mode,
+    /// summaries in live mode (written with the next commit).
     held: Vec<BuiltEvent>,
     /// Whether appends are held (until [`RunLog::commit_deferred`] or the
     /// seal) instead of committed.
@@ -108,9 +130,8 @@ pub(crate) struct LogParts {
     pub(crate) writer: Arc<Writer>,
     pub(crate) start: RunStart,
     pub(crate) auth: RunAuth,
-    /// The run's lock file, locked.
-    pub(crate) lock: File,
-    pub(crate) lock_path: PathBuf,
+    /// The process's lease, already holding this run.
+    pub(crate) lease: Arc<Lease>,
 }
 
 impl RunLog {
@@ -122,8 +143,7 @@ impl RunLog {
             writer,
             start,
             auth,
-            lock,
-            lock_path,
+            lease,
         } = parts;
         let deferred = row.is_some();
         RunLog {
@@ -138,8 +158,7 @@ impl RunLog {
                 held: Vec::new(),
                 deferred,
             }),
-            lock_path,
-            lock: Some(lock),
+            lease,
         }
     }
 
@@ -166,23 +185,40 @@ impl RunLog {
     /// deferred one. Like [`EvidenceSink::append`] but with the full
     /// [`StoreError`] and the stored [`Event`].
     pub fn append_event(&self, draft: EventDraft) -> Result<Event, StoreError> {
+        self.append_with(draft, false)
+    }
+
+    /// Appends a summary `draft` (see [`EvidenceSink::append_summary`]): it
+    /// takes the next `seq` now and is held until the next committed append
+    /// or the seal writes it, in the same transaction and in chain order.
+    pub fn append_summary_event(&self, draft: EventDraft) -> Result<Event, StoreError> {
+        self.append_with(draft, true)
+    }
+
+    fn append_with(&self, draft: EventDraft, summary: bool) -> Result<Event, StoreError> {
         let mut state = self.lock_state()?;
         let seq = state.last_seq + 1;
         let mut built = Event::build(&self.run_id, seq, &state.head, draft)?;
         built.auth = Some(self.auth.event_tag(&built.event.hash));
         let event = built.event.clone();
-        if state.deferred {
+        if state.deferred || summary {
             state.held.push(built);
         } else {
+            // Summaries held since the last commit go first: the chain is
+            // stored in order, and what is committed is always a prefix.
             self.writer.write(|conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(StoreError::sqlite("starting an event transaction"))?;
                 ensure_running(&tx, &self.run_id)?;
+                for held in &state.held {
+                    insert_event(&tx, held)?;
+                }
                 insert_event(&tx, &built)?;
                 tx.commit()
                     .map_err(StoreError::sqlite("committing an event"))
             })?;
+            state.held.clear();
         }
         // Only an appended (committed or held) event moves the chain forward.
         state.last_seq = seq;
@@ -241,7 +277,7 @@ impl RunLog {
     /// waits until the WAL is fsynced past that commit — this seal and every
     /// earlier event of every run — before returning; seals of other runs
     /// ending at the same time share the fsync ([`super::writer`]). Then the
-    /// run's lock file is removed.
+    /// run's claim on the lease is released.
     ///
     /// The seal covers the events this log appended (its own `seq` and
     /// head), not whatever the table holds now, so rows edited during the run
@@ -302,11 +338,9 @@ impl RunLog {
         }
         // The seal is committed; it counts only once it is on disk.
         self.writer.sync_through(commit)?;
-        // The run is no longer `running`; the lock file has done its job.
-        if let Err(e) = fs::remove_file(&self.lock_path) {
-            tracing::warn!(run_id = %self.run_id, path = %self.lock_path.display(), error = %e, "could not remove the run's lock file");
-        }
-        self.lock.take();
+        // The run is no longer `running`; the claim has done its job (and
+        // `Drop` releases it again, harmlessly).
+        self.lease.release(&self.run_id);
         tracing::debug!(run_id = %self.run_id, position = seal.position, events = seal.event_count, "sealed run");
         Ok(seal)
     }
@@ -314,15 +348,9 @@ impl RunLog {
 
 impl Drop for RunLog {
     fn drop(&mut self) {
-        // A run whose row was never written has nothing to recover: its
-        // lock file would only be litter.
-        let unwritten = match self.state.get_mut() {
-            Ok(state) => state.row.is_some(),
-            Err(poisoned) => poisoned.into_inner().row.is_some(),
-        };
-        if self.lock.take().is_some() && unwritten {
-            let _ = fs::remove_file(&self.lock_path);
-        }
+        // Sealed, or abandoned like a crash: either way this process no
+        // longer owns the run, and recovery may close it if it is `running`.
+        self.lease.release(&self.run_id);
     }
 }
 
@@ -334,14 +362,28 @@ impl EvidenceSink for RunLog {
     /// run aborts rather than recording a misleading event) and logged as an
     /// error.
     fn append(&self, event: EventDraft) -> Result<(), EvidenceUnavailable> {
-        self.append_event(event).map(drop).map_err(|e| {
-            if matches!(e, StoreError::ReservedField { .. }) {
-                tracing::error!(run_id = %self.run_id, error = %e, "host code built an invalid evidence event");
-            }
-            EvidenceUnavailable {
-                reason: unavailable_reason(&e),
-            }
-        })
+        self.append_event(event)
+            .map(drop)
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// Appends the summary, held until the next commit (see
+    /// [`RunLog::append_summary_event`]).
+    fn append_summary(&self, event: EventDraft) -> Result<(), EvidenceUnavailable> {
+        self.append_summary_event(event)
+            .map(drop)
+            .map_err(|e| self.unavailable(e))
+    }
+}
+
+impl RunLog {
+    fn unavailable(&self, e: StoreError) -> EvidenceUnavailable {
+        if matches!(e, StoreError::ReservedField { .. }) {
+            tracing::error!(run_id = %self.run_id, error = %e, "host code built an invalid evidence event");
+        }
+        EvidenceUnavailable {
+            reason: unavailable_reason(&e),
+        }
     }
 }
 

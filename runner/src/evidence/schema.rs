@@ -195,6 +195,22 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tools ADD COLUMN owner TEXT;
     "#,
+    // 9: per-process leases instead of per-run lock files (`super::lease`):
+    // one row per runner process with runs in progress; `runs.lease` names
+    // the lease that owns a run (NULL on runs started before this version,
+    // which recovery still checks by their lock file).
+    r#"
+    CREATE TABLE leases (
+        id            TEXT PRIMARY KEY NOT NULL,
+        pid           INTEGER NOT NULL,
+        host          TEXT NOT NULL,
+        boot_id       TEXT NOT NULL,
+        process_start TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
+        renewed_at    TEXT NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN lease TEXT;
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` with the settings every

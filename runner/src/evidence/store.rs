@@ -1,19 +1,22 @@
 //! [`Store`]: the evidence database of an airlock home — opening it,
 //! starting runs, recovering runs whose owner died, and reading runs back.
 //!
-//! Each run in progress holds an exclusive lock on
-//! `home/running/<run_id>.lock` for its whole life. The operating system
-//! drops that lock when the owning process ends, however it ends, so a later
-//! process that can take the lock (or finds no lock file) knows the run's
-//! owner is gone and [`Store::recover_interrupted`] ends and seals the run as
-//! `interrupted`.
+//! Each run in progress belongs to its runner process's [`Lease`]
+//! ([`super::lease`]): one locked file and one row per process, named in
+//! every run row it starts. The operating system drops the file's lock when
+//! the owning process ends, however it ends, so a later process that can take
+//! the lock (or finds no lease file) knows the owner of every run under it is
+//! gone, and [`Store::recover_interrupted`] ends and seals those runs as
+//! `interrupted`. Inside the owning process, a run whose log was dropped is
+//! recoverable too. Runs written before leases existed are still checked by
+//! their own `home/running/<run_id>.lock`.
 //!
 //! What it defends against:
 //! - **Runs that vanish from the record** when the runner crashes, is killed
 //!   or loses power mid-run: they are closed with a `run.end` event and a seal
 //!   on the next invocation, instead of staying `running` forever.
-//! - **Recovering a live run.** Only a run whose lock can be taken is
-//!   recovered, and the run's status is re-checked inside the recovering
+//! - **Recovering a live run.** Only a run whose lease is dead (or, in the
+//!   owning process, whose log is gone) is recovered, and the run's status is re-checked inside the recovering
 //!   transaction, so two recovering processes cannot both close it.
 //! - **Tampered rows.** Values read back are decoded without unwrapping;
 //!   undecodable rows become [`StoreError::Corrupt`] (queries) or a
@@ -23,6 +26,7 @@
 
 use super::auth::{RunAuth, RunStart};
 use super::chain::{BuiltEvent, Event, is_envelope_field};
+use super::lease::{Lease, Liveness};
 use super::runlog::{RunLog, RunOutcome};
 use super::schema::{DB_FILE, migrate, open_connection};
 use super::seal::{RunRecord, Seal, seal_in_tx, to_sql_int};
@@ -35,7 +39,6 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -59,7 +62,8 @@ pub const INTERRUPTED_REASON: &str = "the runner process ended before the run fi
 /// authenticate ([`super::auth`]).
 pub const FORGED_STATUS: &str = "forged";
 
-/// Directory under the airlock home holding one lock file per run in progress.
+/// Directory under the airlock home that held one lock file per run in
+/// progress before leases ([`super::lease`]); still checked for such runs.
 pub const RUNNING_DIR: &str = "running";
 
 /// What [`Store::begin_run`] records about a new run.
@@ -136,6 +140,8 @@ pub struct Store {
     writer: Arc<Writer>,
     /// The runner key that signs control-log entries, loaded on first use.
     control_key: std::sync::OnceLock<Arc<RunnerKey>>,
+    /// This process's lease on its runs, taken when the first run starts.
+    lease: Mutex<Option<Arc<Lease>>>,
 }
 
 impl Store {
@@ -158,6 +164,7 @@ impl Store {
             db_path,
             conn: Mutex::new(conn),
             control_key: std::sync::OnceLock::new(),
+            lease: Mutex::default(),
         })
     }
 
@@ -207,12 +214,25 @@ impl Store {
         self.start(meta, true, key)
     }
 
+    /// This store's lease, taken on first use.
+    fn lease(&self) -> Result<Arc<Lease>, StoreError> {
+        let mut slot = self.lease.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lease) = &*slot {
+            return Ok(Arc::clone(lease));
+        }
+        let lease = Arc::new(Lease::acquire(&self.home, Arc::clone(&self.writer))?);
+        *slot = Some(Arc::clone(&lease));
+        Ok(lease)
+    }
+
     fn start(&self, meta: RunMeta, deferred: bool, key: &RunnerKey) -> Result<RunLog, StoreError> {
         let run_id = meta.id.hyphenated().to_string();
-        // Lock first, row second: a `running` row without a held lock always
-        // means a dead owner, never one that is still starting.
-        let lock_path = lock_path(&self.home, &meta.id);
-        let lock = create_lock(&lock_path, &run_id)?;
+        // Lease first, row second: a `running` row whose lease is not held
+        // always means a dead owner, never one that is still starting.
+        let lease = self.lease()?;
+        if !lease.hold(&run_id) {
+            return Err(StoreError::DuplicateRun { run_id });
+        }
         let start = RunStart {
             run_id: run_id.clone(),
             tool: meta.tool.clone(),
@@ -226,14 +246,14 @@ impl Store {
             meta,
             started_at: start.started_at.clone(),
             row_tag: auth.row_tag(),
+            lease: Arc::clone(&lease),
         };
         let parts = super::runlog::LogParts {
             run_id,
             writer: Arc::clone(&self.writer),
             start,
             auth,
-            lock,
-            lock_path,
+            lease,
         };
         if deferred {
             return Ok(RunLog::new(parts, Some(row)));
@@ -241,9 +261,7 @@ impl Store {
         match self.insert_run(&parts.run_id, &row) {
             Ok(()) => Ok(RunLog::new(parts, None)),
             Err(e) => {
-                let lock_path = parts.lock_path.clone();
-                drop(parts);
-                let _ = fs::remove_file(&lock_path);
+                parts.lease.release(&parts.run_id);
                 Err(e)
             }
         }
@@ -262,8 +280,10 @@ impl Store {
             .map(drop)
     }
 
-    /// Ends and seals every run still `running` whose owner is gone (its lock
-    /// file can be locked, or is missing): appends a `run.end` event
+    /// Ends and seals every run still `running` whose owner is gone (its
+    /// lease is dead, see [`super::lease`]; in this process, its log was
+    /// dropped; for a run from before leases, its lock file can be locked or
+    /// is missing): appends a `run.end` event
     /// `{status: "interrupted", exit_code: -1, reason}` continuing the
     /// stored chain, and seals the run as `interrupted` with exit code
     /// [`INTERRUPTED_EXIT_CODE`] and result `null`, in one transaction
@@ -276,24 +296,40 @@ impl Store {
     /// bad event, so `airlock runs verify` reports it and nothing it claims
     /// is ever presented as intact.
     ///
-    /// Runs whose lock is held (by this or another process) are left alone.
+    /// Runs whose lease is held (by this or another process) are left alone.
+    /// A dead lease is removed once none of its runs is `running`.
     /// Call this at the start of every invocation that opens the store.
     pub fn recover_interrupted(&self, key: &RunnerKey) -> Result<Vec<String>, StoreError> {
-        let candidates: Vec<String> = {
+        let candidates: Vec<(String, Option<String>)> = {
             let conn = self.conn();
             let mut stmt = conn
-                .prepare("SELECT CAST(id AS TEXT) FROM runs WHERE status = 'running' ORDER BY started_at")
+                .prepare(
+                    "SELECT CAST(id AS TEXT), CAST(lease AS TEXT) FROM runs
+                     WHERE status = 'running' ORDER BY started_at",
+                )
                 .map_err(StoreError::sqlite("listing running runs"))?;
             let ids = stmt
-                .query_map([], |row| row.get::<_, Option<String>>(0))
+                .query_map([], |row| {
+                    Ok((row.get::<_, Option<String>>(0)?, row.get(1)?))
+                })
                 .map_err(StoreError::sqlite("listing running runs"))?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(StoreError::sqlite("listing running runs"))?;
-            ids.into_iter().flatten().collect()
+            ids.into_iter()
+                .filter_map(|(id, lease)| Some((id?, lease)))
+                .collect()
         };
+        let own = self
+            .lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        // Each other lease is probed once; a dead one's lock is held until
+        // its runs are recovered.
+        let mut probed: std::collections::BTreeMap<String, Liveness> = Default::default();
 
         let mut recovered = Vec::new();
-        for run_id in candidates {
+        for (run_id, lease_id) in candidates {
             let Ok(uuid) = uuid::Uuid::parse_str(&run_id) else {
                 tracing::warn!(
                     run_id = %run_id,
@@ -301,18 +337,56 @@ impl Store {
                 );
                 continue;
             };
-            let lock_path = lock_path(&self.home, &uuid);
-            let Some(lock) = try_take_lock(&lock_path)? else {
-                continue; // owner alive
+            let outcome = match lease_id {
+                None => {
+                    // Started before leases: its own lock file decides.
+                    let lock_path = lock_path(&self.home, &uuid);
+                    let Some(lock) = try_take_lock(&lock_path)? else {
+                        continue; // owner alive
+                    };
+                    let outcome = self.recover_one(&run_id, key);
+                    // We hold the lock, so no owner is using this file;
+                    // remove it whether or not the run still needed recovering.
+                    let _ = fs::remove_file(&lock_path);
+                    drop(lock);
+                    outcome
+                }
+                Some(lease_id) if own.as_ref().is_some_and(|l| l.id() == lease_id) => {
+                    if own.as_ref().is_some_and(|l| l.holds(&run_id)) {
+                        continue; // its log is alive in this process
+                    }
+                    self.recover_one(&run_id, key)
+                }
+                Some(lease_id) => {
+                    if !probed.contains_key(&lease_id) {
+                        let liveness = super::lease::probe(&self.home, &self.conn(), &lease_id)?;
+                        probed.insert(lease_id.clone(), liveness);
+                    }
+                    if matches!(probed.get(&lease_id), Some(Liveness::Alive)) {
+                        continue; // owner alive
+                    }
+                    self.recover_one(&run_id, key)
+                }
             };
-            let outcome = self.recover_one(&run_id, key);
-            // We hold the lock, so no owner is using this file; remove it
-            // whether or not the run still needed recovering.
-            let _ = fs::remove_file(&lock_path);
-            drop(lock);
             if outcome? {
                 tracing::debug!(run_id = %run_id, "recovered a run whose runner ended");
                 recovered.push(run_id);
+            }
+        }
+        // Leases of processes that ended without dropping their store (an
+        // exit straight from `main`, a kill between runs) have no runs to
+        // recover, but are litter: probe those too.
+        let leases = super::lease::list(&self.conn())?;
+        for lease_id in leases {
+            if probed.contains_key(&lease_id) || own.as_ref().is_some_and(|l| l.id() == lease_id) {
+                continue;
+            }
+            let liveness = super::lease::probe(&self.home, &self.conn(), &lease_id)?;
+            probed.insert(lease_id, liveness);
+        }
+        for (lease_id, liveness) in probed {
+            if let Liveness::Dead(file) = liveness {
+                super::lease::remove_dead(&self.home, &self.conn(), &lease_id, file)?;
             }
         }
         Ok(recovered)
@@ -509,13 +583,17 @@ fn recover_in_tx(conn: &mut Connection, run_id: &str, key: &RunnerKey) -> Result
         }
     };
     let (status, draft) = match &forgery {
-        None => (
-            "interrupted",
-            EventDraft::new("run.end")
+        None => {
+            let mut draft = EventDraft::new("run.end")
                 .field("status", "interrupted")
                 .field("exit_code", INTERRUPTED_EXIT_CODE)
-                .field("reason", INTERRUPTED_REASON),
-        ),
+                .field("reason", INTERRUPTED_REASON);
+            let open = open_handles(run_id, &raw);
+            if !open.is_empty() {
+                draft = draft.field("open_handles", open);
+            }
+            ("interrupted", draft)
+        }
         Some(forged) => {
             let mut draft = EventDraft::new("run.end")
                 .field("status", FORGED_STATUS)
@@ -544,6 +622,40 @@ fn recover_in_tx(conn: &mut Connection, run_id: &str, key: &RunnerKey) -> Result
         tracing::error!(run_id = %run_id, reason = %forged.reason, "a running run does not authenticate: sealed as forged");
     }
     Ok(true)
+}
+
+/// The files a crashed run had open for writing whose summary never
+/// reached the store (`[evidence] io = "per-handle"`): each opening was
+/// durable, but the writes after it were summed in memory and lost with the
+/// process. Recovery lists them in `run.end` as `open_handles`, each
+/// `{handle, target, open_seq, recorded: "opening only"}`, so nobody reads
+/// the missing `fs.write` as "nothing was written".
+fn open_handles(run_id: &str, raw: &[RawEvent]) -> Vec<Value> {
+    let mut open = std::collections::BTreeMap::new();
+    for event in raw.iter().filter_map(|row| row.decode(run_id).ok()) {
+        let Some(handle) = event.fields.get("handle").and_then(Value::as_u64) else {
+            continue;
+        };
+        let opening = matches!(event.kind.as_str(), "fs.open" | "fs.create")
+            && event.decision.as_deref() == Some("allowed")
+            && event.fields.get("mode").and_then(Value::as_str) == Some("write");
+        if opening {
+            open.insert(handle, (event.target.clone(), event.seq));
+        } else if event.fields.get("closed") == Some(&Value::Bool(true)) && event.kind == "fs.write"
+        {
+            open.remove(&handle);
+        }
+    }
+    open.into_iter()
+        .map(|(handle, (target, seq))| {
+            serde_json::json!({
+                "handle": handle,
+                "target": target,
+                "open_seq": seq,
+                "recorded": "opening only",
+            })
+        })
+        .collect()
 }
 
 /// Why a `running` run is not what a runner holding the key wrote.
@@ -773,9 +885,12 @@ pub(crate) struct PendingRow {
     pub(crate) started_at: String,
     /// The row's authenticator ([`super::auth`]).
     pub(crate) row_tag: String,
+    /// The lease of the process that runs it.
+    pub(crate) lease: Arc<Lease>,
 }
 
-/// Inserts a new run's row with status `running` and this process's pid.
+/// Inserts a new run's row with status `running`, this process's pid and
+/// its lease (renewing the lease when due).
 pub(crate) fn insert_run_row(
     conn: &Connection,
     run_id: &str,
@@ -784,8 +899,8 @@ pub(crate) fn insert_run_row(
     let meta = &row.meta;
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid, submitted_by, auth)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, 0, ?6, ?7, ?8)",
+            "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid, submitted_by, auth, lease)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, 0, ?6, ?7, ?8, ?9)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -796,11 +911,12 @@ pub(crate) fn insert_run_row(
                 row.started_at,
                 std::process::id(),
                 meta.submitted_by,
-                row.row_tag
+                row.row_tag,
+                row.lease.id()
             ])
         });
     match inserted {
-        Ok(_) => Ok(()),
+        Ok(_) => row.lease.renew_if_due(conn),
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
             Err(StoreError::DuplicateRun {
                 run_id: run_id.to_owned(),
@@ -1085,39 +1201,6 @@ pub(crate) fn load_raw_seals(
 pub(crate) fn lock_path(home: &Path, run_id: &uuid::Uuid) -> PathBuf {
     home.join(RUNNING_DIR)
         .join(format!("{}.lock", run_id.hyphenated()))
-}
-
-/// Creates and exclusively locks a new run's lock file.
-fn create_lock(path: &Path, run_id: &str) -> Result<File, StoreError> {
-    if let Some(dir) = path.parent() {
-        create_private_dir(dir)?;
-    }
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(StoreError::DuplicateRun {
-                run_id: run_id.to_owned(),
-            });
-        }
-        Err(e) => return Err(StoreError::io(path)(e)),
-    };
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            return Err(StoreError::DuplicateRun {
-                run_id: run_id.to_owned(),
-            });
-        }
-        Err(TryLockError::Error(e)) => return Err(StoreError::io(path)(e)),
-    }
-    // For humans looking at the directory; the lock is what counts.
-    writeln!(file, "{}", std::process::id()).map_err(StoreError::io(path))?;
-    Ok(file)
 }
 
 /// Opens (creating if missing) a run's lock file and tries to lock it.

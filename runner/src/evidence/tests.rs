@@ -711,14 +711,134 @@ fn recovery_leaves_live_runs_alone() -> TestResult {
     Ok(())
 }
 
+/// The lease files of the home (one per process, or store, with runs).
+fn lease_files(fx: &Fixture) -> Res<Vec<std::path::PathBuf>> {
+    let dir = fx.home.path().join(lease::LEASES_DIR);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?)
+}
+
 #[test]
-fn run_with_missing_lock_file_is_recovered_and_its_owner_stopped() -> TestResult {
+fn another_store_leaves_runs_of_a_held_lease_alone() -> TestResult {
+    let fx = Fixture::new()?;
+    let log = fx.begin()?;
+    log.append(EventDraft::new("run.start"))?;
+    // Another store (as another process would): the lease file is locked.
+    let other = Store::open(fx.home.path())?;
+    assert!(other.recover_interrupted(&fx.key)?.is_empty());
+    assert_eq!(lease_files(&fx)?.len(), 1, "one lease for all runs");
+    let second = fx.begin()?;
+    assert_eq!(lease_files(&fx)?.len(), 1, "one lease for all runs");
+    let id = second.run_id().to_owned();
+    drop(second);
+    // The dropped run is recovered by its own store, not by the other.
+    assert!(other.recover_interrupted(&fx.key)?.is_empty());
+    assert_eq!(fx.store.recover_interrupted(&fx.key)?, vec![id]);
+    assert_eq!(fx.store.run(log.run_id())?.status, "running");
+    Ok(())
+}
+
+#[test]
+fn runs_of_a_dead_lease_are_recovered_and_the_lease_removed() -> TestResult {
+    let fx = Fixture::new()?;
+    let other = Store::open(fx.home.path())?;
+    let log = other.begin_run(
+        RunMeta {
+            id: uuid::Uuid::now_v7(),
+            tool: "t".into(),
+            tool_digest: "sha256:abc".into(),
+            profile: "p".into(),
+            submitted_by: None,
+        },
+        &fx.key,
+    )?;
+    log.append(EventDraft::new("run.start"))?;
+    let id = log.run_id().to_owned();
+    // The other store "dies" with its run in progress: its lease goes
+    // (file lock released and file removed, row gone) and the run stays
+    // `running` under it.
+    drop(log);
+    drop(other);
+    assert_eq!(fx.store.recover_interrupted(&fx.key)?, vec![id.clone()]);
+    assert!(fx.verify(&id)?.is_intact());
+    let leases: i64 = fx
+        .raw()?
+        .query_row("SELECT count(*) FROM leases", [], |r| r.get(0))?;
+    assert_eq!(leases, 0);
+    assert!(lease_files(&fx)?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_killed_owners_lease_file_is_probed_by_its_lock() -> TestResult {
+    let fx = Fixture::new()?;
+    let log = fx.begin()?;
+    let id = log.run_id().to_owned();
+    // What a SIGKILLed owner leaves: the row, the lease row and an unlocked
+    // lease file. Copy the file aside, "kill" the owner, put it back.
+    let file = lease_files(&fx)?.pop().ok_or("no lease file")?;
+    let kept = std::fs::read(&file)?;
+    let lease_id: String =
+        fx.raw()?
+            .query_row("SELECT lease FROM runs WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })?;
+    drop(log);
+    let Fixture { home, store, key } = fx;
+    drop(store);
+    std::fs::write(&file, kept)?;
+    let raw = Connection::open(home.path().join(schema::DB_FILE))?;
+    raw.execute(
+        "INSERT INTO leases (id, pid, host, boot_id, process_start, started_at, renewed_at)
+         VALUES (?1, 1, 'h', 'b', 's', 't', 't')",
+        params![lease_id],
+    )?;
+    let fx = Fixture {
+        store: Store::open(home.path())?,
+        home,
+        key,
+    };
+    assert_eq!(fx.store.recover_interrupted(&fx.key)?, vec![id]);
+    assert!(lease_files(&fx)?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_run_from_before_leases_is_checked_by_its_lock_file() -> TestResult {
+    let fx = Fixture::new()?;
+    let log = fx.begin()?;
+    let id = log.run_id().to_owned();
+    drop(log);
+    fx.raw()?
+        .execute("UPDATE runs SET lease = NULL WHERE id = ?1", params![id])?;
+    // A held lock file keeps it alive.
+    let lock_path = fx.home.path().join("running").join(format!("{id}.lock"));
+    let held = std::fs::File::create(&lock_path)?;
+    held.lock()?;
+    let other = Store::open(fx.home.path())?;
+    assert!(other.recover_interrupted(&fx.key)?.is_empty());
+    drop(held);
+    assert_eq!(other.recover_interrupted(&fx.key)?, vec![id]);
+    assert!(!lock_path.exists());
+    Ok(())
+}
+
+#[test]
+fn run_with_missing_lease_file_is_recovered_and_its_owner_stopped() -> TestResult {
     let fx = Fixture::new()?;
     let log = fx.begin()?;
     log.append(EventDraft::new("run.start"))?;
     let id = log.run_id().to_owned();
-    std::fs::remove_file(fx.home.path().join("running").join(format!("{id}.lock")))?;
-    assert_eq!(fx.store.recover_interrupted(&fx.key)?, vec![id.clone()]);
+    for file in lease_files(&fx)? {
+        std::fs::remove_file(file)?;
+    }
+    // Another process sees a lease of this host without its file: dead.
+    let other = Store::open(fx.home.path())?;
+    assert_eq!(other.recover_interrupted(&fx.key)?, vec![id.clone()]);
     // The owner can no longer write to the closed run.
     let err = log
         .append(EventDraft::new("note"))

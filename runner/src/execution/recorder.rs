@@ -100,6 +100,16 @@ impl Recorder {
 
 impl EvidenceSink for Recorder {
     fn append(&self, event: EventDraft) -> Result<(), EvidenceUnavailable> {
+        self.record(event, false)
+    }
+
+    fn append_summary(&self, event: EventDraft) -> Result<(), EvidenceUnavailable> {
+        self.record(event, true)
+    }
+}
+
+impl Recorder {
+    fn record(&self, event: EventDraft, summary: bool) -> Result<(), EvidenceUnavailable> {
         let mut tally = self.lock();
         if let Some(failed) = &tally.failed {
             return Err(failed.clone());
@@ -107,7 +117,12 @@ impl EvidenceSink for Recorder {
         let kind = event.kind;
         let mut event = event;
         self.scrub(&mut event);
-        match self.log.append(event) {
+        let appended = if summary {
+            self.log.append_summary(event)
+        } else {
+            self.log.append(event)
+        };
+        match appended {
             Ok(()) => {
                 *tally.counts.entry(kind).or_default() += 1;
                 Ok(())

@@ -121,6 +121,7 @@ pub fn grants(
         memory_cap: usize::try_from(profile.limits.memory.value).unwrap_or(usize::MAX),
         memory_label: profile.limits.memory.label.clone(),
         capture: profile.capture,
+        io: profile.io,
         net: airlock_host_api::net::NetGrants {
             observe: request.observe,
             ..profile.net.clone()
