@@ -3,37 +3,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use support::{Env, guests, of_kind, report, text};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_owned()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// An env whose profiles and data are copies of `examples/`, so runs never
-/// write into the repository.
-fn examples_env() -> Env {
-    let env = Env::new();
-    copy_dir(&repo().join("examples/profiles"), &env.profiles());
-    copy_dir(&repo().join("examples/data"), &env.dir.path().join("data"));
-    env
-}
 
 fn complete_chain(env: &Env, run_id: &str) -> Vec<serde_json::Value> {
     let events = env.events(run_id);
@@ -51,7 +21,7 @@ fn complete_chain(env: &Env, run_id: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn hello_greets_and_notes() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let out = env.run(
         "hello",
         &guests::example("hello"),
@@ -70,7 +40,7 @@ fn hello_greets_and_notes() {
 
 #[test]
 fn hello_prints_plain_json_without_flags() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let out = env
         .airlock()
         .args(["run", "--profile", "hello", "--profiles"])
@@ -87,7 +57,7 @@ fn hello_prints_plain_json_without_flags() {
 
 #[test]
 fn hello_reports_bad_input_as_a_tool_error() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let out = env.run(
         "hello",
         &guests::example("hello"),
@@ -107,7 +77,7 @@ fn hello_reports_bad_input_as_a_tool_error() {
 
 #[test]
 fn word_count_reads_the_read_only_mount() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let reports = env.dir.path().join("data/reports");
     let file = std::fs::read_dir(&reports)
         .expect("sample reports")
@@ -141,7 +111,7 @@ fn word_count_reads_the_read_only_mount() {
 
 #[test]
 fn write_report_writes_the_read_write_mount_and_records_the_bytes() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let out = env.run(
         "write-report",
         &guests::example("write-report"),
@@ -169,7 +139,7 @@ fn write_report_writes_the_read_write_mount_and_records_the_bytes() {
 
 #[test]
 fn every_example_profile_checks() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let out = env.cmd(&[
         "profiles",
         "check",

@@ -9,7 +9,7 @@
 mod support;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use support::server::HttpServer;
 use support::{Env, LIMITS, guests, of_kind, profile_body, report, text};
 
@@ -18,27 +18,6 @@ const UPDATE_GOLDEN: &str = "AIRLOCK_UPDATE_GOLDEN";
 
 fn repo() -> PathBuf {
     guests::repo_root().to_owned()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// An env whose profiles and data are copies of `examples/`.
-fn examples_env() -> Env {
-    let env = Env::new();
-    copy_dir(&repo().join("examples/profiles"), &env.profiles());
-    copy_dir(&repo().join("examples/data"), &env.dir.path().join("data"));
-    env
 }
 
 fn example_profile_names() -> Vec<String> {
@@ -104,7 +83,7 @@ fn explain_of_every_example_profile_matches_its_golden_file() {
 
 #[test]
 fn explain_groups_what_a_profile_grants_in_plain_sentences() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let (code, said) = env.said(&[
         "profiles",
         "explain",
@@ -148,7 +127,7 @@ fn explain_groups_what_a_profile_grants_in_plain_sentences() {
 
 #[test]
 fn diff_of_every_example_profile_against_itself_is_empty() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let dir = env.profiles().to_string_lossy().into_owned();
     for name in example_profile_names() {
         let out = env.cmd(&["profiles", "diff", &name, &name, "--profiles", &dir]);
@@ -159,7 +138,7 @@ fn diff_of_every_example_profile_against_itself_is_empty() {
 
 #[test]
 fn diff_names_what_each_side_allows_that_the_other_does_not() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let weather = std::fs::read_to_string(env.profiles().join("weather.toml")).expect("weather");
     let wider = weather
         .replace("name = \"weather\"", "name = \"weather-wide\"")
@@ -274,7 +253,7 @@ fn denials(env: &Env, run_id: &str) -> Vec<Value> {
 fn test_catches_a_narrowed_egress_rule_and_a_removed_mount() {
     let server = HttpServer::start();
     let port = server.port();
-    let env = examples_env();
+    let env = Env::with_examples();
     let v1 = format!("{{ url = \"http://127.0.0.1:{port}/v1/*\", methods = [\"GET\"] }}");
     weather_profile(&env, "weather", port, &v1, "");
     let weather = id(&run_weather(&env, "weather", port, &[]));
@@ -390,7 +369,7 @@ fn test_catches_a_narrowed_egress_rule_and_a_removed_mount() {
 fn suggest_prints_a_profile_that_loads_and_only_adds_with_a_base() {
     let server = HttpServer::start();
     let port = server.port();
-    let env = examples_env();
+    let env = Env::with_examples();
     let v1 = format!("{{ url = \"http://127.0.0.1:{port}/v1/*\", methods = [\"GET\"] }}");
     weather_profile(&env, "weather", port, &v1, "");
     let weather = id(&run_weather(&env, "weather", port, &[]));
@@ -472,7 +451,7 @@ fn observing(extra: &str) -> String {
 
 #[test]
 fn observe_is_refused_unless_the_profile_allows_it() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let out = env.run(
         "hello",
         &guests::example("hello"),
@@ -661,7 +640,7 @@ fn round_trip(env: &Env, observed_run: &str, name: &str, rerun: impl Fn(&str) ->
 fn observe_then_suggest_then_run_weather_without_denials() {
     let server = HttpServer::start();
     let port = server.port();
-    let env = examples_env();
+    let env = Env::with_examples();
     // No credential: observe mode never injects one into a request the
     // profile refuses (that is asserted above), and the stand-in does not
     // check it. Its address is named literally, for a path never asked for.
@@ -690,7 +669,7 @@ fn observe_then_suggest_then_run_weather_without_denials() {
 
 #[test]
 fn observe_then_suggest_then_run_write_report_without_denials() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let write_report =
         std::fs::read_to_string(env.profiles().join("write-report.toml")).expect("profile");
     let observe = write_report
@@ -722,11 +701,75 @@ fn observe_then_suggest_then_run_write_report_without_denials() {
     });
 }
 
+/// A tool no example describes (`tests/guests` `http_probe`, a command
+/// tool): its profile is written only from what observe mode recorded.
+#[test]
+fn observe_then_suggest_then_run_a_held_out_tool_without_denials() {
+    let server = HttpServer::start();
+    let port = server.port();
+    let env = Env::new();
+    // Loopback is refused even in observe mode unless the profile names the
+    // address; it does, for a path the tool never asks for.
+    env.profile(
+        "probe-observe",
+        &profile_body(
+            "probe-observe",
+            LIMITS,
+            &format!(
+                "{}\n[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/health\", methods = [\"HEAD\"] }}]\n",
+                observing("")
+            ),
+        ),
+    );
+    let requests = vec![
+        format!("GET http://127.0.0.1:{port}/v1/items/42"),
+        format!("POST http://127.0.0.1:{port}/v1/orders {{\"n\": 1}}"),
+    ];
+    let tool = guests::guest("http_probe");
+    // `http_probe -- REQUEST…`: the report, and the statuses it printed.
+    let probe = |profile: &str, extra: &[&str]| -> (Value, Vec<Value>) {
+        let out = env
+            .airlock()
+            .args(["run", "--json", "--profile", profile, "--profiles"])
+            .arg(env.profiles())
+            .args(extra)
+            .arg(&tool)
+            .arg("--")
+            .args(&requests)
+            .output()
+            .expect("spawn airlock");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let result = report(&out);
+        let statuses = result["stdout"]
+            .as_str()
+            .expect("stdout")
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line")["status"].clone())
+            .collect();
+        (result, statuses)
+    };
+    let (first, statuses) = probe("probe-observe", &["--observe"]);
+    assert_eq!(statuses, [200, 200], "{first}");
+    let observed = id(&first);
+    let events = env.events(&observed);
+    // Both requests, each refused by the profile as written, went ahead.
+    let observed_requests = events
+        .iter()
+        .filter(|e| e["kind"] == "net.request" && e["decision"] == "observed")
+        .count();
+    assert_eq!(observed_requests, 2, "{events:?}");
+    round_trip(&env, &observed, "probe-suggested", |name| {
+        let (again, statuses) = probe(name, &[]);
+        assert_eq!(statuses, [200, 200], "{again}");
+        again
+    });
+}
+
 // ----------------------------------------------------------- dashboard
 
 #[test]
 fn dashboard_explains_profiles_and_badges_observed_runs() {
-    let env = examples_env();
+    let env = Env::with_examples();
     let hello = std::fs::read_to_string(env.profiles().join("hello.toml")).expect("hello");
     env.profile(
         "hello-observe",

@@ -41,6 +41,16 @@ impl Env {
         p
     }
 
+    /// An env whose profiles and data are copies of `examples/`, so runs
+    /// never write into the repository.
+    pub fn with_examples() -> Self {
+        let env = Env::new();
+        let repo = guests::repo_root();
+        copy_dir(&repo.join("examples/profiles"), &env.profiles());
+        copy_dir(&repo.join("examples/data"), &env.dir.path().join("data"));
+        env
+    }
+
     /// Writes `profiles/NAME.toml`.
     pub fn profile(&self, name: &str, body: &str) {
         std::fs::write(self.profiles().join(format!("{name}.toml")), body).expect("write profile");
@@ -322,3 +332,17 @@ pub const REQUIRE_INTENT_AND_ACTOR: &str = "[admission]\nrequire = [\"intent\", 
 /// Generous limits for tests that are not about limits.
 pub const LIMITS: &str =
     "fuel = 2_000_000_000\nmemory = \"64MiB\"\ntimeout = \"20s\"\noutput = \"1MiB\"";
+
+/// Copies the tree at `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}

@@ -136,7 +136,7 @@ pub struct NewApproval {
     pub actor: Option<String>,
     /// [`Action::describe`] of the action (escaped and cut again on insert).
     pub action: String,
-    /// Details for the approver (escaped and cut at [`MAX_DETAIL_BYTES`]).
+    /// Details for the approver (escaped and cut at [`MAX_DETAIL_BYTES`](super::rules::MAX_DETAIL_BYTES)).
     pub detail: Option<String>,
     /// The profile's risk.
     pub risk: String,
@@ -441,7 +441,7 @@ impl<'a> Approvals<'a> {
     ///
     /// Refused ([`ApprovalError::InvalidRequest`]) when a required text is
     /// empty, the approvers or `escalate_to` are not handles, or a timeout
-    /// is outside 1s..=[`MAX_WAIT`]. The action text is escaped and cut to
+    /// is outside 1s..=[`MAX_WAIT`](super::rules::MAX_WAIT). The action text is escaped and cut to
     /// one line, the detail escaped and cut at
     /// [`super::rules::MAX_DETAIL_BYTES`].
     pub fn create(

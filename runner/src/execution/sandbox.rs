@@ -99,15 +99,7 @@ pub fn grants(
         stdin: request.stdin.clone(),
         fs: FsGrants {
             root: dirs.root.clone(),
-            mounts: profile
-                .mounts
-                .iter()
-                .map(|m| MountGrant {
-                    host: m.host.clone(),
-                    guest: m.guest.clone(),
-                    mode: m.mode,
-                })
-                .collect(),
+            mounts: mount_grants(profile),
             scratch: match (&profile.scratch, &dirs.scratch) {
                 (Some(size), Some(host)) => Some(ScratchGrant {
                     host: host.clone(),
@@ -170,4 +162,18 @@ pub fn store(
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
     Ok(store)
+}
+
+/// The profile's mounts as filesystem grants (what the sandbox enforces,
+/// and what selftest and `profiles test` decide against).
+pub fn mount_grants(profile: &Profile) -> Vec<MountGrant> {
+    profile
+        .mounts
+        .iter()
+        .map(|m| MountGrant {
+            host: m.host.clone(),
+            guest: m.guest.clone(),
+            mode: m.mode,
+        })
+        .collect()
 }

@@ -42,7 +42,7 @@ use crate::execution::runner::{RunStatus, Runner};
 use crate::trust::keys::TrustedKeys;
 use crate::trust::tokens;
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink};
-use airlock_host_api::fs::{self, Access, Area, FsGrants, MountGrant, MountMode};
+use airlock_host_api::fs::{self, Access, Area, FsGrants, MountMode};
 use airlock_host_api::net::policy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -376,15 +376,7 @@ fn literal_addr(target: &policy::Target) -> Option<SocketAddr> {
 fn files(profile: &Profile) -> Vec<Attempt> {
     let grants = FsGrants {
         root: PathBuf::from("/nonexistent-selftest-root"),
-        mounts: profile
-            .mounts
-            .iter()
-            .map(|m| MountGrant {
-                host: m.host.clone(),
-                guest: m.guest.clone(),
-                mode: m.mode,
-            })
-            .collect(),
+        mounts: crate::execution::sandbox::mount_grants(profile),
         scratch: None,
     };
     let mut attempts = Vec::new();

@@ -20,7 +20,7 @@ use crate::config::profile::Profile;
 use crate::escalation::rules::{Action, matching_rule};
 use crate::evidence::Event;
 use airlock_host_api::fs::{
-    self, Access, Area, FsGrants, MountGrant, Resolved, SCRATCH_GUEST_PATH, ScratchGrant,
+    self, Access, Area, FsGrants, Resolved, SCRATCH_GUEST_PATH, ScratchGrant,
 };
 use airlock_host_api::net::policy;
 use serde_json::Value;
@@ -206,15 +206,7 @@ fn text<'a>(event: &'a Event, field: &str) -> Option<&'a str> {
 fn fs_grants(profile: &Profile) -> FsGrants {
     FsGrants {
         root: Default::default(),
-        mounts: profile
-            .mounts
-            .iter()
-            .map(|m| MountGrant {
-                host: m.host.clone(),
-                guest: m.guest.clone(),
-                mode: m.mode,
-            })
-            .collect(),
+        mounts: crate::execution::sandbox::mount_grants(profile),
         scratch: profile.scratch.as_ref().map(|s| ScratchGrant {
             host: Default::default(),
             quota: s.value,
