@@ -13,11 +13,12 @@
 //!   run's actor never decides their own request (compared ignoring case and
 //!   surrounding space); every decision needs a reason.
 //! - **Two deciders racing, and decisions after the deadline.** A decision
-//!   is one `UPDATE … WHERE status IN ('pending','escalated')` inside a
-//!   `BEGIN IMMEDIATE` transaction, so exactly one of two concurrent
-//!   deciders wins and the other is told who did; a decision after
-//!   `expires_at` is refused and the request is marked expired.
-//!
+//!   is one [`ApprovalRepo::transition`], applied atomically and only to a
+//!   request that is still open (in SQLite, one `UPDATE … WHERE status IN
+//!   ('pending','escalated')` inside a `BEGIN IMMEDIATE` transaction), so
+//!   exactly one of two concurrent deciders wins and the other is told who
+//!   did; a decision after `expires_at` is refused and the request is
+//!   marked expired.
 //! - **Unauthenticated decisions.** Every decision is signed by a
 //!   [`DecisionSigner`] over the request as stored at that moment (its
 //!   digest included): the approver's own pinned key locally, the server's
