@@ -17,7 +17,8 @@ use airlock_host_api::credentials::Scrubber;
 use airlock_host_api::detect::{self, Detector};
 use airlock_host_api::net::policy::{self, EgressRule};
 use airlock_runner::escalation::rules::{Action, ApprovalRule, matching_rule};
-use airlock_runner::evidence::{RunMeta, RunOutcome, Store, verify_all, verify_run};
+use airlock_runner::evidence::{RunOutcome, verify_all, verify_run};
+use airlock_runner::store::{RunMeta, RunStore, Store};
 use airlock_runner::trust::keys::{RunnerKey, TrustedKeys};
 use airlock_runner::trust::tokens;
 use arbitrary::{Arbitrary, Unstructured};
@@ -569,13 +570,13 @@ pub fn tokens(data: &[u8]) {
 /// the report stays valid JSON.
 pub fn guest_json(data: &[u8]) {
     let output = String::from_utf8_lossy(data).into_owned();
-    let report = airlock_runner::execution::runner::RunReport {
+    let report = airlock_runner::execution::outcome::RunReport {
         run_id: "0190a5c4-0000-7000-8000-000000000000".into(),
         tool: "fuzz".into(),
         tool_digest: "sha256:00".into(),
         world: airlock_runner::execution::engine::World::Tool,
         profile: "fuzz".into(),
-        status: airlock_runner::execution::runner::RunStatus::Ok,
+        status: airlock_runner::execution::outcome::RunStatus::Ok,
         exit_code: 0,
         guest_exit_code: None,
         output: Some(output.clone()),
@@ -583,7 +584,7 @@ pub fn guest_json(data: &[u8]) {
         limit: None,
         stdout: Vec::new(),
         stderr: Vec::new(),
-        usage: airlock_runner::execution::runner::Usage::default(),
+        usage: airlock_runner::execution::outcome::Usage::default(),
         events: 0,
         runbook: None,
         replay_of: None,

@@ -23,8 +23,10 @@
 //!   records an unbinding, so re-adding it later does not bring back an old
 //!   policy.
 
-use crate::evidence::control::{ControlChange, append_in_tx};
-use crate::evidence::{Store, StoreError};
+use crate::evidence::StoreError;
+use crate::evidence::control::ControlChange;
+use crate::store::Store;
+use crate::store::sqlite::control::append_in_tx;
 use crate::trust::keys::RunnerKey;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;

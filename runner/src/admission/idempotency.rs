@@ -10,7 +10,10 @@
 //! an edited stored result being replayed (the earlier run must verify
 //! against its seal, which signs the SHA-256 of its result).
 
-use crate::evidence::{Store, StoreError, verify_run};
+use crate::evidence::{StoreError, verify_run};
+use crate::store::RunQueries;
+
+use crate::store::Store;
 use crate::trust::keys::TrustedKeys;
 use serde_json::Value;
 

@@ -38,7 +38,8 @@ use crate::admission::ownership::Actor;
 use crate::admission::signing::{
     self, SigningError, ToolSignature, digest_of, is_key_id, parse_digest,
 };
-use crate::evidence::{Store, StoreError};
+use crate::evidence::StoreError;
+use crate::store::Store;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Serialize, Serializer};
 use std::fmt;
@@ -422,7 +423,7 @@ impl<'a> Registry<'a> {
             if as_admin {
                 fields["as_admin"] = true.into();
             }
-            crate::evidence::control::append_in_tx(
+            crate::store::sqlite::control::append_in_tx(
                 &tx,
                 &*self.store.control_key()?,
                 crate::evidence::control::ControlChange::new("tool.add", record.name.clone(), fields)
@@ -556,7 +557,7 @@ impl<'a> Registry<'a> {
             if as_admin {
                 fields["as_admin"] = true.into();
             }
-            crate::evidence::control::append_in_tx(
+            crate::store::sqlite::control::append_in_tx(
                 &tx,
                 &key,
                 crate::evidence::control::ControlChange::new("tool.remove", name, fields)

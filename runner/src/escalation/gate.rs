@@ -24,9 +24,9 @@ use crate::escalation::requests::{
     ApprovalRecord, ApprovalStatus, Approvals, NewApproval, RunContext,
 };
 use crate::escalation::rules::{Action, ApprovalRule, matching_rule};
-use crate::evidence::Store;
 use crate::execution::clock::RunClock;
 use crate::execution::request::SlotHandle;
+use crate::store::Store;
 use crate::trust::decision::SIGNATURE_RULE;
 use crate::trust::keys::TrustedKeys;
 use airlock_host_api::approval::{ApprovalGate, GateAction, GateFuture, GateOutcome};

@@ -32,8 +32,8 @@
 use super::rules::{
     Action, ApprovalRule, MAX_ACTION_CHARS, check_handle, check_wait, one_line, sanitize_detail,
 };
-use crate::evidence::MIN_PREFIX_LEN;
 use crate::evidence::StoreError;
+use crate::store::MIN_PREFIX_LEN;
 use crate::store::{ApprovalRepo, ApprovalTransition};
 use crate::trust::decision::{DecisionSignature, DecisionSigner, DecisionStatement};
 use airlock_host_api::net::review::RequestReview;
@@ -432,7 +432,7 @@ pub struct Approvals<'a> {
 }
 
 impl<'a> Approvals<'a> {
-    /// The requests kept in `repo` (a [`crate::evidence::Store`]).
+    /// The requests kept in `repo` (a [`crate::store::Store`]).
     pub fn new(repo: &'a dyn ApprovalRepo) -> Approvals<'a> {
         Approvals { repo }
     }
@@ -768,7 +768,8 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 pub(crate) mod tests {
     use super::*;
     use crate::escalation::rules::MAX_WAIT;
-    use crate::evidence::{RunLog, RunMeta, Store};
+    use crate::evidence::RunLog;
+    use crate::store::{RunMeta, RunStore, Store};
     use crate::trust::decision::SignerKind;
     use tempfile::TempDir;
 

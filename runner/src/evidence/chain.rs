@@ -67,8 +67,9 @@ pub struct Event {
 /// An event ready to insert: the event and the exact `fields` text its hash
 /// was computed from.
 #[derive(Debug, Clone)]
-pub(crate) struct BuiltEvent {
-    pub(crate) event: Event,
+pub struct BuiltEvent {
+    /// The event as stored and returned.
+    pub event: Event,
     pub(crate) fields_text: String,
     /// The event's authenticator ([`super::auth`]), set by the run log
     /// before the event is stored.

@@ -33,10 +33,11 @@
 //! rewritten. A checkpoint is trusted only if a pinned (or, unpinned, the
 //! home's) runner key signed it.
 
-use super::{Store, StoreError};
+use super::StoreError;
+use crate::store::EvidenceReader;
+use crate::store::control::ControlLog;
 use crate::trust::keys::{RunnerKey, TrustedKeys};
 use ring::signature::{ED25519, UnparsedPublicKey};
-use rusqlite::types::Value as SqlValue;
 use signed_note::{Note, Verifier, VerifierList};
 use std::fmt;
 use std::io::Write;
@@ -155,16 +156,17 @@ impl fmt::Display for CheckpointVerdict {
 }
 
 /// The leaves of the seal log, in position order, as stored.
-fn leaves(store: &Store) -> Result<Vec<Vec<u8>>, CheckpointError> {
-    let raw = store.with_conn(|conn| super::store::load_raw_seals(conn, None))?;
+fn leaves(store: &dyn EvidenceReader) -> Result<Vec<Vec<u8>>, CheckpointError> {
+    let mut raw = Vec::new();
+    store.read_snapshot(&mut |snapshot| {
+        raw = snapshot.seals(None)?;
+        Ok(())
+    })?;
     Ok(raw
         .iter()
         .map(|seal| {
             let position = seal.position().unwrap_or(0);
-            let signature = match &seal.signature {
-                SqlValue::Text(s) => s.as_str(),
-                _ => "",
-            };
+            let signature = seal.signature.as_text().unwrap_or("");
             format!("{position} {signature}").into_bytes()
         })
         .collect())
@@ -199,7 +201,7 @@ fn tree_head(leaves: &[Vec<u8>], size: u64) -> Result<Hash, CheckpointError> {
 }
 
 /// The seal log's current tree head.
-pub fn current(store: &Store) -> Result<TreeHead, CheckpointError> {
+pub fn current(store: &dyn EvidenceReader) -> Result<TreeHead, CheckpointError> {
     let leaves = leaves(store)?;
     let size = u64::try_from(leaves.len()).unwrap_or(u64::MAX);
     Ok(TreeHead {
@@ -257,7 +259,10 @@ fn note_key_id(name: &str, public: &[u8]) -> u32 {
 
 /// A signed checkpoint of the store's seal log now, and the number of
 /// seals it covers.
-pub fn make(store: &Store, key: &RunnerKey) -> Result<(String, u64), CheckpointError> {
+pub fn make(
+    store: &(impl EvidenceReader + ControlLog),
+    key: &RunnerKey,
+) -> Result<(String, u64), CheckpointError> {
     let head = current(store)?;
     let name = origin(key.key_id());
     let bad = |e: String| CheckpointError::Malformed("the new checkpoint".to_owned(), e);
@@ -284,7 +289,7 @@ pub fn make(store: &Store, key: &RunnerKey) -> Result<(String, u64), CheckpointE
 /// Checks `text` (a checkpoint file named `what`) against the store: signed
 /// by a trusted key, and every seal it covers still there and unchanged.
 pub fn check(
-    store: &Store,
+    store: &(impl EvidenceReader + ControlLog),
     keys: &TrustedKeys,
     what: &str,
     text: &[u8],
@@ -351,7 +356,7 @@ pub fn check(
                 stored: have,
             });
         }
-        if super::control::hash_at(store, entries)?.as_deref() != Some(hash) {
+        if store.control_hash_at(entries)?.as_deref() != Some(hash) {
             return Ok(CheckpointVerdict::Rewritten {
                 log: "control-log entries",
                 size: entries,

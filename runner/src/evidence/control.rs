@@ -36,9 +36,9 @@
 //! see [`super::checkpoint`], covers the log's head).
 
 use super::chain::now_rfc3339;
-use super::{GENESIS_PREV, Store, StoreError};
+use super::{GENESIS_PREV, StoreError};
+use crate::store::control::{ControlLog, ControlSnapshot};
 use crate::trust::keys::{RunnerKey, TrustedKeys};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -135,123 +135,107 @@ impl ControlEntry {
     }
 }
 
-fn signed_message(hash: &str) -> Vec<u8> {
-    let mut message = SIGNING_PREFIX.to_vec();
-    message.extend_from_slice(hash.as_bytes());
-    message
+impl ControlEntry {
+    /// Entry `seq` after `prev` recording `change`, hashed and signed with
+    /// `key`, now.
+    fn sign(
+        seq: u64,
+        prev: &str,
+        change: ControlChange,
+        key: &RunnerKey,
+    ) -> Result<ControlEntry, StoreError> {
+        let mut entry = ControlEntry {
+            seq,
+            ts: now_rfc3339(),
+            kind: change.kind.to_owned(),
+            actor: change.actor,
+            target: change.target,
+            fields: change.fields,
+            prev: prev.to_owned(),
+            hash: String::new(),
+            key_id: key.key_id().to_owned(),
+            signature: String::new(),
+        };
+        entry.hash = entry.compute_hash().map_err(|source| StoreError::Encode {
+            what: "a control-log entry",
+            source,
+        })?;
+        entry.signature = hex::encode(key.sign(&signed_message(&entry.hash)));
+        Ok(entry)
+    }
 }
 
-/// Appends `change` inside `tx` (the transaction that makes the change),
-/// signed with `key`. Starts the log with a `control.baseline` entry first
-/// if it is empty and the tables already hold state.
-pub(crate) fn append_in_tx(
-    tx: &Connection,
-    key: &RunnerKey,
+/// The log's newest entry as stored: its seq and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlTail {
+    /// The newest entry's seq (0 for an empty log).
+    pub seq: u64,
+    /// Its hash ([`GENESIS_PREV`] for an empty log).
+    pub hash: String,
+}
+
+/// What the store must tell [`entries_to_append`] about itself, read inside
+/// the transaction that will write the entries.
+pub trait ControlContext {
+    /// What the governing tables hold now.
+    fn governed_state(&self) -> Result<GovernedState, StoreError>;
+    /// Whether the log records bindings: a baseline that lists them, or a
+    /// `tool.bind` entry (which a log only has once bindings are recorded).
+    fn covers_bindings(&self) -> Result<bool, StoreError>;
+}
+
+/// The entries to append, in order, to record `change` after `tail`,
+/// signed with `key`: `change` itself, preceded by a `control.baseline` of
+/// the governing tables if the log is empty and they already hold state, or
+/// of the bindings alone if the log started before bindings were recorded.
+pub(crate) fn entries_to_append(
+    tail: Option<ControlTail>,
+    context: &dyn ControlContext,
     change: ControlChange,
-) -> Result<ControlEntry, StoreError> {
-    let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, CAST(hash AS TEXT) FROM control_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                ))
-            },
-        )
-        .optional()
-        .map_err(StoreError::sqlite("reading the control log"))?;
-    let (mut seq, mut prev) = match last {
-        Some((seq, hash)) => (u64::try_from(seq).unwrap_or(0), hash),
-        None => (0, GENESIS_PREV.to_owned()),
-    };
+    key: &RunnerKey,
+) -> Result<Vec<ControlEntry>, StoreError> {
+    let ControlTail { mut seq, mut hash } = tail.unwrap_or(ControlTail {
+        seq: 0,
+        hash: GENESIS_PREV.to_owned(),
+    });
+    let mut entries = Vec::new();
     if seq == 0 {
-        let state = current_state(tx)?;
+        let state = context.governed_state()?;
         if !state.is_empty() {
             let baseline = ControlChange::new("control.baseline", "store", state.to_json());
-            let entry = insert(tx, key, 1, &prev, baseline)?;
+            let entry = ControlEntry::sign(1, &hash, baseline, key)?;
             seq = 1;
-            prev = entry.hash;
+            hash = entry.hash.clone();
+            entries.push(entry);
         }
-    } else if !covers_bindings(tx)? {
+    } else if !context.covers_bindings()? {
         // A log started before bindings were recorded: baseline them now.
-        let bindings = current_state(tx)?.bindings;
+        let bindings = context.governed_state()?.bindings;
         if !bindings.is_empty() {
             let baseline = ControlChange::new(
                 "control.baseline",
                 "bindings",
                 json!({"bindings": bindings}),
             );
-            let entry = insert(tx, key, seq + 1, &prev, baseline)?;
+            let entry = ControlEntry::sign(seq + 1, &hash, baseline, key)?;
             seq += 1;
-            prev = entry.hash;
+            hash = entry.hash.clone();
+            entries.push(entry);
         }
     }
-    insert(tx, key, seq + 1, &prev, change)
+    entries.push(ControlEntry::sign(seq + 1, &hash, change, key)?);
+    Ok(entries)
 }
 
-/// Whether the log records bindings: a baseline that lists them, or a
-/// `tool.bind` entry (which a log only has once bindings are recorded).
-fn covers_bindings(tx: &Connection) -> Result<bool, StoreError> {
-    tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM control_log WHERE kind = 'tool.bind'
-             OR (kind = 'control.baseline' AND json_type(fields, '$.bindings') IS NOT NULL))",
-        [],
-        |r| r.get(0),
-    )
-    .map_err(StoreError::sqlite("reading the control log"))
-}
-
-fn insert(
-    tx: &Connection,
-    key: &RunnerKey,
-    seq: u64,
-    prev: &str,
-    change: ControlChange,
-) -> Result<ControlEntry, StoreError> {
-    let encode = |source| StoreError::Encode {
-        what: "a control-log entry",
-        source,
-    };
-    let mut entry = ControlEntry {
-        seq,
-        ts: now_rfc3339(),
-        kind: change.kind.to_owned(),
-        actor: change.actor,
-        target: change.target,
-        fields: change.fields,
-        prev: prev.to_owned(),
-        hash: String::new(),
-        key_id: key.key_id().to_owned(),
-        signature: String::new(),
-    };
-    entry.hash = entry.compute_hash().map_err(encode)?;
-    entry.signature = hex::encode(key.sign(&signed_message(&entry.hash)));
-    let fields = serde_json::to_string(&entry.fields).map_err(encode)?;
-    tx.execute(
-        "INSERT INTO control_log (seq, ts, kind, actor, target, fields, prev, hash, key_id, signature)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            i64::try_from(entry.seq).unwrap_or(i64::MAX),
-            entry.ts,
-            entry.kind,
-            entry.actor,
-            entry.target,
-            fields,
-            entry.prev,
-            entry.hash,
-            entry.key_id,
-            entry.signature
-        ],
-    )
-    .map_err(StoreError::sqlite("appending to the control log"))?;
-    Ok(entry)
+fn signed_message(hash: &str) -> Vec<u8> {
+    let mut message = SIGNING_PREFIX.to_vec();
+    message.extend_from_slice(hash.as_bytes());
+    message
 }
 
 /// What the governing tables hold, in the terms the log records.
 #[derive(Debug, Default, PartialEq)]
-struct State {
+pub struct GovernedState {
     /// Tool name → {digest, owner}.
     tools: BTreeMap<String, Value>,
     /// Tool name → the profile it is bound to (unbound tools are absent).
@@ -264,7 +248,33 @@ struct State {
     decisions: BTreeMap<String, Value>,
 }
 
-impl State {
+impl GovernedState {
+    /// Records tool `name` with its digest and owner.
+    pub fn add_tool(&mut self, name: String, digest: &str, owner: Option<&str>) {
+        self.tools.insert(name, tool_json(Some(digest), owner));
+    }
+
+    /// Records that `tool` is bound to `profile`.
+    pub fn add_binding(&mut self, tool: String, profile: String) {
+        self.bindings.insert(tool, profile);
+    }
+
+    /// Records API token `name` (its role, stored hash and revocation).
+    pub fn add_token(
+        &mut self,
+        name: String,
+        role: Option<&str>,
+        hash: Option<&str>,
+        revoked: bool,
+    ) {
+        self.tokens.insert(name, token_json(role, hash, revoked));
+    }
+
+    /// Records decided approval `id`.
+    pub fn add_decision(&mut self, id: String, status: Option<&str>, decided_by: Option<&str>) {
+        self.decisions.insert(id, decision_json(status, decided_by));
+    }
+
     fn is_empty(&self) -> bool {
         self.tools.is_empty()
             && self.bindings.is_empty()
@@ -316,80 +326,8 @@ impl State {
     }
 }
 
-/// The state of the tools, tool_bindings, api_tokens and (decided)
-/// approvals tables.
-fn current_state(conn: &Connection) -> Result<State, StoreError> {
-    let read = StoreError::sqlite("reading the governed tables");
-    let mut state = State::default();
-    let rows: Vec<[Option<String>; 3]> = conn
-        .prepare("SELECT CAST(name AS TEXT), CAST(digest AS TEXT), CAST(owner AS TEXT) FROM tools")
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))?
-                .collect::<Result<_, _>>()
-        })
-        .map_err(StoreError::sqlite("reading the governed tables"))?;
-    for [name, digest, owner] in rows {
-        state.tools.insert(
-            name.unwrap_or_default(),
-            tool_json(
-                Some(digest.as_deref().unwrap_or_default()),
-                owner.as_deref(),
-            ),
-        );
-    }
-    // The current binding of each tool is its newest row.
-    let rows: Vec<[Option<String>; 2]> = conn
-        .prepare(
-            "SELECT CAST(b.tool AS TEXT), CAST(b.profile AS TEXT) FROM tool_bindings b
-             WHERE b.seq = (SELECT MAX(seq) FROM tool_bindings WHERE tool = b.tool)
-               AND b.profile IS NOT NULL",
-        )
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok([r.get(0)?, r.get(1)?]))?
-                .collect::<Result<_, _>>()
-        })
-        .map_err(StoreError::sqlite("reading the governed tables"))?;
-    for [tool, profile] in rows {
-        state
-            .bindings
-            .insert(tool.unwrap_or_default(), profile.unwrap_or_default());
-    }
-    let rows: Vec<[Option<String>; 4]> = conn
-        .prepare(
-            "SELECT CAST(name AS TEXT), CAST(role AS TEXT), CAST(hash AS TEXT), CAST(revoked_at AS TEXT) FROM api_tokens",
-        )
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))?
-                .collect::<Result<_, _>>()
-        })
-        .map_err(StoreError::sqlite("reading the governed tables"))?;
-    for [name, role, hash, revoked] in rows {
-        state.tokens.insert(
-            name.unwrap_or_default(),
-            token_json(role.as_deref(), hash.as_deref(), revoked.is_some()),
-        );
-    }
-    let rows: Vec<[Option<String>; 3]> = conn
-        .prepare(
-            "SELECT CAST(id AS TEXT), CAST(status AS TEXT), CAST(decided_by AS TEXT) FROM approvals
-             WHERE status IN ('approved', 'denied')",
-        )
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))?
-                .collect::<Result<_, _>>()
-        })
-        .map_err(read)?;
-    for [id, status, by] in rows {
-        state.decisions.insert(
-            id.unwrap_or_default(),
-            decision_json(status.as_deref(), by.as_deref()),
-        );
-    }
-    Ok(state)
-}
-
 /// The recorded form of a tool.
-fn tool_json(digest: Option<&str>, owner: Option<&str>) -> Value {
+pub(crate) fn tool_json(digest: Option<&str>, owner: Option<&str>) -> Value {
     json!({"digest": digest, "owner": owner})
 }
 
@@ -443,66 +381,77 @@ impl fmt::Display for ControlReport {
 /// Checks every entry (hash, link, signature by a trusted key) and that the
 /// tools (and their owners), bindings, tokens and decided approvals in the
 /// store are what the log says.
-pub fn verify(store: &Store, keys: &TrustedKeys) -> Result<ControlReport, StoreError> {
-    store.with_conn(|conn| {
-        let tx = conn
-            .unchecked_transaction()
-            .map_err(StoreError::sqlite("starting verification"))?;
-        let entries = load(&tx)?;
-        let mut problems = Vec::new();
-        let mut expected = State::default();
-        let mut prev = GENESIS_PREV.to_owned();
-        for (i, entry) in (1_u64..).zip(&entries) {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(reason) => {
-                    problems.push(format!("entry #{i}: {reason} (the log was edited)"));
-                    break;
-                }
-            };
-            let bad = match entry.compute_hash() {
-                _ if entry.seq != i => Some(format!(
-                    "entry #{i} is stored as #{}: entries were deleted or moved",
-                    entry.seq
-                )),
-                Ok(hash) if hash != entry.hash => Some(format!(
-                    "entry #{i} ({} {}) was edited: its contents do not match its hash",
-                    entry.kind, entry.target
-                )),
-                Err(e) => Some(format!("entry #{i} cannot be encoded ({e})")),
-                Ok(_) if entry.prev != prev => Some(format!(
-                    "entry #{i} does not follow entry #{}: entries were deleted or inserted",
-                    i - 1
-                )),
-                Ok(_) => hex::decode(&entry.signature)
-                    .map_err(|e| e.to_string())
-                    .and_then(|sig| {
-                        keys.verify(&entry.key_id, &signed_message(&entry.hash), &sig)
-                            .map_err(|e| e.to_string())
-                    })
-                    .err()
-                    .map(|e| format!("entry #{i} ({} {}): {e}", entry.kind, entry.target)),
-            };
-            if let Some(bad) = bad {
-                problems.push(bad);
+pub fn verify(store: &dyn ControlLog, keys: &TrustedKeys) -> Result<ControlReport, StoreError> {
+    let mut report = None;
+    store.read_control(&mut |snapshot| {
+        report = Some(verify_snapshot(snapshot, keys)?);
+        Ok(())
+    })?;
+    Ok(report.unwrap_or(ControlReport {
+        entries: 0,
+        problems: Vec::new(),
+    }))
+}
+
+/// [`verify`] on one snapshot.
+fn verify_snapshot(
+    snapshot: &dyn ControlSnapshot,
+    keys: &TrustedKeys,
+) -> Result<ControlReport, StoreError> {
+    let entries = snapshot.entries()?;
+    let mut problems = Vec::new();
+    let mut expected = GovernedState::default();
+    let mut prev = GENESIS_PREV.to_owned();
+    for (i, entry) in (1_u64..).zip(&entries) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(reason) => {
+                problems.push(format!("entry #{i}: {reason} (the log was edited)"));
                 break;
             }
-            apply(&mut expected, entry);
-            prev = entry.hash.clone();
+        };
+        let bad = match entry.compute_hash() {
+            _ if entry.seq != i => Some(format!(
+                "entry #{i} is stored as #{}: entries were deleted or moved",
+                entry.seq
+            )),
+            Ok(hash) if hash != entry.hash => Some(format!(
+                "entry #{i} ({} {}) was edited: its contents do not match its hash",
+                entry.kind, entry.target
+            )),
+            Err(e) => Some(format!("entry #{i} cannot be encoded ({e})")),
+            Ok(_) if entry.prev != prev => Some(format!(
+                "entry #{i} does not follow entry #{}: entries were deleted or inserted",
+                i - 1
+            )),
+            Ok(_) => hex::decode(&entry.signature)
+                .map_err(|e| e.to_string())
+                .and_then(|sig| {
+                    keys.verify(&entry.key_id, &signed_message(&entry.hash), &sig)
+                        .map_err(|e| e.to_string())
+                })
+                .err()
+                .map(|e| format!("entry #{i} ({} {}): {e}", entry.kind, entry.target)),
+        };
+        if let Some(bad) = bad {
+            problems.push(bad);
+            break;
         }
-        if problems.is_empty() {
-            let actual = current_state(&tx)?;
-            problems.extend(compare(&expected, &actual));
-        }
-        Ok(ControlReport {
-            entries: u64::try_from(entries.len()).unwrap_or(u64::MAX),
-            problems,
-        })
+        apply(&mut expected, entry);
+        prev = entry.hash.clone();
+    }
+    if problems.is_empty() {
+        let actual = snapshot.governed_state()?;
+        problems.extend(compare(&expected, &actual));
+    }
+    Ok(ControlReport {
+        entries: u64::try_from(entries.len()).unwrap_or(u64::MAX),
+        problems,
     })
 }
 
 /// The state after `entry`.
-fn apply(state: &mut State, entry: &ControlEntry) {
+fn apply(state: &mut GovernedState, entry: &ControlEntry) {
     let target = entry.target.clone();
     let field = |name: &str| entry.fields.get(name).cloned().unwrap_or(Value::Null);
     match entry.kind.as_str() {
@@ -542,7 +491,7 @@ fn apply(state: &mut State, entry: &ControlEntry) {
 }
 
 /// Differences between what the log says and what the tables hold.
-fn compare(expected: &State, actual: &State) -> Vec<String> {
+fn compare(expected: &GovernedState, actual: &GovernedState) -> Vec<String> {
     let mut problems = Vec::new();
     if !expected.bindings_covered {
         // A log started before bindings were recorded cannot vouch for the
@@ -591,106 +540,10 @@ fn compare(expected: &State, actual: &State) -> Vec<String> {
     problems
 }
 
-/// Every entry in seq order, decoded (or why not).
-fn load(conn: &Connection) -> Result<Vec<Result<ControlEntry, String>>, StoreError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, CAST(ts AS TEXT), CAST(kind AS TEXT), CAST(actor AS TEXT), CAST(target AS TEXT),
-                    CAST(fields AS TEXT), CAST(prev AS TEXT), CAST(hash AS TEXT), CAST(key_id AS TEXT),
-                    CAST(signature AS TEXT)
-             FROM control_log ORDER BY seq",
-        )
-        .map_err(StoreError::sqlite("reading the control log"))?;
-    let rows = stmt
-        .query_map([], |r| {
-            let seq: Option<i64> = r.get(0).ok();
-            let text = |i: usize| r.get::<_, Option<String>>(i);
-            Ok((
-                seq,
-                [
-                    text(1)?,
-                    text(2)?,
-                    text(3)?,
-                    text(4)?,
-                    text(5)?,
-                    text(6)?,
-                    text(7)?,
-                    text(8)?,
-                    text(9)?,
-                ],
-            ))
-        })
-        .map_err(StoreError::sqlite("reading the control log"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(StoreError::sqlite("reading the control log"))?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                seq,
-                [
-                    ts,
-                    kind,
-                    actor,
-                    target,
-                    fields,
-                    prev,
-                    hash,
-                    key_id,
-                    signature,
-                ],
-            )| {
-                let missing = |c: &str| format!("its {c} column is missing");
-                let fields: Map<String, Value> =
-                    serde_json::from_str(&fields.ok_or_else(|| missing("fields"))?)
-                        .map_err(|e| format!("its fields are not a JSON object ({e})"))?;
-                Ok(ControlEntry {
-                    seq: seq
-                        .and_then(|s| u64::try_from(s).ok())
-                        .ok_or_else(|| missing("seq"))?,
-                    ts: ts.ok_or_else(|| missing("ts"))?,
-                    kind: kind.ok_or_else(|| missing("kind"))?,
-                    actor,
-                    target: target.ok_or_else(|| missing("target"))?,
-                    fields,
-                    prev: prev.ok_or_else(|| missing("prev"))?,
-                    hash: hash.ok_or_else(|| missing("hash"))?,
-                    key_id: key_id.ok_or_else(|| missing("key_id"))?,
-                    signature: signature.ok_or_else(|| missing("signature"))?,
-                })
-            },
-        )
-        .collect())
-}
-
-/// The hash of entry `seq`, if the log has it (for checkpoints).
-pub fn hash_at(store: &Store, seq: u64) -> Result<Option<String>, StoreError> {
-    store.with_conn(|conn| {
-        conn.query_row(
-            "SELECT CAST(hash AS TEXT) FROM control_log WHERE seq = ?1",
-            params![i64::try_from(seq).unwrap_or(i64::MAX)],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .optional()
-        .map(Option::flatten)
-        .map_err(StoreError::sqlite("reading the control log"))
-    })
-}
-
 /// Number of entries and the newest entry's hash (for checkpoints).
-pub fn head(store: &Store) -> Result<(u64, String), StoreError> {
-    store.with_conn(|conn| {
-        let last: Option<(i64, Option<String>)> = conn
-            .query_row(
-                "SELECT seq, CAST(hash AS TEXT) FROM control_log ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(StoreError::sqlite("reading the control log"))?;
-        Ok(match last {
-            Some((seq, hash)) => (u64::try_from(seq).unwrap_or(0), hash.unwrap_or_default()),
-            None => (0, GENESIS_PREV.to_owned()),
-        })
+pub fn head(store: &dyn ControlLog) -> Result<(u64, String), StoreError> {
+    Ok(match store.control_tail()? {
+        Some(tail) => (tail.seq, tail.hash),
+        None => (0, GENESIS_PREV.to_owned()),
     })
 }

@@ -5,22 +5,20 @@
 //! (the run's [`EvidenceSink`](airlock_host_api::evidence::EvidenceSink)).
 //! The log gives each event its `seq`, `ts`, `prev` (the previous event's
 //! hash) and `hash` (SHA-256 of the RFC 8785 canonical JSON of the rest) and
-//! commits it to SQLite before the host call returns. When the run ends,
+//! commits it to the store ([`crate::store::RunWriter`]) before the host
+//! call returns. When the run ends,
 //! [`RunLog::seal`] signs the chain head with the runner key; each seal also
 //! names the previous seal, so the seals form one global chain.
 //!
 //! Modules:
-//! - [`schema`]: the SQLite file, connection settings and versioned migrations;
 //! - [`auth`]: per-event authenticators only the runner key can make;
 //! - [`chain`]: the [`Event`] model, canonical encoding and hashing;
 //! - [`checkpoint`]: signed checkpoints of the seal chain (truncation, rollback);
 //! - [`control`]: the signed control log of tool, token and approval changes;
-//! - [`lease`]: the per-process lease crash recovery checks;
-//! - [`store`]: [`Store`] (open, begin runs, queries, crash recovery);
+//! - [`recovery`]: what crash recovery writes for a run whose runner died;
 //! - [`runlog`]: [`RunLog`], the per-run appender and sealer;
 //! - [`seal`]: [`Seal`], the signed statement over a run's chain head;
 //! - [`verify`]: [`verify_run`] / [`verify_all`] and the [`Problem`]s they report;
-//! - [`writer`]: the one writer connection and the shared fsync of seals;
 //! - [`report`]: the governance report over many runs (`airlock report`);
 //! - [`review`]: the incident review of one run (`airlock runs review`);
 //! - [`otlp`]: export of a run as OpenTelemetry spans.
@@ -41,7 +39,7 @@
 //!   keys it is given (a pinned trust file, or `home/keys/*.pub`), never the
 //!   database.
 //! - **Unrecorded runs.** A run whose owner process dies stays `running`
-//!   under a dead lease ([`lease`]); [`Store::recover_interrupted`] closes and seals
+//!   under a dead lease; [`RunStore::recover_interrupted`](crate::store::RunStore::recover_interrupted) closes and seals
 //!   it as `interrupted`, so every run ends sealed.
 //! - **Forged history.** Recovery seals only what authenticates under the
 //!   runner key ([`auth`]); a fabricated or extended `running` run is sealed
@@ -62,27 +60,19 @@ pub mod chain;
 pub mod checkpoint;
 pub mod control;
 mod decisions;
-pub mod lease;
 pub mod otlp;
+pub mod recovery;
 pub mod report;
 pub mod review;
 pub mod runlog;
-pub mod schema;
 pub mod seal;
-pub mod store;
 pub mod verify;
-pub mod writer;
 
-#[cfg(test)]
-mod tests;
-
+use crate::store::MIN_PREFIX_LEN;
 pub use chain::{ENVELOPE_FIELDS, Event, GENESIS_PREV};
+pub use recovery::{FORGED_STATUS, INTERRUPTED_EXIT_CODE, INTERRUPTED_REASON};
 pub use runlog::{RunLog, RunOutcome};
 pub use seal::{RunRecord, Seal};
-pub use store::{
-    FORGED_STATUS, INTERRUPTED_EXIT_CODE, INTERRUPTED_REASON, MIN_PREFIX_LEN, RunFilter, RunMeta,
-    RunRow, Store,
-};
 pub use verify::{Problem, RunVerification, Verification, VerifyReport, verify_all, verify_run};
 
 use std::path::PathBuf;
@@ -90,16 +80,16 @@ use std::path::PathBuf;
 /// Why an evidence-store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite refused an operation.
+    /// The store's database refused an operation.
     #[error("evidence store: {action}: {reason}")]
-    Sqlite {
+    Backend {
         /// What we were doing, e.g. "inserting the seal".
         action: &'static str,
-        /// SQLite's reason in plain words (see [`schema::describe_sqlite_error`]).
+        /// The database's reason in plain words.
         reason: String,
         /// The underlying error.
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A file or directory of the store could not be created or used.
     #[error("evidence store: {}: {source}", path.display())]
@@ -224,14 +214,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn sqlite(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-        move |source| StoreError::Sqlite {
-            action,
-            reason: schema::describe_sqlite_error(&source),
-            source,
-        }
-    }
-
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, source }

@@ -23,7 +23,9 @@
 //! endpoint is an [`OtlpError`], never a success). The export carries what
 //! the evidence carries: payloads are sizes and digests, never secrets.
 
-use crate::evidence::{Event, RunRow};
+use crate::evidence::Event;
+
+use crate::store::RunRow;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;

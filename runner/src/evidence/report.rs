@@ -36,9 +36,10 @@
 //! crashing the report: an undecodable row is a [`ReportError`], a broken
 //! chain is an incomplete run listed with its first problem.
 
-use crate::evidence::{Store, StoreError, verify_run};
+use crate::evidence::{StoreError, verify_run};
+use crate::store::EvidenceStore;
+use crate::store::report::{ApprovalRow, DenialRow, KeyedRequest, RunFactsRow, StatsWindow};
 use crate::trust::keys::TrustedKeys;
-use rusqlite::{Connection, params};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -284,7 +285,7 @@ impl RunFacts {
 
 /// Computes every figure over the runs of `filter`'s window ending at `now`.
 pub fn compute(
-    store: &Store,
+    store: &dyn EvidenceStore,
     keys: &TrustedKeys,
     filter: &ReportFilter,
     now: SystemTime,
@@ -299,14 +300,15 @@ pub fn compute(
     let until_text = humantime::format_rfc3339_micros(now).to_string();
     let profile = filter.profile.as_deref();
 
-    let (runs, denials, approvals, requests) = store.with_conn(|conn| {
-        Ok::<_, ReportError>((
-            run_facts(conn, &from_text, &until_text, profile)?,
-            denials(conn, &from_text, &until_text, profile)?,
-            approval_facts(conn, &from_text, &until_text, profile)?,
-            keyed_requests(conn)?,
-        ))
-    })?;
+    let window = StatsWindow {
+        from: &from_text,
+        until: &until_text,
+        profile,
+    };
+    let runs = run_facts(store.window_runs(&window)?)?;
+    let denials = denials(store.window_denials(&window)?);
+    let approvals = approval_facts(store.window_approvals(&window)?)?;
+    let requests = store.keyed_requests()?;
 
     let conformant = runs.iter().filter(|r| r.conformant()).count() as u64;
     let observed_runs = runs.iter().filter(|r| r.observed).count() as u64;
@@ -377,99 +379,6 @@ fn ranked(counts: BTreeMap<String, u64>) -> Vec<DenialCount> {
     out
 }
 
-/// The `WHERE` clause selecting the window's runs as `r` (parameters
-/// `?1` from, `?2` until, `?3` profile or NULL).
-const RUNS_IN_WINDOW: &str =
-    "r.started_at >= ?1 AND r.started_at <= ?2 AND (?3 IS NULL OR r.profile = ?3)";
-
-fn sql_error(action: &'static str) -> impl FnOnce(rusqlite::Error) -> ReportError {
-    move |e| ReportError::Store(StoreError::sqlite(action)(e))
-}
-
-fn run_facts(
-    conn: &Connection,
-    from: &str,
-    until: &str,
-    profile: Option<&str>,
-) -> Result<Vec<RunFacts>, ReportError> {
-    let sql = format!(
-        "SELECT CAST(r.id AS TEXT), CAST(r.status AS TEXT), CAST(r.started_at AS TEXT),
-                (SELECT count(*) FROM events e WHERE e.run_id = r.id AND e.decision = 'denied'),
-                (SELECT count(*) FROM events e WHERE e.run_id = r.id AND e.kind = 'run.request'
-                   AND json_extract(e.fields, '$.observe') = 1)
-         FROM runs r WHERE {RUNS_IN_WINDOW} ORDER BY r.started_at, r.id"
-    );
-    let mut stmt = conn.prepare(&sql).map_err(sql_error("reading runs"))?;
-    let rows = stmt
-        .query_map(params![from, until, profile], |row| {
-            Ok((
-                row.get::<_, Option<String>>(0)?,
-                row.get::<_, Option<String>>(1)?,
-                row.get::<_, Option<String>>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, i64>(4)?,
-            ))
-        })
-        .map_err(sql_error("reading runs"))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, status, started_at, denied, observed) = row.map_err(sql_error("reading runs"))?;
-        let id = id.unwrap_or_default();
-        let corrupt = |reason: &str| ReportError::Corrupt {
-            what: format!("run {id}"),
-            reason: reason.to_owned(),
-        };
-        out.push(RunFacts {
-            status: status.ok_or_else(|| corrupt("the status column is not text"))?,
-            started_at: started_at.ok_or_else(|| corrupt("the started_at column is not text"))?,
-            denied: u64::try_from(denied).unwrap_or(0),
-            observed: observed > 0,
-            id,
-        });
-    }
-    Ok(out)
-}
-
-fn denials(
-    conn: &Connection,
-    from: &str,
-    until: &str,
-    profile: Option<&str>,
-) -> Result<Denials, ReportError> {
-    let sql = format!(
-        "SELECT CAST(e.kind AS TEXT), CAST(e.target AS TEXT),
-                CAST(json_extract(CASE WHEN json_valid(e.fields) THEN e.fields END, '$.rule') AS TEXT)
-         FROM events e JOIN runs r ON r.id = e.run_id
-         WHERE e.decision = 'denied' AND {RUNS_IN_WINDOW}"
-    );
-    let mut stmt = conn.prepare(&sql).map_err(sql_error("reading denials"))?;
-    let rows = stmt
-        .query_map(params![from, until, profile], |row| {
-            Ok((
-                row.get::<_, Option<String>>(0)?,
-                row.get::<_, Option<String>>(1)?,
-                row.get::<_, Option<String>>(2)?,
-            ))
-        })
-        .map_err(sql_error("reading denials"))?;
-    let mut by_check = BTreeMap::new();
-    let mut by_rule = BTreeMap::new();
-    for row in rows {
-        let (kind, target, rule) = row.map_err(sql_error("reading denials"))?;
-        if kind.as_deref() == Some("admission.check") {
-            let check = target.unwrap_or_else(|| "(unnamed check)".to_owned());
-            *by_check.entry(check).or_insert(0) += 1;
-        } else {
-            let rule = rule.unwrap_or_else(|| NO_RULE.to_owned());
-            *by_rule.entry(rule).or_insert(0) += 1;
-        }
-    }
-    Ok(Denials {
-        by_check: ranked(by_check),
-        by_rule: ranked(by_rule),
-    })
-}
-
 /// What one approval request contributes to the escalation figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ApprovalFacts {
@@ -488,60 +397,6 @@ impl ApprovalFacts {
     }
 }
 
-fn approval_facts(
-    conn: &Connection,
-    from: &str,
-    until: &str,
-    profile: Option<&str>,
-) -> Result<Vec<ApprovalFacts>, ReportError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT CAST(id AS TEXT), intent, actor, owner, runbook, reason, CAST(status AS TEXT),
-                    CAST(created_at AS TEXT), CAST(decided_at AS TEXT)
-             FROM approvals
-             WHERE created_at >= ?1 AND created_at <= ?2 AND (?3 IS NULL OR profile = ?3)
-             ORDER BY created_at, id",
-        )
-        .map_err(sql_error("reading approval requests"))?;
-    let present = |value: Option<String>| value.is_some_and(|v| !v.trim().is_empty());
-    let rows = stmt
-        .query_map(params![from, until, profile], |row| {
-            let text = |i: usize| row.get::<_, Option<String>>(i).unwrap_or_default();
-            Ok((
-                text(0).unwrap_or_default(),
-                [text(1), text(2), text(3), text(4), text(5)],
-                text(6),
-                text(7),
-                text(8),
-            ))
-        })
-        .map_err(sql_error("reading approval requests"))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, [intent, actor, owner, runbook, reason], status, created, decided) =
-            row.map_err(sql_error("reading approval requests"))?;
-        let by_person = matches!(status.as_deref(), Some("approved" | "denied"));
-        let decided_after_ms = match (by_person, created, decided) {
-            (true, Some(created), Some(decided)) => Some(elapsed_ms(&created, &decided).map_err(
-                |reason| ReportError::Corrupt {
-                    what: format!("approval request {id}"),
-                    reason,
-                },
-            )?),
-            _ => None,
-        };
-        out.push(ApprovalFacts {
-            intent: present(intent),
-            actor: present(actor),
-            owner: present(owner),
-            runbook: present(runbook),
-            reason: present(reason),
-            decided_after_ms,
-        });
-    }
-    Ok(out)
-}
-
 /// Milliseconds from `start` to `end` (RFC 3339); 0 if `end` is earlier.
 fn elapsed_ms(start: &str, end: &str) -> Result<u64, String> {
     let parse = |s: &str| {
@@ -553,41 +408,74 @@ fn elapsed_ms(start: &str, end: &str) -> Result<u64, String> {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
 }
 
-/// A `run.request` that carried an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct KeyedRequest {
-    run_id: String,
-    key: String,
+/// The run facts of the window's rows; an undecodable row is an error.
+fn run_facts(rows: Vec<RunFactsRow>) -> Result<Vec<RunFacts>, ReportError> {
+    rows.into_iter()
+        .map(|row| {
+            let id = row.id;
+            let corrupt = |reason: &str| ReportError::Corrupt {
+                what: format!("run {id}"),
+                reason: reason.to_owned(),
+            };
+            Ok(RunFacts {
+                status: row
+                    .status
+                    .ok_or_else(|| corrupt("the status column is not text"))?,
+                started_at: row
+                    .started_at
+                    .ok_or_else(|| corrupt("the started_at column is not text"))?,
+                denied: row.denied,
+                observed: row.observed,
+                id,
+            })
+        })
+        .collect()
 }
 
-/// Every keyed request in the store, oldest first (retries are judged
-/// against the first run with their key, even one before the window).
-fn keyed_requests(conn: &Connection) -> Result<Vec<KeyedRequest>, ReportError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT CAST(run_id AS TEXT),
-                    CAST(json_extract(fields, '$.idempotency_key') AS TEXT)
-             FROM events
-             WHERE kind = 'run.request' AND json_valid(fields)
-               AND json_extract(fields, '$.idempotency_key') IS NOT NULL
-             ORDER BY ts, run_id",
-        )
-        .map_err(sql_error("reading idempotency keys"))?;
-    let rows = stmt
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, Option<String>>(0)?,
-                row.get::<_, Option<String>>(1)?,
-            ))
-        })
-        .map_err(sql_error("reading idempotency keys"))?;
-    let mut out = Vec::new();
+/// Denials ranked by admission check and by rule.
+fn denials(rows: Vec<DenialRow>) -> Denials {
+    let mut by_check = BTreeMap::new();
+    let mut by_rule = BTreeMap::new();
     for row in rows {
-        if let (Some(run_id), Some(key)) = row.map_err(sql_error("reading idempotency keys"))? {
-            out.push(KeyedRequest { run_id, key });
+        if row.kind.as_deref() == Some("admission.check") {
+            let check = row.target.unwrap_or_else(|| "(unnamed check)".to_owned());
+            *by_check.entry(check).or_insert(0) += 1;
+        } else {
+            let rule = row.rule.unwrap_or_else(|| NO_RULE.to_owned());
+            *by_rule.entry(rule).or_insert(0) += 1;
         }
     }
-    Ok(out)
+    Denials {
+        by_check: ranked(by_check),
+        by_rule: ranked(by_rule),
+    }
+}
+
+/// What each approval request of the window contributes.
+fn approval_facts(rows: Vec<ApprovalRow>) -> Result<Vec<ApprovalFacts>, ReportError> {
+    let present = |value: Option<String>| value.is_some_and(|v| !v.trim().is_empty());
+    rows.into_iter()
+        .map(|row| {
+            let by_person = matches!(row.status.as_deref(), Some("approved" | "denied"));
+            let decided_after_ms = match (by_person, row.created_at, row.decided_at) {
+                (true, Some(created), Some(decided)) => Some(
+                    elapsed_ms(&created, &decided).map_err(|reason| ReportError::Corrupt {
+                        what: format!("approval request {}", row.id),
+                        reason,
+                    })?,
+                ),
+                _ => None,
+            };
+            Ok(ApprovalFacts {
+                intent: present(row.intent),
+                actor: present(row.actor),
+                owner: present(row.owner),
+                runbook: present(row.runbook),
+                reason: present(row.reason),
+                decided_after_ms,
+            })
+        })
+        .collect()
 }
 
 /// Pairs each keyed run after the first with that key's first run.
@@ -622,7 +510,7 @@ fn same_outcome(retry: (&str, &Value), first: (&str, &Value)) -> bool {
 }
 
 fn recovery(
-    store: &Store,
+    store: &dyn EvidenceStore,
     requests: &[KeyedRequest],
     in_window: &HashMap<&str, &RunFacts>,
 ) -> Result<Ratio, ReportError> {
@@ -646,7 +534,7 @@ fn recovery(
 }
 
 fn completeness(
-    store: &Store,
+    store: &dyn EvidenceStore,
     keys: &TrustedKeys,
     runs: &[RunFacts],
 ) -> Result<EvidenceCompleteness, ReportError> {
@@ -680,7 +568,7 @@ fn completeness(
 
 /// What keeps an ended run's evidence from being complete, if anything.
 fn incompleteness(
-    store: &Store,
+    store: &dyn EvidenceStore,
     keys: &TrustedKeys,
     run_id: &str,
 ) -> Result<Option<String>, ReportError> {

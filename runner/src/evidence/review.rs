@@ -18,7 +18,9 @@
 //! verification section names the first bad event.
 
 use crate::escalation::requests::{ApprovalError, ApprovalRecord, Approvals};
-use crate::evidence::{Event, RunRow, Store, StoreError, Verification, verify_run};
+use crate::evidence::{Event, StoreError, Verification, verify_run};
+use crate::store::RunQueries;
+use crate::store::{RunRow, Store};
 use crate::trust::keys::TrustedKeys;
 use serde::Serialize;
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! `seq`, the time, `prev` and `hash`. A live log commits each event in its
 //! own transaction before returning, so the host call it records cannot
 //! return to the guest first. A log started with
-//! [`Store::begin_run_deferred`](super::Store::begin_run_deferred) holds the
+//! [`RunStore::begin_run_deferred`](crate::store::RunStore::begin_run_deferred) holds the
 //! run's row and its events in memory until [`RunLog::commit_deferred`]
 //! writes them in one transaction: for what happens before the guest starts
 //! (`run.request`, admission checks, `run.start`), which records no side
@@ -30,7 +30,7 @@
 //!   to a file whose opening for write was committed before the first of
 //!   them, so a crash can lose how much was written, never that something
 //!   may have been; recovery then lists the handle in `run.end` as
-//!   `open_handles` (see [`super::store`]);
+//!   `open_handles` (see [`super::recovery`]);
 //! - what is stored is always a prefix of the chain (summaries are written
 //!   in order, before anything later), so a crash leaves no gap and the
 //!   recovered chain verifies;
@@ -41,11 +41,10 @@
 //! - **Side effects without evidence.** Any failure to commit becomes
 //!   [`EvidenceUnavailable`], which aborts the run (exit 6). Once the
 //!   deferred part is committed, every append is committed before it returns.
-//! - **Interleaving across runs and processes.** Every write in a `BEGIN
-//!   IMMEDIATE` transaction (one writer at a time, waiting up to
-//!   [`BUSY_TIMEOUT`](super::schema::BUSY_TIMEOUT)) on the store's one writer
-//!   connection ([`super::writer`]), and a per-run mutex that keeps
-//!   `seq`/`prev` consistent across host threads.
+//! - **Interleaving across runs and processes.** Every write is one atomic
+//!   commit of the store's [`RunWriter`] (for SQLite a `BEGIN IMMEDIATE`
+//!   transaction on the store's one writer connection), and a per-run mutex
+//!   keeps `seq`/`prev` consistent across host threads.
 //! - **Writing to a run someone else closed.** Each append and the seal
 //!   re-check inside the transaction that the run is still `running` (a
 //!   recovering process may have closed it if this process's lease file was
@@ -54,9 +53,9 @@
 //!   authenticator only the runner key can make ([`super::auth`]), so crash
 //!   recovery can tell this log's events from ones a store writer added.
 //! - **Hiding a crash.** Dropping a `RunLog` without sealing does nothing but
-//!   release its claim on the process's lease ([`super::lease`]), exactly
+//!   release its claim on the process's lease ([`RunWriter::release`]), exactly
 //!   like the process dying: the run stays `running` and the next
-//!   [`Store::recover_interrupted`](super::Store::recover_interrupted)
+//!   [`RunStore::recover_interrupted`](crate::store::RunStore::recover_interrupted)
 //!   marks it `interrupted`. A deferred run whose row was never written
 //!   leaves nothing to recover (no guest instruction ran).
 
@@ -64,16 +63,10 @@ use super::GENESIS_PREV;
 use super::StoreError;
 use super::auth::{RunAuth, RunStart};
 use super::chain::{BuiltEvent, Event};
-use super::lease::Lease;
-use super::schema::describe_sqlite_error;
-use super::seal::{Seal, seal_in_tx};
-use super::store::{
-    PendingRow, finish_run, insert_event, insert_run_row, run_status, sealed_record,
-};
-use super::writer::Writer;
+use super::seal::{Seal, sealed_record};
+use crate::store::runs::{NewRun, RunWriter, SealRequest};
 use crate::trust::keys::RunnerKey;
 use airlock_host_api::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
-use rusqlite::{Connection, TransactionBehavior};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How a run ended, recorded in its row when it is sealed.
@@ -89,22 +82,21 @@ pub struct RunOutcome {
 
 /// The evidence log of one run in progress. `Send + Sync`.
 ///
-/// Holds a claim on its process's lease; commits through the store's writer
-/// connection. Seal it with [`RunLog::seal_with`] (or [`RunLog::seal`]
+/// Holds a claim on its process's lease; commits through the store's
+/// [`RunWriter`]. Seal it with [`RunLog::seal_with`] (or [`RunLog::seal`]
 /// after appending the final `run.end` event); dropping it unsealed leaves
-/// the run to [`Store::recover_interrupted`](super::Store::recover_interrupted).
+/// the run to [`RunStore::recover_interrupted`](crate::store::RunStore::recover_interrupted).
 #[derive(Debug)]
 pub struct RunLog {
     run_id: String,
-    writer: Arc<Writer>,
+    /// Where the run's commits and seal go; holds the run's claim on the
+    /// process's lease until [`RunWriter::release`].
+    writer: Arc<dyn RunWriter>,
     /// The row's values fixed at the start, sealed with the outcome.
     start: RunStart,
     /// The run's authenticator key.
     auth: RunAuth,
     state: Mutex<LogState>,
-    /// The process's lease, claimed for this run until it is sealed or the
-    /// log is dropped.
-    lease: Arc<Lease>,
 }
 
 #[derive(Debug)]
@@ -113,8 +105,8 @@ struct LogState {
     last_seq: u64,
     /// hash of the last appended event ([`GENESIS_PREV`] before the first).
     head: String,
-    /// The run's row while it is not in the database yet.
-    row: Option<PendingRow>,
+    /// The run's row while it is not in the store yet.
+    row: Option<NewRun>,
     /// Events appended but not committed yet: everything in deferred mode,
     /// summaries in live mode (written with the next commit).
     held: Vec<BuiltEvent>,
@@ -123,28 +115,16 @@ struct LogState {
     deferred: bool,
 }
 
-/// What [`RunLog::new`] is made of.
-#[derive(Debug)]
-pub(crate) struct LogParts {
-    pub(crate) run_id: String,
-    pub(crate) writer: Arc<Writer>,
-    pub(crate) start: RunStart,
-    pub(crate) auth: RunAuth,
-    /// The process's lease, already holding this run.
-    pub(crate) lease: Arc<Lease>,
-}
-
 impl RunLog {
     /// A log whose row is already committed (`row: None`, live appends) or
     /// held with its first events until [`RunLog::commit_deferred`].
-    pub(crate) fn new(parts: LogParts, row: Option<PendingRow>) -> RunLog {
-        let LogParts {
-            run_id,
-            writer,
-            start,
-            auth,
-            lease,
-        } = parts;
+    pub(crate) fn new(
+        run_id: String,
+        writer: Arc<dyn RunWriter>,
+        start: RunStart,
+        auth: RunAuth,
+        row: Option<NewRun>,
+    ) -> RunLog {
         let deferred = row.is_some();
         RunLog {
             run_id,
@@ -158,7 +138,6 @@ impl RunLog {
                 held: Vec::new(),
                 deferred,
             }),
-            lease,
         }
     }
 
@@ -206,18 +185,11 @@ impl RunLog {
         } else {
             // Summaries held since the last commit go first: the chain is
             // stored in order, and what is committed is always a prefix.
-            self.writer.write(|conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(StoreError::sqlite("starting an event transaction"))?;
-                ensure_running(&tx, &self.run_id)?;
-                for held in &state.held {
-                    insert_event(&tx, held)?;
-                }
-                insert_event(&tx, &built)?;
-                tx.commit()
-                    .map_err(StoreError::sqlite("committing an event"))
-            })?;
+            state.held.push(built);
+            if let Err(e) = self.writer.commit(&self.run_id, None, &state.held) {
+                state.held.pop();
+                return Err(e);
+            }
             state.held.clear();
         }
         // Only an appended (committed or held) event moves the chain forward.
@@ -235,20 +207,8 @@ impl RunLog {
         if !state.deferred {
             return Ok(());
         }
-        self.writer.write(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(StoreError::sqlite("starting the run"))?;
-            match &state.row {
-                Some(row) => insert_run_row(&tx, &self.run_id, row)?,
-                None => ensure_running(&tx, &self.run_id)?,
-            }
-            for built in &state.held {
-                insert_event(&tx, built)?;
-            }
-            tx.commit()
-                .map_err(StoreError::sqlite("committing the start of the run"))
-        })?;
+        self.writer
+            .commit(&self.run_id, state.row.as_ref(), &state.held)?;
         state.row = None;
         state.held.clear();
         state.deferred = false;
@@ -271,13 +231,13 @@ impl RunLog {
     }
 
     /// Appends `end` (the run's `run.end`) and seals the run, in one
-    /// `BEGIN IMMEDIATE` transaction: writes the row and events still held,
+    /// commit ([`RunWriter::seal`]): writes the row and events still held,
     /// signs the chain head with `key`, links the seal to the newest
     /// existing seal, inserts it and records `outcome` in the run row. Then
-    /// waits until the WAL is fsynced past that commit — this seal and every
-    /// earlier event of every run — before returning; seals of other runs
-    /// ending at the same time share the fsync ([`super::writer`]). Then the
-    /// run's claim on the lease is released.
+    /// waits until that commit is durable — this seal and every earlier
+    /// event of every run — before returning; for SQLite, seals of other
+    /// runs ending at the same time share the fsync. Then the run's claim on
+    /// the lease is released.
     ///
     /// The seal covers the events this log appended (its own `seq` and
     /// head), not whatever the table holds now, so rows edited during the run
@@ -296,51 +256,39 @@ impl RunLog {
     }
 
     fn finish(
-        mut self,
+        self,
         end: Option<EventDraft>,
         outcome: RunOutcome,
         key: &RunnerKey,
     ) -> Result<Seal, StoreError> {
-        let (seal, commit) = {
-            let state = self.lock_state()?;
-            let mut end_event = None;
+        let seal = {
+            let mut state = self.lock_state()?;
             let (mut head, mut count) = (state.head.clone(), state.last_seq);
             if let Some(end) = end {
                 let mut built = Event::build(&self.run_id, count + 1, &head, end)?;
                 built.auth = Some(self.auth.event_tag(&built.event.hash));
                 count += 1;
                 head = built.event.hash.clone();
-                end_event = Some(built);
+                state.held.push(built);
             }
-            self.writer.write(|conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(StoreError::sqlite("starting the seal transaction"))?;
-                match &state.row {
-                    Some(row) => insert_run_row(&tx, &self.run_id, row)?,
-                    None => ensure_running(&tx, &self.run_id)?,
-                }
-                for built in state.held.iter().chain(&end_event) {
-                    insert_event(&tx, built)?;
-                }
-                let record = sealed_record(&self.start, &outcome)?;
-                let seal = seal_in_tx(&tx, &self.run_id, &head, count, record, key)?;
-                finish_run(&tx, &self.run_id, &outcome, count, &seal.sealed_at)?;
-                tx.commit()
-                    .map_err(StoreError::sqlite("committing the seal"))?;
-                Ok(seal)
-            })?
-        };
-        if let Ok(state) = self.state.get_mut() {
+            let request = SealRequest {
+                head_hash: &head,
+                event_count: count,
+                record: sealed_record(&self.start, &outcome)?,
+                outcome: &outcome,
+                key,
+            };
+            let seal = self
+                .writer
+                .seal(&self.run_id, state.row.as_ref(), &state.held, request)?;
             // Written: the row exists now, and nothing is held.
             state.row = None;
             state.held.clear();
-        }
-        // The seal is committed; it counts only once it is on disk.
-        self.writer.sync_through(commit)?;
+            seal
+        };
         // The run is no longer `running`; the claim has done its job (and
         // `Drop` releases it again, harmlessly).
-        self.lease.release(&self.run_id);
+        self.writer.release(&self.run_id);
         tracing::debug!(run_id = %self.run_id, position = seal.position, events = seal.event_count, "sealed run");
         Ok(seal)
     }
@@ -350,7 +298,7 @@ impl Drop for RunLog {
     fn drop(&mut self) {
         // Sealed, or abandoned like a crash: either way this process no
         // longer owns the run, and recovery may close it if it is `running`.
-        self.lease.release(&self.run_id);
+        self.writer.release(&self.run_id);
     }
 }
 
@@ -390,21 +338,7 @@ impl RunLog {
 /// The reason given to host code when evidence cannot be written.
 fn unavailable_reason(error: &StoreError) -> String {
     match error {
-        StoreError::Sqlite { source, .. } => describe_sqlite_error(source),
+        StoreError::Backend { reason, .. } => reason.clone(),
         other => other.to_string(),
-    }
-}
-
-fn ensure_running(conn: &Connection, run_id: &str) -> Result<(), StoreError> {
-    match run_status(conn, run_id)? {
-        Some(status) if status == "running" => Ok(()),
-        Some(status) => Err(StoreError::NotRunning {
-            run_id: run_id.to_owned(),
-            status,
-        }),
-        None => Err(StoreError::NotRunning {
-            run_id: run_id.to_owned(),
-            status: "missing from the store".to_owned(),
-        }),
     }
 }

@@ -19,15 +19,17 @@
 //!   submitter, start time, status, exit code and the SHA-256 of the stored
 //!   result, so what `runs show`, reviews, the API and replays display can be
 //!   checked against the signature.
-//! - **Two runs taking the same position.** Seals are made inside a
-//!   `BEGIN IMMEDIATE` transaction (one writer at a time) and `position` is
-//!   `UNIQUE`.
+//! - **Two runs taking the same position.** A backend makes a seal inside
+//!   the transaction that reads the newest one (one writer at a time) and
+//!   `position` is unique ([`crate::store::RunWriter::seal`]).
 
 use super::StoreError;
+use super::auth::RunStart;
 use super::chain::now_rfc3339;
+use super::runlog::RunOutcome;
 use crate::trust::keys::RunnerKey;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// A run's seal as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -108,96 +110,99 @@ impl Seal {
     }
 }
 
-/// Makes and inserts the seal of `run_id` inside `tx`, which must be a
-/// `BEGIN IMMEDIATE` transaction so no other seal can take the position.
-/// Also records the key's public half in `keys` (for reference only).
-pub(crate) fn seal_in_tx(
-    tx: &Connection,
-    run_id: &str,
-    head_hash: &str,
-    event_count: u64,
-    record: RunRecord,
-    key: &RunnerKey,
-) -> Result<Seal, StoreError> {
-    // The newest seal. Rows whose position is not an integer (edited) are
-    // skipped here and reported by verification.
-    // Statements cached: they run once per sealed run.
-    let last: Option<(i64, String)> = tx
-        .prepare_cached(
-            "SELECT position, signature FROM seals WHERE typeof(position) = 'integer'
-             ORDER BY position DESC LIMIT 1",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()
-        })
-        .map_err(StoreError::sqlite("reading the previous seal"))?;
-    let (position, prev_seal) = match last {
-        None => (1_u64, None),
-        Some((pos, signature)) => {
-            let next = u64::try_from(pos)
-                .ok()
-                .and_then(|p| p.checked_add(1))
-                .ok_or_else(|| StoreError::SealFailed {
-                    run_id: run_id.to_owned(),
-                    reason: format!("the newest seal has position {pos}, which cannot be followed"),
-                })?;
-            (next, Some(signature))
-        }
-    };
-    let mut seal = Seal {
-        run_id: run_id.to_owned(),
-        position,
-        head_hash: head_hash.to_owned(),
-        event_count,
-        prev_seal,
-        key_id: key.key_id().to_owned(),
-        signature: String::new(),
-        sealed_at: now_rfc3339(),
-        record: Some(record),
-    };
-    let body = seal.signed_bytes().map_err(|source| StoreError::Encode {
-        what: "the seal",
-        source,
-    })?;
-    seal.signature = hex::encode(key.sign(&body));
-    let record_text = serde_json::to_string(&seal.record).map_err(|source| StoreError::Encode {
-        what: "the sealed run record",
-        source,
-    })?;
-
-    let position_sql = to_sql_int(run_id, "seal position", seal.position)?;
-    let count_sql = to_sql_int(run_id, "event count", seal.event_count)?;
-    tx.prepare_cached(
-        "INSERT INTO seals (run_id, position, head_hash, event_count, prev_seal, key_id, signature, sealed_at, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            seal.run_id,
-            position_sql,
-            seal.head_hash,
-            count_sql,
-            seal.prev_seal,
-            seal.key_id,
-            seal.signature,
-            seal.sealed_at,
-            record_text
-        ])
-    })
-    .map_err(StoreError::sqlite("inserting the seal"))?;
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO keys (key_id, public_key, added_at) VALUES (?1, ?2, ?3)",
-    )
-    .and_then(|mut stmt| stmt.execute(params![key.key_id(), key.public_key_hex(), seal.sealed_at]))
-    .map_err(StoreError::sqlite("recording the runner's public key"))?;
-    Ok(seal)
+/// Where a new seal goes in the chain: read by the backend from the newest
+/// stored seal, inside the transaction that inserts the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealLink {
+    /// The new seal's position (1 for the first).
+    pub position: u64,
+    /// The signature of the seal at `position - 1` (`None` for the first).
+    pub prev_seal: Option<String>,
 }
 
-/// A `u64` as SQLite's `i64`, or an error naming what overflowed.
-pub(crate) fn to_sql_int(run_id: &str, what: &str, value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::SealFailed {
-        run_id: run_id.to_owned(),
-        reason: format!("{what} {value} does not fit in the database"),
+impl SealLink {
+    /// The link after the newest stored seal (its position and signature),
+    /// or the first link when there is none. An edited position that cannot
+    /// be followed fails rather than wrapping.
+    pub fn after(run_id: &str, newest: Option<(i64, String)>) -> Result<SealLink, StoreError> {
+        let Some((pos, signature)) = newest else {
+            return Ok(SealLink {
+                position: 1,
+                prev_seal: None,
+            });
+        };
+        let position = u64::try_from(pos)
+            .ok()
+            .and_then(|p| p.checked_add(1))
+            .ok_or_else(|| StoreError::SealFailed {
+                run_id: run_id.to_owned(),
+                reason: format!("the newest seal has position {pos}, which cannot be followed"),
+            })?;
+        Ok(SealLink {
+            position,
+            prev_seal: Some(signature),
+        })
+    }
+}
+
+impl Seal {
+    /// Makes the seal of `run_id` at `link`: signs the chain head, the event
+    /// count and `record` with `key`, now.
+    pub fn sign(
+        run_id: &str,
+        link: SealLink,
+        head_hash: &str,
+        event_count: u64,
+        record: RunRecord,
+        key: &RunnerKey,
+    ) -> Result<Seal, StoreError> {
+        let mut seal = Seal {
+            run_id: run_id.to_owned(),
+            position: link.position,
+            head_hash: head_hash.to_owned(),
+            event_count,
+            prev_seal: link.prev_seal,
+            key_id: key.key_id().to_owned(),
+            signature: String::new(),
+            sealed_at: now_rfc3339(),
+            record: Some(record),
+        };
+        let body = seal.signed_bytes().map_err(|source| StoreError::Encode {
+            what: "the seal",
+            source,
+        })?;
+        seal.signature = hex::encode(key.sign(&body));
+        Ok(seal)
+    }
+}
+
+/// The stored text of a run's result (`None` for `null`).
+pub(crate) fn result_text(result: &Value) -> Result<Option<String>, StoreError> {
+    match result {
+        Value::Null => Ok(None),
+        other => serde_json::to_string(other)
+            .map(Some)
+            .map_err(|source| StoreError::Encode {
+                what: "the run result",
+                source,
+            }),
+    }
+}
+
+/// The run record a seal signs: the start record and the outcome.
+pub(crate) fn sealed_record(
+    start: &RunStart,
+    outcome: &RunOutcome,
+) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        tool: start.tool.clone(),
+        tool_digest: start.tool_digest.clone(),
+        profile: start.profile.clone(),
+        submitted_by: start.submitted_by.clone(),
+        started_at: start.started_at.clone(),
+        status: outcome.status.clone(),
+        exit_code: outcome.exit_code,
+        result_sha256: result_text(&outcome.result)?
+            .map(|text| airlock_host_api::evidence::sha256_hex(text.as_bytes())),
     })
 }

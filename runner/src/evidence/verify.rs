@@ -41,11 +41,10 @@
 //! because it says more precisely what was changed.
 
 use super::chain::Event;
-use super::store::{RawEvent, RawSeal, load_raw_events, load_raw_seals, load_run_ids, run_status};
-use super::{GENESIS_PREV, Store, StoreError};
+use super::{GENESIS_PREV, StoreError};
+use crate::store::rows::{Cell, RUN_ROW_COLUMNS, RawEvent, RawSeal};
+use crate::store::runs::{EvidenceReader, EvidenceSnapshot};
 use crate::trust::keys::TrustedKeys;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -308,7 +307,7 @@ pub struct RunVerification {
 }
 
 /// The result of [`verify_all`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
     /// Every run's verdict, oldest first.
     pub runs: Vec<RunVerification>,
@@ -383,50 +382,63 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// Verifies one run (by exact id; resolve prefixes with [`Store::run`]).
+/// Verifies one run (by exact id; resolve prefixes with
+/// [`RunQueries::run`](crate::store::RunQueries::run)).
 /// `Err` only when the store cannot be read or the run does not exist;
 /// tampering is reported as [`Verification::Broken`].
 pub fn verify_run(
-    store: &Store,
+    store: &dyn EvidenceReader,
     keys: &TrustedKeys,
     run_id: &str,
 ) -> Result<Verification, StoreError> {
-    store.with_conn(|conn| {
-        // One read transaction: a consistent snapshot even while runs write.
-        let tx = conn
-            .unchecked_transaction()
-            .map_err(StoreError::sqlite("starting verification"))?;
-        check_run(&tx, keys, run_id)
+    let mut verdict = None;
+    store.read_snapshot(&mut |snapshot| {
+        verdict = Some(check_run(snapshot, keys, run_id)?);
+        Ok(())
+    })?;
+    verdict.ok_or_else(|| StoreError::RunNotFound {
+        query: run_id.to_owned(),
     })
 }
 
 /// Verifies every run and the global seal chain (positions 1..N without
 /// gaps, each `prev_seal` the signature of the seal before it, each seal's
 /// run present).
-pub fn verify_all(store: &Store, keys: &TrustedKeys) -> Result<VerifyReport, StoreError> {
-    store.with_conn(|conn| {
-        let tx = conn
-            .unchecked_transaction()
-            .map_err(StoreError::sqlite("starting verification"))?;
-        let run_ids = load_run_ids(&tx)?;
-        let mut runs = Vec::with_capacity(run_ids.len());
-        for run_id in &run_ids {
-            let verification = check_run(&tx, keys, run_id)?;
-            runs.push(RunVerification {
-                run_id: run_id.clone(),
-                verification,
-            });
-        }
-        let seals = load_raw_seals(&tx, None)?;
-        let known: HashSet<&str> = run_ids.iter().map(String::as_str).collect();
-        let seal_chain = check_seal_chain(&seals, &known);
-        let last_position = seals.iter().filter_map(RawSeal::position).max();
-        Ok(VerifyReport {
-            runs,
-            seal_chain,
-            seals: u64::try_from(seals.len()).unwrap_or(u64::MAX),
-            last_position,
-        })
+pub fn verify_all(
+    store: &dyn EvidenceReader,
+    keys: &TrustedKeys,
+) -> Result<VerifyReport, StoreError> {
+    let mut report = None;
+    store.read_snapshot(&mut |snapshot| {
+        report = Some(verify_snapshot(snapshot, keys)?);
+        Ok(())
+    })?;
+    Ok(report.unwrap_or_default())
+}
+
+/// [`verify_all`] on one snapshot.
+fn verify_snapshot(
+    snapshot: &dyn EvidenceSnapshot,
+    keys: &TrustedKeys,
+) -> Result<VerifyReport, StoreError> {
+    let run_ids = snapshot.run_ids()?;
+    let mut runs = Vec::with_capacity(run_ids.len());
+    for run_id in &run_ids {
+        let verification = check_run(snapshot, keys, run_id)?;
+        runs.push(RunVerification {
+            run_id: run_id.clone(),
+            verification,
+        });
+    }
+    let seals = snapshot.seals(None)?;
+    let known: HashSet<&str> = run_ids.iter().map(String::as_str).collect();
+    let seal_chain = check_seal_chain(&seals, &known);
+    let last_position = seals.iter().filter_map(RawSeal::position).max();
+    Ok(VerifyReport {
+        runs,
+        seal_chain,
+        seals: u64::try_from(seals.len()).unwrap_or(u64::MAX),
+        last_position,
     })
 }
 
@@ -502,20 +514,20 @@ fn check_seal_chain(seals: &[RawSeal], known_runs: &HashSet<&str>) -> Vec<Proble
 
 /// All checks of one run, on a snapshot.
 fn check_run(
-    conn: &Connection,
+    snapshot: &dyn EvidenceSnapshot,
     keys: &TrustedKeys,
     run_id: &str,
 ) -> Result<Verification, StoreError> {
-    let Some(status) = run_status(conn, run_id)? else {
+    let Some(status) = snapshot.run_status(run_id)? else {
         return Err(StoreError::RunNotFound {
             query: run_id.to_owned(),
         });
     };
-    let raw = load_raw_events(conn, run_id)?;
+    let raw = snapshot.events(run_id)?;
     let stored = u64::try_from(raw.len()).unwrap_or(u64::MAX);
     let chain_problem = walk_chain(run_id, &raw);
 
-    let Some(raw_seal) = load_raw_seals(conn, Some(run_id))?.into_iter().next() else {
+    let Some(raw_seal) = snapshot.seals(Some(run_id))?.into_iter().next() else {
         if let Some(problem) = chain_problem {
             return Ok(Verification::broken(problem));
         }
@@ -576,15 +588,15 @@ fn check_run(
         return Ok(Verification::broken(problem));
     }
 
-    if let Some(problem) = check_prev_seal(conn, run_id, &seal)? {
+    if let Some(problem) = check_prev_seal(snapshot, run_id, &seal)? {
         return Ok(Verification::broken(problem));
     }
     if let Some(problem) = check_forged(run_id, &raw) {
         return Ok(Verification::broken(problem));
     }
     let row_problem = match &seal.record {
-        Some(record) => check_record(conn, run_id, &seal, record)?,
-        None => check_row(conn, run_id, &status, &raw)?,
+        Some(record) => check_record(snapshot, run_id, &seal, record)?,
+        None => check_row(snapshot, run_id, &status, &raw)?,
     };
     if let Some(problem) = row_problem {
         return Ok(Verification::broken(problem));
@@ -628,7 +640,7 @@ fn check_signature(
 
 /// The seal's link to the seal before it.
 fn check_prev_seal(
-    conn: &Connection,
+    snapshot: &dyn EvidenceSnapshot,
     run_id: &str,
     seal: &super::Seal,
 ) -> Result<Option<Problem>, StoreError> {
@@ -651,38 +663,32 @@ fn check_prev_seal(
         });
     }
     let before = seal.position - 1;
-    let stored: Option<Option<String>> = conn
-        .query_row(
-            "SELECT CAST(signature AS TEXT) FROM seals WHERE position = ?1",
-            params![i64::try_from(before).unwrap_or(i64::MAX)],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(StoreError::sqlite("reading the previous seal"))?;
-    Ok(match (stored.flatten(), &seal.prev_seal) {
-        (None, _) => missing(
-            before,
-            format!(
-                "run {run_id}'s seal (position {}) follows position {before}, which is not in the store: the run sealed there was deleted",
-                seal.position
+    Ok(
+        match (snapshot.seal_signature_at(before)?, &seal.prev_seal) {
+            (None, _) => missing(
+                before,
+                format!(
+                    "run {run_id}'s seal (position {}) follows position {before}, which is not in the store: the run sealed there was deleted",
+                    seal.position
+                ),
             ),
-        ),
-        (Some(_), None) => missing(
-            before,
-            format!(
-                "run {run_id}'s seal (position {}) names no previous seal although it is not the first",
-                seal.position
+            (Some(_), None) => missing(
+                before,
+                format!(
+                    "run {run_id}'s seal (position {}) names no previous seal although it is not the first",
+                    seal.position
+                ),
             ),
-        ),
-        (Some(actual), Some(expected)) if &actual != expected => missing(
-            before,
-            format!(
-                "run {run_id}'s seal (position {}) follows a different seal than the one stored at position {before}: that run was deleted or replaced",
-                seal.position
+            (Some(actual), Some(expected)) if &actual != expected => missing(
+                before,
+                format!(
+                    "run {run_id}'s seal (position {}) follows a different seal than the one stored at position {before}: that run was deleted or replaced",
+                    seal.position
+                ),
             ),
-        ),
-        _ => None,
-    })
+            _ => None,
+        },
+    )
 }
 
 /// A run that recovery sealed as forged: its sealed (hash-checked) last
@@ -692,7 +698,7 @@ fn check_forged(run_id: &str, raw: &[RawEvent]) -> Option<Problem> {
         .last()
         .and_then(|r| r.decode(run_id).ok())
         .filter(|e| e.kind == "run.end")?;
-    if end.fields.get("status").and_then(Value::as_str) != Some(super::store::FORGED_STATUS) {
+    if end.fields.get("status").and_then(Value::as_str) != Some(super::FORGED_STATUS) {
         return None;
     }
     let seq = end.fields.get("first_bad_seq").and_then(Value::as_u64);
@@ -711,98 +717,62 @@ fn check_forged(run_id: &str, raw: &[RawEvent]) -> Option<Problem> {
 
 /// Every column of the run row against the record its (verified) seal signs.
 fn check_record(
-    conn: &Connection,
+    snapshot: &dyn EvidenceSnapshot,
     run_id: &str,
     seal: &super::Seal,
     record: &super::seal::RunRecord,
 ) -> Result<Option<Problem>, StoreError> {
-    let row: Option<[SqlValue; 10]> = conn
-        .query_row(
-            "SELECT tool, tool_digest, profile, submitted_by, started_at, status, exit_code,
-                    result, ended_at, event_count
-             FROM runs WHERE id = ?1",
-            params![run_id],
-            |r| {
-                Ok([
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ])
-            },
-        )
-        .optional()
-        .map_err(StoreError::sqlite("reading the run's row"))?;
-    let Some(row) = row else {
+    let Some(row) = snapshot.run_row(run_id)? else {
         return Err(StoreError::RunNotFound {
             query: run_id.to_owned(),
         });
     };
-    let text = |v: &Option<String>| {
-        v.as_ref()
-            .map_or_else(|| SqlValue::Null, |s| SqlValue::Text(s.clone()))
-    };
+    let text = |v: &Option<String>| v.as_ref().map_or(Cell::Null, |s| Cell::Text(s.clone()));
     let result_sha = match &row[7] {
-        SqlValue::Text(t) => SqlValue::Text(airlock_host_api::evidence::sha256_hex(t.as_bytes())),
+        Cell::Text(t) => Cell::Text(airlock_host_api::evidence::sha256_hex(t.as_bytes())),
         other => other.clone(),
     };
     let count = i64::try_from(seal.event_count).unwrap_or(i64::MAX);
-    let expected: [(&str, &SqlValue, SqlValue); 10] = [
-        ("tool", &row[0], SqlValue::Text(record.tool.clone())),
-        (
-            "tool_digest",
-            &row[1],
-            SqlValue::Text(record.tool_digest.clone()),
-        ),
-        ("profile", &row[2], SqlValue::Text(record.profile.clone())),
-        ("submitted_by", &row[3], text(&record.submitted_by)),
-        (
-            "started_at",
-            &row[4],
-            SqlValue::Text(record.started_at.clone()),
-        ),
-        ("status", &row[5], SqlValue::Text(record.status.clone())),
-        (
-            "exit_code",
-            &row[6],
-            SqlValue::Integer(i64::from(record.exit_code)),
-        ),
-        ("result (SHA-256)", &result_sha, text(&record.result_sha256)),
-        ("ended_at", &row[8], SqlValue::Text(seal.sealed_at.clone())),
-        ("event_count", &row[9], SqlValue::Integer(count)),
+    let sealed: [Cell; 10] = [
+        Cell::Text(record.tool.clone()),
+        Cell::Text(record.tool_digest.clone()),
+        Cell::Text(record.profile.clone()),
+        text(&record.submitted_by),
+        Cell::Text(record.started_at.clone()),
+        Cell::Text(record.status.clone()),
+        Cell::Integer(i64::from(record.exit_code)),
+        text(&record.result_sha256),
+        Cell::Text(seal.sealed_at.clone()),
+        Cell::Integer(count),
     ];
-    Ok(expected
+    Ok(RUN_ROW_COLUMNS
         .into_iter()
+        .zip(row.iter().zip(sealed))
+        .map(|(column, (stored, sealed))| {
+            let stored = if column == "result" {
+                &result_sha
+            } else {
+                stored
+            };
+            (column, stored, sealed)
+        })
         .find(|(_, stored, sealed)| *stored != sealed)
         .map(|(column, stored, sealed)| Problem::RowMismatch {
             run_id: run_id.to_owned(),
-            column: column.to_owned(),
-            row_value: show_sql(stored),
-            sealed_value: show_sql(&sealed),
+            column: if column == "result" {
+                "result (SHA-256)".to_owned()
+            } else {
+                column.to_owned()
+            },
+            row_value: stored.show(),
+            sealed_value: sealed.show(),
         }))
-}
-
-/// A stored value for a message.
-fn show_sql(value: &SqlValue) -> String {
-    match value {
-        SqlValue::Null => "null".to_owned(),
-        SqlValue::Integer(n) => n.to_string(),
-        SqlValue::Real(x) => x.to_string(),
-        SqlValue::Text(t) => format!("{t:?}"),
-        SqlValue::Blob(b) => format!("<{} bytes>", b.len()),
-    }
 }
 
 /// For seals made before run records existed: the run row's status and
 /// exit code against the sealed `run.end` event.
 fn check_row(
-    conn: &Connection,
+    snapshot: &dyn EvidenceSnapshot,
     run_id: &str,
     status: &str,
     raw: &[RawEvent],
@@ -835,15 +805,13 @@ fn check_row(
         return Ok(mismatch("status", status.to_owned(), "sealed".to_owned()));
     }
     if let Some(sealed) = end.fields.get("exit_code").and_then(Value::as_i64) {
-        let row: Option<Option<i64>> = conn
-            .query_row(
-                "SELECT exit_code FROM runs WHERE id = ?1 AND typeof(exit_code) IN ('integer', 'null')",
-                params![run_id],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(StoreError::sqlite("reading the run's exit code"))?;
-        let row = row.flatten();
+        let row = match snapshot.run_row(run_id)? {
+            Some(row) => match row[6] {
+                Cell::Integer(code) => Some(code),
+                _ => None,
+            },
+            None => None,
+        };
         if row != Some(sealed) {
             let shown = row.map_or_else(|| "null (or not a number)".to_owned(), |c| c.to_string());
             return Ok(mismatch("exit_code", shown, sealed.to_string()));

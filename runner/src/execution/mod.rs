@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod outcome;
 pub mod recorder;
 pub mod request;
 pub mod runner;

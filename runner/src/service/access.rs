@@ -8,7 +8,9 @@
 //! never decide its own run's approvals by switching front ends.
 
 use crate::escalation::requests::{ApprovalError, ApprovalRecord, Approvals};
-use crate::evidence::{RunRow, Store, StoreError};
+use crate::evidence::StoreError;
+use crate::store::RunQueries;
+use crate::store::{RunRow, Store};
 use crate::trust::access::{Permission, Principal, Role};
 
 /// Why a person's decision on an approval request was refused.

@@ -9,9 +9,10 @@
 
 use crate::admission::bindings::Bindings;
 use crate::admission::registry::{Registry, RegistryError, ToolRecord};
-use crate::evidence::{Store, StoreError};
+use crate::evidence::StoreError;
 use crate::execution::engine::{LoadError, LoadedTool};
 use crate::execution::runner::Runner;
+use crate::store::Store;
 use std::sync::Arc;
 
 /// The profile of a run when the caller names none and the tool is unbound.

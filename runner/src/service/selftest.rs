@@ -35,10 +35,13 @@
 //! in the egress or token checks.
 
 use crate::config::profile::Profile;
-use crate::evidence::{RunMeta, RunOutcome, StoreError};
+use crate::evidence::{RunOutcome, StoreError};
 use crate::execution::engine::LoadedTool;
+use crate::execution::outcome::RunStatus;
 use crate::execution::request::RunRequest;
-use crate::execution::runner::{RunStatus, Runner};
+use crate::execution::runner::Runner;
+use crate::store::RunMeta;
+use crate::store::RunStore;
 use crate::trust::keys::TrustedKeys;
 use crate::trust::tokens;
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink};
@@ -208,7 +211,7 @@ pub enum SelftestError {
     Store(#[from] StoreError),
     /// A run could not be recorded.
     #[error("selftest: {0}")]
-    Run(#[from] crate::execution::runner::RunError),
+    Run(#[from] crate::execution::outcome::RunError),
     /// The trusted keys could not be read.
     #[error("selftest: {0}")]
     Keys(#[from] crate::trust::keys::KeyError),

@@ -10,8 +10,8 @@ use crate::admission::ownership::Actor;
 use crate::admission::registry::{NewTool, Registry, RegistryError, ToolRecord};
 use crate::admission::signing::{SigningError, ToolSignature};
 use crate::config::home::Home;
-use crate::evidence::Store;
 use crate::execution::engine::{LoadError, LoadedTool, Runtime};
+use crate::store::Store;
 
 /// What to register a component as.
 #[derive(Debug, Clone)]

@@ -18,7 +18,48 @@
 //! host call, never as an unrecorded one. See ARCHITECTURE.md.
 
 pub mod approvals;
+pub mod control;
+pub mod report;
+pub mod rows;
+pub mod runs;
 pub mod sqlite;
 pub mod tokens;
 
 pub use approvals::{ApprovalRepo, ApprovalTransition};
+pub use runs::{
+    EvidenceReader, EvidenceSnapshot, MIN_PREFIX_LEN, NewRun, RunFilter, RunMeta, RunQueries,
+    RunRow, RunStore, RunWriter, SealRequest,
+};
+/// Everything the layers above read and write through: a backend
+/// implements each trait, and front ends hold the store as this.
+pub trait EvidenceStore:
+    RunStore
+    + RunQueries
+    + EvidenceReader
+    + control::ControlLog
+    + report::GovernanceStats
+    + ApprovalRepo
+    + tokens::TokenRepo
+    + Send
+    + Sync
+{
+}
+
+impl<T> EvidenceStore for T where
+    T: RunStore
+        + RunQueries
+        + EvidenceReader
+        + control::ControlLog
+        + report::GovernanceStats
+        + ApprovalRepo
+        + tokens::TokenRepo
+        + Send
+        + Sync
+{
+}
+
+/// The store an airlock home opens: today the embedded SQLite backend,
+/// which implements every trait above.
+pub use sqlite::Store;
+/// Where a store's database lives: the SQLite file under the home.
+pub use sqlite::schema::DB_FILE;

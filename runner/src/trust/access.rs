@@ -12,6 +12,7 @@
 
 use crate::admission::registry::MAX_NAME_LEN;
 use crate::evidence::StoreError;
+use crate::evidence::chain::now_rfc3339;
 use crate::store::tokens::{TokenRepo, TokenRow};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
@@ -174,7 +175,7 @@ pub struct ApiTokens<'a> {
 }
 
 impl<'a> ApiTokens<'a> {
-    /// The tokens kept in `repo` (a [`crate::evidence::Store`]).
+    /// The tokens kept in `repo` (a [`crate::store::Store`]).
     pub fn new(repo: &'a dyn TokenRepo) -> ApiTokens<'a> {
         ApiTokens { repo }
     }
@@ -192,8 +193,7 @@ impl<'a> ApiTokens<'a> {
             "{TOKEN_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
         );
-        let created_at =
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let created_at = now_rfc3339();
         let row = TokenRow {
             name: name.to_owned(),
             role: role.as_str().to_owned(),
@@ -229,8 +229,7 @@ impl<'a> ApiTokens<'a> {
 
     /// Revokes the token named `name`; it stops working at once.
     pub fn revoke(&self, name: &str) -> Result<(), AccessError> {
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        self.repo.revoke_token(name, &now)
+        self.repo.revoke_token(name, &now_rfc3339())
     }
 
     /// The principal holding `secret`, if it is a live token.
@@ -276,7 +275,7 @@ fn check_name(name: &str) -> Result<(), AccessError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::Store;
+    use crate::store::Store;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -3,6 +3,7 @@
 
 use super::{Failure, open_store};
 use crate::config::home::Home;
+use crate::store::RunQueries;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 

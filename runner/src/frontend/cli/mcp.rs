@@ -8,9 +8,9 @@
 use super::{Failure, ProfilesDir, open_store, runner_key};
 use crate::admission::bindings::Bindings;
 use crate::config::home::Home;
-use crate::evidence::Store;
 use crate::execution::engine::Runtime;
 use crate::execution::runner::Runner;
+use crate::store::Store;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -4,8 +4,9 @@
 
 use crate::config::home::Home;
 use crate::config::profile::ProfileError;
-use crate::evidence::Store;
 use crate::execution::engine::LoadError;
+use crate::store::RunQueries;
+use crate::store::Store;
 use crate::trust::keys::RunnerKey;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

@@ -4,6 +4,7 @@ use super::{Failure, ProfilesDir, open_store};
 use crate::config::home::Home;
 use crate::config::profile;
 use crate::service::profiles::{self as service, diff, explain, load_profile, replay, suggest};
+use crate::store::RunQueries;
 use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]

@@ -172,7 +172,7 @@ fn runs(client: &Client, cmd: RunsCommand) -> Result<i32, Failure> {
     match cmd {
         RunsCommand::List { limit, json } => {
             let rows = client.get(&format!("/v1/runs?limit={limit}"))?;
-            let rows: Vec<crate::evidence::RunRow> = serde_json::from_value(rows).map_err(|e| {
+            let rows: Vec<crate::store::RunRow> = serde_json::from_value(rows).map_err(|e| {
                 Failure::usage(format!("the server's run list is not understood: {e}"))
             })?;
             super::runs::print_runs(&rows, json);

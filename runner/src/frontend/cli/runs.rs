@@ -6,7 +6,9 @@ use super::{
     runner_key,
 };
 use crate::config::home::Home;
-use crate::evidence::{Store, Verification, verify_all, verify_run};
+use crate::evidence::{Verification, verify_all, verify_run};
+use crate::store::RunQueries;
+use crate::store::Store;
 use crate::trust::keys::TrustedKeys;
 use clap::Subcommand;
 use std::io::Write;
@@ -202,7 +204,7 @@ pub(super) fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
 }
 
 /// `runs list` output: a table, or JSON.
-pub(super) fn print_runs(rows: &[crate::evidence::RunRow], json: bool) {
+pub(super) fn print_runs(rows: &[crate::store::RunRow], json: bool) {
     if json {
         say!("{}", serde_json::to_string_pretty(rows).unwrap_or_default());
         return;

@@ -3,9 +3,9 @@
 
 use super::{EXIT_EVIDENCE, Failure, ProfilesDir, runner_key, selftest};
 use crate::config::home::Home;
-use crate::evidence::Store;
 use crate::execution::engine::Runtime;
 use crate::execution::runner::Runner;
+use crate::store::Store;
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;

@@ -21,7 +21,9 @@ use super::AppState;
 use super::sessions::{self, Current};
 use crate::escalation::requests::{ApprovalRecord, Approvals};
 use crate::evidence::report::{GovernanceReport, ReportFilter};
-use crate::evidence::{Event, RunFilter, Verification, verify_run};
+use crate::evidence::{Event, Verification, verify_run};
+use crate::store::RunFilter;
+use crate::store::RunQueries;
 use crate::trust::access::{ApiTokens, Permission, Principal};
 use crate::trust::keys::TrustedKeys;
 use axum::Form;
@@ -228,7 +230,7 @@ fn failure(viewer: &Viewer, status: StatusCode, message: &str) -> Response {
 
 /// The run's status badge, and an `observed` badge for a run in observe
 /// mode (refusals were let through: not conformant, not for production).
-fn status_badges(row: &crate::evidence::RunRow) -> String {
+fn status_badges(row: &crate::store::RunRow) -> String {
     let mut badges = badge(&row.status);
     if row.result["observe"] == true {
         badges.push(' ');
@@ -429,7 +431,7 @@ fn visible_run(
     state: &AppState,
     me: &Viewer,
     id: &str,
-) -> Result<crate::evidence::RunRow, Box<Response>> {
+) -> Result<crate::store::RunRow, Box<Response>> {
     use crate::service::access::{RunAccessError, readable_run};
     match readable_run(state.runner.store(), me, id) {
         Ok(Some(row)) => Ok(row),

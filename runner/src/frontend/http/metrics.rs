@@ -6,7 +6,10 @@
 //! process sees (run latency, runs in flight, requests refused because the
 //! pool was full) is kept in memory.
 
-use crate::evidence::{Store, StoreError};
+use crate::evidence::StoreError;
+
+use crate::store::Store;
+use crate::store::report::GovernanceStats;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -61,32 +64,20 @@ impl ServerMetrics {
         executing: usize,
     ) -> Result<String, MetricsError> {
         let mut registry = Registry::default();
-        let runs = counts(
-            store,
-            "SELECT status, count(*) FROM runs GROUP BY status",
-            "counting runs",
-        )?;
+        let totals = store.totals()?;
+        let runs = totals.runs_by_status;
         registry.register(
             "airlock_runs",
             "Runs in the store, by status",
             labelled("status", runs),
         );
-        let denials = counts(
-            store,
-            "SELECT target, count(*) FROM events
-             WHERE kind = 'admission.check' AND decision = 'denied' GROUP BY target",
-            "counting admission denials",
-        )?;
+        let denials = totals.admission_denials_by_check;
         registry.register(
             "airlock_admission_denials",
             "Admission checks that denied a run, by check",
             labelled("check", denials),
         );
-        let approvals = counts(
-            store,
-            "SELECT status, count(*) FROM approvals GROUP BY status",
-            "counting approvals",
-        )?;
+        let approvals = totals.approvals_by_status;
         registry.register(
             "airlock_approvals",
             "Approval requests, by outcome",
@@ -132,23 +123,4 @@ fn labelled(label: &str, values: Vec<(String, i64)>) -> Labelled {
             .set(count);
     }
     family
-}
-
-fn counts(
-    store: &Store,
-    sql: &str,
-    action: &'static str,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    store
-        .with_conn(|conn| {
-            let mut stmt = conn.prepare(sql)?;
-            stmt.query_map([], |row| {
-                Ok((
-                    row.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    row.get::<_, i64>(1)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(StoreError::sqlite(action))
 }

@@ -38,10 +38,12 @@ use crate::admission::bindings::Bindings;
 use crate::admission::registry::Registry;
 use crate::config::classification::Classification;
 use crate::escalation::requests::{ApprovalRecord, Approvals};
-use crate::evidence::RunFilter;
+use crate::execution::outcome::{RunError, RunReport, RunStatus};
 use crate::execution::request::RunRequest;
-use crate::execution::runner::{RunError, RunReport, RunStatus, Runner};
+use crate::execution::runner::Runner;
 use crate::frontend::http::pool::{Refusal, RunPool};
+use crate::store::RunFilter;
+use crate::store::RunQueries;
 use crate::trust::access::{Permission, Principal, Role};
 use crate::trust::keys::TrustedKeys;
 use rmcp::model::{
@@ -535,7 +537,7 @@ impl ApprovalWatcher {
 
     /// Notes for the run's open requests that are new, changed status
     /// (escalated) or were last reported [`PROGRESS_HEARTBEAT`] ago.
-    fn check(&mut self, store: &crate::evidence::Store) -> Vec<Note> {
+    fn check(&mut self, store: &crate::store::Store) -> Vec<Note> {
         let open = match Approvals::new(store).list(true) {
             Ok(open) => open,
             Err(e) => {

@@ -13,7 +13,9 @@ pub mod replay;
 pub mod suggest;
 
 use crate::config::profile::{self, Profile, ProfileError};
-use crate::evidence::{RunFilter, RunRow, Store, StoreError};
+use crate::evidence::StoreError;
+use crate::store::RunQueries;
+use crate::store::{RunFilter, RunRow, Store};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 

@@ -6,7 +6,8 @@
 //! never a panic.
 
 use crate::escalation::requests::{ApprovalError, ApprovalRecord, ApprovalStatus};
-use crate::evidence::{Store, StoreError};
+use crate::evidence::StoreError;
+use crate::store::Store;
 use crate::store::approvals::{ApprovalRepo, ApprovalTransition};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -139,7 +140,7 @@ impl ApprovalRepo for Store {
                         )
                         .map_err(StoreError::sqlite("recording an approval decision"))?;
                     if changed == 1 {
-                        crate::evidence::control::append_in_tx(&tx, &control_key, control)?;
+                        crate::store::sqlite::control::append_in_tx(&tx, &control_key, control)?;
                     }
                     changed
                 }
@@ -327,7 +328,7 @@ mod tests {
     fn corrupt_rows_are_errors_not_panics() -> TestResult {
         let fx = Fixture::new()?;
         let r = fx.request(t0())?;
-        let conn = Connection::open(fx.home.path().join(crate::evidence::schema::DB_FILE))?;
+        let conn = Connection::open(fx.home.path().join(crate::store::DB_FILE))?;
         conn.execute(
             "UPDATE approvals SET status = 'yes', approvers = 'x' WHERE id = ?1",
             params![r.id],

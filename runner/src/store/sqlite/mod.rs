@@ -1,5 +1,149 @@
-//! The embedded backend: the store traits over the home's SQLite database
-//! ([`crate::evidence::Store`] opens it and owns its connections).
+//! The embedded backend: every store trait over the home's SQLite database
+//! (`home/airlock.db`). The only module that speaks SQL or imports
+//! `rusqlite`.
+//!
+//! One [`Store`] per open home: its own connection (queries, recovery,
+//! verification) behind a mutex, and one shared writer connection for runs
+//! ([`writer`]), so queries do not wait on runs' writes. Runs in progress
+//! belong to the process's [`lease`]. Every time is stored as RFC 3339 UTC
+//! text with microseconds (`evidence::chain::now_rfc3339`), fixed width, so
+//! text order is time order in every table.
+//!
+//! What it defends against:
+//! - **A second writer path.** Runs, recovery and every control change
+//!   write in `BEGIN IMMEDIATE` transactions (one writer at a time, waiting
+//!   up to [`schema::BUSY_TIMEOUT`]); the SQL for each table lives in one
+//!   module here.
+//! - **Rows that do not decode.** Stored values are read as [`Cell`]s or
+//!   checked types and never unwrapped; an edited row becomes
+//!   [`StoreError::Corrupt`] or a verification problem, never a panic.
 
 mod approvals;
+pub(crate) mod control;
+mod lease;
+mod recovery;
+mod report;
+mod runs;
+pub(crate) mod schema;
+mod snapshot;
+#[cfg(test)]
+mod tests;
 mod tokens;
+mod writer;
+
+use crate::config::files::{create_private_dir, sync_dir};
+use crate::evidence::StoreError;
+use crate::store::rows::Cell;
+use crate::trust::keys::RunnerKey;
+use lease::Lease;
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+use schema::{DB_FILE, migrate, open_connection};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use writer::Writer;
+
+/// Directory under the airlock home that held one lock file per run in
+/// progress before leases ([`lease`]); still checked for such runs.
+pub const RUNNING_DIR: &str = "running";
+
+/// The evidence database of one airlock home (`home/airlock.db`).
+///
+/// `Store` is `Send + Sync`; its own connection (for queries, recovery and
+/// verification) is behind a mutex. Runs write through one other connection
+/// and share the fsyncs of their seals ([`writer`]), so queries do
+/// not wait on runs' writes.
+#[derive(Debug)]
+pub struct Store {
+    home: PathBuf,
+    db_path: PathBuf,
+    conn: Mutex<Connection>,
+    writer: Arc<Writer>,
+    /// The runner key that signs control-log entries, loaded on first use.
+    control_key: std::sync::OnceLock<Arc<RunnerKey>>,
+    /// This process's lease on its runs, taken when the first run starts.
+    lease: Mutex<Option<Arc<Lease>>>,
+}
+
+impl Store {
+    /// Opens `home/airlock.db`, creating the home, the database and its
+    /// schema as needed (see [`schema`] for the connection settings).
+    pub fn open(home: &Path) -> Result<Store, StoreError> {
+        create_private_dir(home).map_err(StoreError::io(home))?;
+        let running = home.join(RUNNING_DIR);
+        create_private_dir(&running).map_err(StoreError::io(&running))?;
+        let db_path = home.join(DB_FILE);
+        let existed = db_path.exists();
+        let mut conn = open_connection(&db_path)?;
+        migrate(&mut conn, &db_path)?;
+        if !existed {
+            // Make the new database file's directory entry durable too.
+            sync_dir(home).map_err(StoreError::io(home))?;
+        }
+        Ok(Store {
+            home: home.to_owned(),
+            writer: Arc::new(Writer::new(db_path.clone())),
+            db_path,
+            conn: Mutex::new(conn),
+            control_key: std::sync::OnceLock::new(),
+            lease: Mutex::default(),
+        })
+    }
+
+    /// The runner key that signs the control log
+    /// ([`crate::evidence::control`]): the home's, created if there is none
+    /// yet (as the first run does).
+    pub(crate) fn control_key(&self) -> Result<Arc<RunnerKey>, StoreError> {
+        if let Some(key) = self.control_key.get() {
+            return Ok(Arc::clone(key));
+        }
+        let (key, _) = RunnerKey::load_or_init(&self.home).map_err(|e| StoreError::ControlKey {
+            reason: e.to_string(),
+        })?;
+        Ok(Arc::clone(self.control_key.get_or_init(|| Arc::new(key))))
+    }
+
+    /// The airlock home this store lives in.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the connection cannot leave it half-written:
+        // an open transaction rolls back when dropped.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` with the store's own connection.
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.conn())
+    }
+}
+
+impl StoreError {
+    /// Wraps a SQLite error with what we were doing and SQLite's reason in
+    /// plain words ([`schema::describe_sqlite_error`]).
+    pub(crate) fn sqlite(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| StoreError::Backend {
+            action,
+            reason: schema::describe_sqlite_error(&source),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// A stored value with its storage class, as verification reads it.
+fn cell(value: SqlValue) -> Cell {
+    match value {
+        SqlValue::Null => Cell::Null,
+        SqlValue::Integer(n) => Cell::Integer(n),
+        SqlValue::Real(x) => Cell::Real(x),
+        SqlValue::Text(s) => Cell::Text(s),
+        SqlValue::Blob(b) => Cell::Blob(b),
+    }
+}

@@ -2,8 +2,10 @@
 //! are signed into the control log in the same `BEGIN IMMEDIATE`
 //! transaction as the row.
 
-use crate::evidence::control::{ControlChange, append_in_tx, token_json};
-use crate::evidence::{Store, StoreError};
+use super::control::append_in_tx;
+use crate::evidence::StoreError;
+use crate::evidence::control::{ControlChange, token_json};
+use crate::store::Store;
 use crate::store::tokens::{TokenRepo, TokenRow};
 use crate::trust::access::AccessError;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
@@ -114,7 +116,7 @@ impl TokenRepo for Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::evidence::Store;
+    use crate::store::Store;
     use crate::trust::access::{ApiTokens, Role, TOKEN_PREFIX};
 
     #[test]

@@ -14,13 +14,16 @@ use airlock_host_api::detect::Detector;
 use airlock_host_api::evidence::{Capture, IoEvidence};
 use airlock_host_api::fs::{MountMode, SCRATCH_GUEST_PATH};
 use airlock_host_api::net::NetGrants;
-use airlock_host_api::net::policy::{AllowEntry, EgressRule, TcpRule};
+use airlock_host_api::net::policy::{EgressRule, TcpRule};
 use airlock_host_api::net::providers::ProviderRule;
 use airlock_host_api::net::resolve::{Resolver, parse_hosts};
-use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod raw;
+
+use raw::*;
 
 /// Largest linear memory a profile may grant (the engine reserves this much
 /// address space per memory slot; see `engine.rs`).
@@ -239,151 +242,6 @@ pub struct Profile {
     pub observe_allowed: bool,
     /// The file it was loaded from.
     pub source: PathBuf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProfile {
-    name: String,
-    category: String,
-    risk: String,
-    owner: String,
-    runbook: Option<String>,
-    limits: RawLimits,
-    #[serde(default)]
-    fs: RawFs,
-    #[serde(default)]
-    evidence: RawEvidence,
-    #[serde(default)]
-    net: RawNet,
-    #[serde(default)]
-    credentials: std::collections::BTreeMap<String, RawCredential>,
-    #[serde(default)]
-    providers: Vec<RawProvider>,
-    #[serde(default)]
-    admission: RawAdmission,
-    #[serde(default)]
-    retry: RawRetry,
-    #[serde(default)]
-    approval: Vec<RawApproval>,
-    #[serde(default)]
-    observe: RawObserve,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawObserve {
-    #[serde(default)]
-    allowed: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApproval {
-    when: String,
-    approvers: Vec<String>,
-    timeout: String,
-    escalate_to: String,
-    escalation_timeout: String,
-    runbook: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAdmission {
-    #[serde(default)]
-    tools: Vec<String>,
-    max_classification: Option<String>,
-    #[serde(default)]
-    detectors: Vec<String>,
-    on_detect: Option<String>,
-    #[serde(default)]
-    require: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRetry {
-    idempotency: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvider {
-    host: String,
-    models: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawNet {
-    #[serde(default)]
-    allow: Vec<AllowEntry>,
-    #[serde(default)]
-    tcp: Vec<String>,
-    timeout: Option<String>,
-    request_body: Option<String>,
-    response_body: Option<String>,
-    hosts: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCredential {
-    source: Option<String>,
-    inject: Option<RawInject>,
-    audience: Option<String>,
-    scopes: Option<Vec<String>>,
-    ttl: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawInject {
-    host: Option<String>,
-    url: Option<String>,
-    methods: Option<Vec<String>>,
-    header: String,
-    value: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawEvidence {
-    capture: Option<String>,
-    capture_limit: Option<String>,
-    io: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    fuel: i64,
-    memory: String,
-    timeout: String,
-    output: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawFs {
-    #[serde(default)]
-    mount: Vec<RawMount>,
-    scratch: Option<RawScratch>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMount {
-    host: String,
-    guest: String,
-    mode: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScratch {
-    size: String,
 }
 
 /// Reads and validates the profile at `path`.

@@ -1,7 +1,10 @@
 //! Tests of the evidence store: appending, sealing, recovery, and detection
 //! of tampering done with raw SQL on the database file.
 
-use super::*;
+use super::schema;
+use super::{Store, lease};
+use crate::evidence::*;
+use crate::store::{RunMeta, RunQueries, RunStore};
 use crate::trust::keys::{RunnerKey, TrustedKeys};
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink};
 use rusqlite::{Connection, params};
@@ -302,7 +305,7 @@ fn deletion_with_renumbering_is_reported() -> TestResult {
 fn rehash(fx: &Fixture, run_id: &str, seqs: &[u64]) -> TestResult {
     let raw = fx.raw()?;
     for &seq in seqs {
-        let rows = store::load_raw_events(&raw, run_id)?;
+        let rows = super::runs::load_raw_events(&raw, run_id)?;
         let row = rows
             .iter()
             .find(|r| r.seq() == Some(seq))

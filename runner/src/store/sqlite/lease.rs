@@ -107,7 +107,7 @@ impl Lease {
         )
         .map_err(StoreError::io(&path))?;
         let id = id.hyphenated().to_string();
-        let now = super::chain::now_rfc3339();
+        let now = crate::evidence::chain::now_rfc3339();
         let inserted = writer.write(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -172,7 +172,9 @@ impl Lease {
             return Ok(());
         }
         conn.prepare_cached("UPDATE leases SET renewed_at = ?2 WHERE id = ?1")
-            .and_then(|mut stmt| stmt.execute(params![self.id, super::chain::now_rfc3339()]))
+            .and_then(|mut stmt| {
+                stmt.execute(params![self.id, crate::evidence::chain::now_rfc3339()])
+            })
             .map_err(StoreError::sqlite("renewing the lease"))?;
         *renewed = Instant::now();
         Ok(())
