@@ -18,7 +18,9 @@
 //! host call, never as an unrecorded one. See ARCHITECTURE.md.
 
 pub mod approvals;
+pub mod bindings;
 pub mod sqlite;
 pub mod tokens;
+pub mod tools;
 
 pub use approvals::{ApprovalRepo, ApprovalTransition};
