@@ -15,12 +15,13 @@
 //! before anything is instantiated; every check is evaluated, so the
 //! refusal lists all of them.
 //!
-//! Submodules: [`registry`] (registered tools and the `admission.tools`
-//! allowlist), [`ownership`] (who may replace or remove a registered
+//! Submodules: [`registry`] (registered tools), [`allowlist`] (the
+//! `admission.tools` grammar and decision), [`ownership`] (who may replace or remove a registered
 //! tool), [`bindings`] (which profile governs each registered tool),
 //! [`signing`] (Ed25519 tool signatures), [`idempotency`] (recognising
 //! retries).
 
+pub mod allowlist;
 pub mod bindings;
 pub mod idempotency;
 pub mod ownership;
@@ -107,7 +108,7 @@ pub fn admit(
     }
     let world = tool.world.wit_name();
     checks.push(
-        match crate::admission::registry::tool_allowed(
+        match crate::admission::allowlist::tool_allowed(
             &policy.tools,
             &tool.digest,
             request.signer.as_deref(),

@@ -1,14 +1,17 @@
-//! The tool registry (`airlock tools add|list|show|remove`) and the
-//! admission rule that names tools by digest or signer (`admission.tools`).
+//! The tool registry (`airlock tools add|list|show|remove`).
 //!
-//! A registered tool is a row of the store's `tools` table (name, digest,
-//! world, description, input schema, signer and signature) plus its
-//! component bytes in `home/tools/<digest hex>.wasm`, content-addressed, so
-//! two names for the same build share one file.
+//! A registered tool is a row (name, digest, world, description, input
+//! schema, signer, signature, owner) plus its component bytes,
+//! content-addressed, so two names for the same build share one copy; a
+//! [`ToolRepo`] keeps both (the SQLite backend: the `tools` table and
+//! `home/tools/<digest hex>.wasm`). Every rule about them is made here, so
+//! it holds whichever backend keeps them: who may change a name, what a
+//! row must look like to be believed, and the check of every component
+//! read back against its digest and signature.
 //!
 //! What it defends against:
-//! - **A registered component modified on disk.** [`Registry::load`] and
-//!   [`Registry::get`] re-hash the stored file and refuse it
+//! - **A registered component modified in the store.** [`Registry::load`]
+//!   and [`Registry::get`] re-hash the stored bytes and refuse them
 //!   ([`RegistryError::Tampered`]) unless it still has the registered
 //!   digest. [`Registry::load`] returns the very bytes it hashed, so the run
 //!   executes what was checked, not whatever the path holds a moment later.
@@ -17,39 +20,30 @@
 //!   component bytes on every read and must name the same signer, so an
 //!   attacker who can edit `airlock.db` cannot make an unsigned tool pass a
 //!   `signer:` allowlist entry. A stored digest must be `sha256:` and 64
-//!   lowercase hex digits before it names a file, so an edited row cannot
-//!   point the registry at another path.
+//!   lowercase hex digits before it names a component, so an edited row
+//!   cannot point the registry at another path.
 //! - **Silently replacing a tool.** Adding a name that is registered with a
 //!   different digest is refused unless the caller asks to replace it.
 //! - **Another submitter's tool replaced or removed.** Every row records its
 //!   owner, and only the owner or an admin may change or remove it (see
 //!   [`crate::admission::ownership`]); the owner is in the signed control
 //!   log too, so an edited `owner` column is reported by `runs verify`.
-//! - **Half-written components.** Bytes go to a temporary file that is synced
-//!   and renamed into place, so a reader sees either the whole component or
-//!   none.
 //! - **Signatures that do not match.** A signature is verified against the
 //!   bytes before it is stored; a bad one is refused, not recorded.
-//!
-//! The admission decision itself is the pure [`tool_allowed`]; profiles
-//! validate their entries with [`parse_allow_entry`].
 
 use crate::admission::ownership::Actor;
-use crate::admission::signing::{
-    self, SigningError, ToolSignature, digest_of, is_key_id, parse_digest,
-};
+use crate::admission::signing::{self, SigningError, ToolSignature, digest_of, parse_digest};
 use crate::evidence::StoreError;
-use crate::store::Store;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use crate::evidence::chain::now_rfc3339;
+use crate::evidence::control::ControlChange;
+use crate::store::bindings::BindingChange;
+use crate::store::tools::{
+    ComponentError, ExistingTool, ToolHold, ToolRemoval, ToolRepo, ToolRow, ToolWrite,
+    UnreadableTool,
+};
 use serde::{Serialize, Serializer};
-use std::fmt;
-use std::fs::{self, File};
-use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
-/// Directory under the airlock home holding registered components.
-pub const TOOLS_DIR: &str = "tools";
+use std::io;
+use std::path::PathBuf;
 
 /// Longest tool name: short enough to type and to show in `tools list`.
 pub const MAX_NAME_LEN: usize = 64;
@@ -63,18 +57,8 @@ pub const MAX_DESCRIPTION_BYTES: usize = 16 * 1024;
 /// [`MAX_DESCRIPTION_BYTES`]).
 pub const MAX_INPUT_SCHEMA_BYTES: usize = 1024 * 1024;
 
-/// What [`tool_allowed`] returns when a profile lists no tools.
-pub const EMPTY_ALLOWLIST_RULE: &str = "admission.tools is empty: any tool is admitted";
-
 /// The worlds a registered tool may implement.
 pub const WORLDS: &[&str] = &["tool", "command"];
-
-/// Mode of stored components: readable, never writable by others.
-const COMPONENT_MODE: u32 = 0o644;
-
-/// Columns read for a [`ToolRecord`], in [`decode_row`]'s order.
-const COLUMNS: &str =
-    "name, digest, world, description, input_schema, signer, signature, size, added_at, owner";
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -254,28 +238,22 @@ pub struct ToolRecord {
 }
 
 /// The tool registry of one airlock home.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Registry<'a> {
-    store: &'a Store,
+    repo: &'a dyn ToolRepo,
 }
 
 impl<'a> Registry<'a> {
-    /// The registry kept in `store` (table `tools`) and beside it
-    /// (`home/tools/`).
-    pub fn new(store: &'a Store) -> Registry<'a> {
-        Registry { store }
+    /// The registry kept in `repo` (rows and component bytes).
+    pub fn new(repo: &'a dyn ToolRepo) -> Registry<'a> {
+        Registry { repo }
     }
 
-    /// Where registered components live: `home/tools/`.
-    pub fn dir(&self) -> PathBuf {
-        self.store.home().join(TOOLS_DIR)
-    }
-
-    /// Where `record`'s component is stored: `home/tools/<digest hex>.wasm`.
-    /// Only hex digits of the digest are used, so no record can name a file
-    /// outside the directory.
+    /// Where `record`'s component is stored (for the SQLite backend,
+    /// `home/tools/<digest hex>.wasm`). Only hex digits of the digest are
+    /// used, so no record can name a file outside the directory.
     pub fn wasm_path(&self, record: &ToolRecord) -> PathBuf {
-        component_path(&self.dir(), &record.digest)
+        self.repo.component_location(&record.digest)
     }
 
     /// Registers `wasm` under `entry.name`, after checking the name, that
@@ -288,23 +266,22 @@ impl<'a> Registry<'a> {
     ///   its `added_at`; its metadata is updated from `entry`, and a stored
     ///   signature is kept unless `entry` brings one.
     /// - The same name with another digest is [`RegistryError::NameTaken`]
-    ///   unless `entry.replace`; replacing removes the old component file if
-    ///   no other name uses it.
+    ///   unless `entry.replace`; replacing removes the old component if no
+    ///   other name uses it.
     /// - Any change to a registered name is [`RegistryError::NotOwner`]
     ///   unless `entry.by` owns it or is an admin; the owner stays (a tool
     ///   that had none becomes the admin's).
     /// - Every change is a `tool.add` control-log entry in the same
     ///   transaction, with who made it.
     ///
-    /// The component file is (re)written every time, which also repairs a
+    /// The component is (re)written every time, which also repairs a
     /// tampered or missing one.
     pub fn add(&self, entry: NewTool, wasm: &[u8]) -> Result<ToolRecord, RegistryError> {
         check_name(&entry.name)?;
-        let name = entry.name.clone();
         let actual = digest_of(wasm);
         if entry.digest != actual {
             return Err(RegistryError::DigestMismatch {
-                name,
+                name: entry.name,
                 given: entry.digest,
                 actual,
             });
@@ -312,131 +289,16 @@ impl<'a> Registry<'a> {
         check_entry(&entry)?;
         if let Some(sig) = &entry.signature {
             signing::verify(sig, wasm).map_err(|source| RegistryError::Signature {
-                name: name.clone(),
+                name: entry.name.clone(),
                 source,
             })?;
         }
-
-        let dir = self.dir();
-        create_dir(&dir)?;
-        let final_path = component_path(&dir, &actual);
-        // The slow part (writing and syncing the bytes) happens before we
-        // take the database's write lock, which evidence writers share.
-        let temp = write_temp(&dir, wasm)?;
         let size = u64::try_from(wasm.len()).unwrap_or(u64::MAX);
-
-        let record = self.store.with_conn(|conn| {
-            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
-                .map_err(StoreError::sqlite("starting to register a tool"))?;
-            let existing = match select(&tx, &name)? {
-                None => None,
-                Some(row) => match row {
-                    Ok(record) => Some(record),
-                    // An unreadable row may only be overwritten on request.
-                    Err(_) if entry.replace => None,
-                    Err(reason) => {
-                        return Err(RegistryError::Corrupt {
-                            name: name.clone(),
-                            reason,
-                        });
-                    }
-                },
-            };
-            let old = select_lenient(&tx, &name)?;
-            let as_admin = match &old {
-                Some((_, owner)) => entry.by.may_change(owner.as_deref()).map_err(|refusal| {
-                    RegistryError::NotOwner {
-                        name: name.clone(),
-                        refusal,
-                    }
-                })?,
-                None => false,
-            };
-            let owner = match &old {
-                Some((_, Some(owner))) => owner.clone(),
-                _ => entry.by.id.clone(),
-            };
-            let (added_at, signature) = match &existing {
-                Some(old) if old.digest == actual => (
-                    old.added_at.clone(),
-                    entry.signature.clone().or_else(|| old.signature.clone()),
-                ),
-                Some(old) if !entry.replace => {
-                    return Err(RegistryError::NameTaken {
-                        name: name.clone(),
-                        existing: old.digest.clone(),
-                        new: actual.clone(),
-                    });
-                }
-                _ => (now(), entry.signature.clone()),
-            };
-            let record = ToolRecord {
-                name: name.clone(),
-                digest: actual.clone(),
-                world: entry.world.clone(),
-                description: entry.description.clone(),
-                input_schema: entry.input_schema.clone(),
-                signer: signature.as_ref().map(|s| s.signer.clone()),
-                signature,
-                size,
-                added_at,
-                owner: Some(owner),
-            };
-
-            // Under the write lock, so a concurrent `remove` of the last
-            // name using this file cannot delete it between our rename and
-            // our insert.
-            temp.persist(&final_path).map_err(|e| RegistryError::Io {
-                path: final_path.clone(),
-                source: e.error,
+        let record = self
+            .repo
+            .add_tool(&actual, wasm, &entry.name, &mut |existing| {
+                judge_add(&entry, &actual, size, existing)
             })?;
-            let size_sql = i64::try_from(record.size).map_err(|_| RegistryError::InvalidEntry {
-                name: name.clone(),
-                field: "size",
-                reason: "the component is too large to register".to_owned(),
-            })?;
-            tx.execute(
-                "INSERT INTO tools (name, digest, world, description, input_schema, signer, signature, size, added_at, owner)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT(name) DO UPDATE SET
-                    digest = excluded.digest, world = excluded.world,
-                    description = excluded.description, input_schema = excluded.input_schema,
-                    signer = excluded.signer, signature = excluded.signature,
-                    size = excluded.size, added_at = excluded.added_at, owner = excluded.owner",
-                params![
-                    record.name,
-                    record.digest,
-                    record.world,
-                    record.description,
-                    record.input_schema,
-                    record.signer,
-                    record.signature.as_ref().map(ToolSignature::to_json),
-                    size_sql,
-                    record.added_at,
-                    record.owner,
-                ],
-            )
-            .map_err(StoreError::sqlite("registering a tool"))?;
-            let mut fields = serde_json::json!({
-                "digest": record.digest, "signer": record.signer, "owner": record.owner,
-            });
-            if as_admin {
-                fields["as_admin"] = true.into();
-            }
-            crate::store::sqlite::control::append_in_tx(
-                &tx,
-                &*self.store.control_key()?,
-                crate::evidence::control::ControlChange::new("tool.add", record.name.clone(), fields)
-                    .by(&entry.by.id),
-            )?;
-            if let Some((old, _)) = old.filter(|(old, _)| *old != actual) {
-                remove_if_unreferenced(&tx, &dir, &old)?;
-            }
-            tx.commit()
-                .map_err(StoreError::sqlite("committing the tool registration"))?;
-            Ok(record)
-        })?;
-        sync_dir(&dir)?;
         tracing::info!(tool = %record.name, digest = %record.digest, signer = ?record.signer, by = %entry.by, "registered tool");
         Ok(record)
     }
@@ -454,61 +316,36 @@ impl<'a> Registry<'a> {
     /// [`Self::wasm_path`], which may have changed since.
     pub fn load(&self, name: &str) -> Result<(ToolRecord, Vec<u8>), RegistryError> {
         check_name(name)?;
-        let row = self.store.with_conn(|conn| select(conn, name))?;
-        let record = match row {
+        let record = match self.repo.tool(name)? {
             None => {
                 return Err(RegistryError::NotFound {
                     name: name.to_owned(),
                 });
             }
-            Some(Ok(record)) => record,
-            Some(Err(reason)) => {
-                return Err(RegistryError::Corrupt {
-                    name: name.to_owned(),
-                    reason,
-                });
-            }
+            Some(row) => decode(row).map_err(|reason| RegistryError::Corrupt {
+                name: name.to_owned(),
+                reason,
+            })?,
         };
-        let (bytes, check) = self.read_checked(&record)?;
-        if let BytesCheck::Hashed(stamp) = check {
-            if let Some(sig) = &record.signature {
-                signing::verify(sig, &bytes).map_err(|source| RegistryError::StoredSignature {
-                    name: record.name.clone(),
-                    source,
-                })?;
-            }
-            if let Some(stamp) = stamp {
-                verified::remember(self.wasm_path(&record), stamp, &record);
-            }
-        }
+        let bytes = self.read_checked(&record)?;
         Ok((record, bytes))
     }
 
     /// Every registered tool, by name. Rows are decoded and checked for form
-    /// (an unreadable one is [`RegistryError::Corrupt`]), but component files
+    /// (an unreadable one is [`RegistryError::Corrupt`]), but components
     /// are not re-hashed; [`Self::get`] does that.
     pub fn list(&self) -> Result<Vec<ToolRecord>, RegistryError> {
-        self.store.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare(&format!("SELECT {COLUMNS} FROM tools ORDER BY name"))
-                .map_err(StoreError::sqlite("listing tools"))?;
-            let mut rows = stmt
-                .query([])
-                .map_err(StoreError::sqlite("listing tools"))?;
-            let mut records = Vec::new();
-            while let Some(row) = rows.next().map_err(StoreError::sqlite("listing tools"))? {
-                match decode_row(row) {
-                    Ok(record) => records.push(record),
-                    Err(reason) => {
-                        let name = row
-                            .get::<_, String>(0)
-                            .unwrap_or_else(|_| "(unreadable name)".to_owned());
-                        return Err(RegistryError::Corrupt { name, reason });
-                    }
-                }
-            }
-            Ok(records)
-        })
+        self.repo
+            .tools()?
+            .into_iter()
+            .map(|row| {
+                let name = match &row {
+                    Ok(row) => row.name.clone(),
+                    Err(unreadable) => unreadable.name.clone(),
+                };
+                decode(row).map_err(|reason| RegistryError::Corrupt { name, reason })
+            })
+            .collect()
     }
 
     /// Checks, without changing anything, that `by` may register `name`:
@@ -517,115 +354,166 @@ impl<'a> Registry<'a> {
     /// checks again under the write lock.
     pub fn check_may_add(&self, name: &str, by: &Actor) -> Result<(), RegistryError> {
         check_name(name)?;
-        let Some((_, owner)) = self.store.with_conn(|conn| select_lenient(conn, name))? else {
-            return Ok(());
-        };
-        by.may_change(owner.as_deref())
-            .map(drop)
-            .map_err(|refusal| RegistryError::NotOwner {
-                name: name.to_owned(),
-                refusal,
-            })
+        match self.repo.tool_hold(name)? {
+            None => Ok(()),
+            Some(hold) => may_change(name, by, &hold).map(drop),
+        }
     }
 
     /// Unregisters `name`, if `by` owns it or is an admin, and returns the
     /// digest it named. Its binding, if any, is removed with it, so adding
-    /// the name again does not bring back an old policy. The component
-    /// file is deleted when no other name uses it. Works on unreadable rows
-    /// too, so an edited entry can be cleared.
+    /// the name again does not bring back an old policy. The component is
+    /// deleted when no other name uses it. Works on unreadable rows too, so
+    /// an edited entry can be cleared.
     pub fn remove(&self, name: &str, by: &Actor) -> Result<String, RegistryError> {
         check_name(name)?;
-        let dir = self.dir();
-        self.store.with_conn(|conn| {
-            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
-                .map_err(StoreError::sqlite("starting to remove a tool"))?;
-            let Some((digest, owner)) = select_lenient(&tx, name)? else {
-                return Err(RegistryError::NotFound {
-                    name: name.to_owned(),
-                });
-            };
-            let as_admin =
-                by.may_change(owner.as_deref())
-                    .map_err(|refusal| RegistryError::NotOwner {
-                        name: name.to_owned(),
-                        refusal,
-                    })?;
-            tx.execute("DELETE FROM tools WHERE name = ?1", params![name])
-                .map_err(StoreError::sqlite("removing a tool"))?;
-            let key = self.store.control_key()?;
-            let mut fields = serde_json::json!({"digest": digest, "owner": owner});
+        let removed = self.repo.remove_tool(name, &mut |hold| {
+            let as_admin = may_change(name, by, hold)?;
+            let mut fields = serde_json::json!({"digest": hold.digest, "owner": hold.owner});
             if as_admin {
                 fields["as_admin"] = true.into();
             }
-            crate::store::sqlite::control::append_in_tx(
-                &tx,
-                &key,
-                crate::evidence::control::ControlChange::new("tool.remove", name, fields)
-                    .by(&by.id),
-            )?;
-            crate::admission::bindings::unbind_in_tx(&tx, &key, name, &by.id)?;
-            remove_if_unreferenced(&tx, &dir, &digest)?;
-            tx.commit()
-                .map_err(StoreError::sqlite("committing the tool removal"))?;
-            tracing::info!(tool = %name, digest = %digest, "removed tool");
-            Ok(digest)
-        })
+            Ok(ToolRemoval {
+                control: ControlChange::new("tool.remove", name, fields).by(&by.id),
+                unbinding: BindingChange {
+                    tool: name.to_owned(),
+                    profile: None,
+                    by: by.id.clone(),
+                    at: now_rfc3339(),
+                },
+            })
+        })?;
+        tracing::info!(tool = %name, digest = %removed.digest, "removed tool");
+        Ok(removed.digest)
     }
 
-    /// Reads `record`'s component and checks its type, size and digest,
-    /// refusing a file that is no longer what was registered. The bytes are
-    /// hashed unless this process already checked this very file against
-    /// this record (see [`verified`]).
-    fn read_checked(&self, record: &ToolRecord) -> Result<(Vec<u8>, BytesCheck), RegistryError> {
-        let path = self.wasm_path(record);
+    /// Reads `record`'s component and checks its size and digest, refusing
+    /// bytes that are no longer what was registered, and its signature if
+    /// it has one. The bytes are hashed unless this process already checked
+    /// this very version of them against this record (see [`verified`]).
+    fn read_checked(&self, record: &ToolRecord) -> Result<Vec<u8>, RegistryError> {
+        let location = self.wasm_path(record);
         let tampered = |detail: String| RegistryError::Tampered {
             name: record.name.clone(),
-            path: path.clone(),
+            path: location.clone(),
             digest: record.digest.clone(),
             detail,
         };
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let stored = match self.repo.component(&record.digest, record.size) {
+            Ok(stored) => stored,
+            Err(ComponentError::Missing { location }) => {
                 return Err(RegistryError::FileMissing {
                     name: record.name.clone(),
-                    path,
+                    path: location,
                 });
             }
-            Err(source) => return Err(RegistryError::Io { path, source }),
+            Err(ComponentError::Changed { detail, .. }) => return Err(tampered(detail)),
+            Err(ComponentError::Io { location, source }) => {
+                return Err(RegistryError::Io {
+                    path: location,
+                    source,
+                });
+            }
         };
-        let meta = file.metadata().map_err(io_err(&path))?;
-        if !meta.is_file() {
-            return Err(tampered("it is not a regular file".to_owned()));
+        if let Some(version) = &stored.version
+            && verified::is_known(&location, version, record)
+        {
+            return Ok(stored.bytes);
         }
-        if meta.len() != record.size {
-            return Err(tampered(format!(
-                "it is {} bytes, the registered component {}",
-                meta.len(),
-                record.size
-            )));
-        }
-        let before = verified::FileStamp::of(&meta);
-        let mut bytes = Vec::new();
-        // Never more than the registered size (+1 to notice growth), even if
-        // the file grows while we read.
-        (&file)
-            .take(record.size.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(io_err(&path))?;
-        let after = verified::FileStamp::of(&file.metadata().map_err(io_err(&path))?);
-        if before == after && verified::is_known(&path, &after, record) {
-            return Ok((bytes, BytesCheck::Remembered));
-        }
-        let actual = digest_of(&bytes);
+        let actual = digest_of(&stored.bytes);
         if actual != record.digest {
             return Err(tampered(format!("its digest is now {actual}")));
         }
-        Ok((
-            bytes,
-            BytesCheck::Hashed((before == after).then_some(after)),
-        ))
+        if let Some(sig) = &record.signature {
+            signing::verify(sig, &stored.bytes).map_err(|source| {
+                RegistryError::StoredSignature {
+                    name: record.name.clone(),
+                    source,
+                }
+            })?;
+        }
+        if let Some(version) = stored.version {
+            verified::remember(location, version, record);
+        }
+        Ok(stored.bytes)
     }
+}
+
+/// Decides what `entry` writes over what its name holds (`existing`):
+/// refuses a caller who neither owns the name nor administers, a new
+/// digest without `replace`, an unreadable row without `replace`; keeps
+/// the owner, and `added_at` and a stored signature for the same digest.
+fn judge_add(
+    entry: &NewTool,
+    digest: &str,
+    size: u64,
+    existing: Option<&ExistingTool>,
+) -> Result<ToolWrite, RegistryError> {
+    let name = &entry.name;
+    let current = match existing.map(|e| decode(e.row.clone())) {
+        None => None,
+        Some(Ok(record)) => Some(record),
+        // An unreadable row may only be overwritten on request.
+        Some(Err(_)) if entry.replace => None,
+        Some(Err(reason)) => {
+            return Err(RegistryError::Corrupt {
+                name: name.clone(),
+                reason,
+            });
+        }
+    };
+    let hold = existing.map(|e| &e.hold);
+    let as_admin = match hold {
+        Some(hold) => may_change(name, &entry.by, hold)?,
+        None => false,
+    };
+    let owner = hold
+        .and_then(|hold| hold.owner.clone())
+        .unwrap_or_else(|| entry.by.id.clone());
+    let (added_at, signature) = match &current {
+        Some(old) if old.digest == digest => (
+            old.added_at.clone(),
+            entry.signature.clone().or_else(|| old.signature.clone()),
+        ),
+        Some(old) if !entry.replace => {
+            return Err(RegistryError::NameTaken {
+                name: name.clone(),
+                existing: old.digest.clone(),
+                new: digest.to_owned(),
+            });
+        }
+        _ => (now_rfc3339(), entry.signature.clone()),
+    };
+    let record = ToolRecord {
+        name: name.clone(),
+        digest: digest.to_owned(),
+        world: entry.world.clone(),
+        description: entry.description.clone(),
+        input_schema: entry.input_schema.clone(),
+        signer: signature.as_ref().map(|s| s.signer.clone()),
+        signature,
+        size,
+        added_at,
+        owner: Some(owner),
+    };
+    let mut fields = serde_json::json!({
+        "digest": record.digest, "signer": record.signer, "owner": record.owner,
+    });
+    if as_admin {
+        fields["as_admin"] = true.into();
+    }
+    let control = ControlChange::new("tool.add", name.as_str(), fields).by(&entry.by.id);
+    Ok(ToolWrite { record, control })
+}
+
+/// Whether `by` may change `name`, which `hold` says who owns; `Ok(true)`
+/// when only as an admin.
+fn may_change(name: &str, by: &Actor, hold: &ToolHold) -> Result<bool, RegistryError> {
+    by.may_change(hold.owner.as_deref())
+        .map_err(|refusal| RegistryError::NotOwner {
+            name: name.to_owned(),
+            refusal,
+        })
 }
 
 /// Checks a tool name: 1 to [`MAX_NAME_LEN`] characters from `a-z0-9._-`,
@@ -644,97 +532,6 @@ pub fn check_name(name: &str) -> Result<(), RegistryError> {
             name: name.to_owned(),
         })
     }
-}
-
-/// One parsed `admission.tools` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllowEntry {
-    /// `sha256:<64 hex>`: exactly this component (hex normalized to lowercase).
-    Digest(String),
-    /// `signer:ed25519:<16 hex>`: any component with a verified signature by
-    /// this key (the key id, hex normalized to lowercase).
-    Signer(String),
-}
-
-impl fmt::Display for AllowEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AllowEntry::Digest(digest) => f.write_str(digest),
-            AllowEntry::Signer(key_id) => write!(f, "signer:{key_id}"),
-        }
-    }
-}
-
-/// Parses one `admission.tools` entry: `"sha256:<64 hex digits>"` or
-/// `"signer:ed25519:<16 hex digits>"` (hex in either case). The error names
-/// both accepted forms.
-pub fn parse_allow_entry(entry: &str) -> Result<AllowEntry, String> {
-    let refuse = |why: &str| {
-        format!(
-            "{entry:?} is not a tool allowlist entry ({why}; use \"sha256:<64 hex digits>\" for one build, or \"signer:ed25519:<16 hex digits>\" for every build signed by that key, as `airlock sign` prints it)"
-        )
-    };
-    let lower = entry.to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("sha256:") {
-        if parse_digest(&lower).is_some() {
-            return Ok(AllowEntry::Digest(lower));
-        }
-        return Err(refuse(&format!(
-            "a digest is 64 hex digits, this has {} characters",
-            rest.len()
-        )));
-    }
-    if let Some(key_id) = lower.strip_prefix("signer:") {
-        if is_key_id(key_id) {
-            return Ok(AllowEntry::Signer(key_id.to_owned()));
-        }
-        return Err(refuse("a signer is \"ed25519:\" and 16 hex digits"));
-    }
-    if lower.starts_with("ed25519:") {
-        return Err(refuse("a key id needs the \"signer:\" prefix"));
-    }
-    Err(refuse("unknown form"))
-}
-
-/// Decides whether a tool may run under a profile's `admission.tools`.
-///
-/// `digest` is the component's `sha256:<hex>`; `signer` is the key id of a
-/// signature that **has been verified against these exact bytes**
-/// ([`signing::verify`], or a record from [`Registry::load`]) — never a
-/// claim taken from a request or an unverified file.
-///
-/// Returns the matching entry as written (or [`EMPTY_ALLOWLIST_RULE`] when the
-/// list is empty, which admits any tool), or the refusal: the rule, the
-/// tool, and what would admit it. Entries that do not parse match nothing
-/// (profile validation reports them with [`parse_allow_entry`]).
-pub fn tool_allowed(
-    allowlist: &[String],
-    digest: &str,
-    signer: Option<&str>,
-) -> Result<String, String> {
-    if allowlist.is_empty() {
-        return Ok(EMPTY_ALLOWLIST_RULE.to_owned());
-    }
-    let digest_lower = digest.to_ascii_lowercase();
-    let signer_lower = signer.map(str::to_ascii_lowercase);
-    for entry in allowlist {
-        let matched = match parse_allow_entry(entry) {
-            Ok(AllowEntry::Digest(d)) => d == digest_lower,
-            Ok(AllowEntry::Signer(s)) => signer_lower.as_deref() == Some(s.as_str()),
-            Err(_) => false,
-        };
-        if matched {
-            return Ok(entry.clone());
-        }
-    }
-    Err(match signer {
-        None => format!(
-            "admission.tools: tool {digest} is not listed, and it is unsigned, so no signer: entry can admit it (list \"{digest}\", or sign the tool with a listed key and add it with --signature)"
-        ),
-        Some(signer) => format!(
-            "admission.tools: tool {digest} is not listed, and neither is its signer {signer} (list \"{digest}\" or \"signer:{signer}\" if you trust it)"
-        ),
-    })
 }
 
 fn check_entry(entry: &NewTool) -> Result<(), RegistryError> {
@@ -776,61 +573,13 @@ fn check_entry(entry: &NewTool) -> Result<(), RegistryError> {
     Ok(())
 }
 
-/// The row for `name`: `None` if there is none, `Some(Err(reason))` if it
-/// cannot be decoded.
-fn select(
-    conn: &Connection,
-    name: &str,
-) -> Result<Option<Result<ToolRecord, String>>, RegistryError> {
-    let mut stmt = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM tools WHERE name = ?1"))
-        .map_err(StoreError::sqlite("reading a tool"))?;
-    let row = stmt
-        .query_row(params![name], |row| Ok(decode_row(row)))
-        .optional()
-        .map_err(StoreError::sqlite("reading a tool"))?;
-    Ok(row)
-}
-
-/// The digest and owner stored for `name`, read leniently (any text), or
-/// `None` if there is no such row.
-fn select_lenient(
-    conn: &Connection,
-    name: &str,
-) -> Result<Option<(String, Option<String>)>, RegistryError> {
-    let row = conn
-        .query_row(
-            "SELECT CAST(digest AS TEXT), CAST(owner AS TEXT) FROM tools WHERE name = ?1",
-            params![name],
-            |row| {
-                Ok((
-                    row.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    row.get::<_, Option<String>>(1)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(StoreError::sqlite("reading a tool"))?;
-    Ok(row)
-}
-
-/// Decodes a row selected with [`COLUMNS`], checking every value's form and
-/// that the signer column agrees with the stored signature.
-fn decode_row(row: &rusqlite::Row<'_>) -> Result<ToolRecord, String> {
-    let column = |e: rusqlite::Error| format!("a column has the wrong type ({e})");
-    let name: String = row.get(0).map_err(column)?;
-    let digest: String = row.get(1).map_err(column)?;
-    let world: String = row.get(2).map_err(column)?;
-    let description: Option<String> = row.get(3).map_err(column)?;
-    let input_schema: Option<String> = row.get(4).map_err(column)?;
-    let signer: Option<String> = row.get(5).map_err(column)?;
-    let signature_json: Option<String> = row.get(6).map_err(column)?;
-    let size: i64 = row.get(7).map_err(column)?;
-    let added_at: String = row.get(8).map_err(column)?;
-    let owner: Option<String> = row.get(9).map_err(column)?;
-
-    check_name(&name).map_err(|e| e.to_string())?;
-    if parse_digest(&digest).is_none() {
+/// Decodes a stored row, checking every value's form and that the signer
+/// column agrees with the stored signature.
+fn decode(row: Result<ToolRow, UnreadableTool>) -> Result<ToolRecord, String> {
+    let row = row.map_err(|unreadable| unreadable.reason)?;
+    let (digest, world, signer) = (&row.digest, &row.world, &row.signer);
+    check_name(&row.name).map_err(|e| e.to_string())?;
+    if parse_digest(digest).is_none() {
         return Err(format!(
             "digest {digest:?} is not \"sha256:\" and 64 lowercase hex digits"
         ));
@@ -841,9 +590,11 @@ fn decode_row(row: &rusqlite::Row<'_>) -> Result<ToolRecord, String> {
             WORLDS.join(", ")
         ));
     }
-    let size = u64::try_from(size).map_err(|_| format!("size {size} is negative"))?;
-    let signature = signature_json
-        .map(|json| ToolSignature::from_json(&json))
+    let size = u64::try_from(row.size).map_err(|_| format!("size {} is negative", row.size))?;
+    let signature = row
+        .signature
+        .as_deref()
+        .map(ToolSignature::from_json)
         .transpose()
         .map_err(|e| format!("the stored signature: {e}"))?;
     let signed_by = signature.as_ref().map(|s| s.signer.as_str());
@@ -855,7 +606,7 @@ fn decode_row(row: &rusqlite::Row<'_>) -> Result<ToolRecord, String> {
         ));
     }
     if let Some(sig) = &signature
-        && sig.digest != digest
+        && sig.digest != *digest
     {
         return Err(format!(
             "the stored signature is for {}, not the registered {digest}",
@@ -863,94 +614,17 @@ fn decode_row(row: &rusqlite::Row<'_>) -> Result<ToolRecord, String> {
         ));
     }
     Ok(ToolRecord {
-        name,
-        digest,
-        world,
-        description,
-        input_schema,
-        signer,
+        signer: row.signer,
         signature,
         size,
-        added_at,
-        owner,
+        name: row.name,
+        digest: row.digest,
+        world: row.world,
+        description: row.description,
+        input_schema: row.input_schema,
+        added_at: row.added_at,
+        owner: row.owner,
     })
-}
-
-/// Deletes `digest`'s component file if no row names it any more. Runs in
-/// the caller's write transaction so no concurrent `add` can be relying on it.
-fn remove_if_unreferenced(
-    tx: &Transaction<'_>,
-    dir: &Path,
-    digest: &str,
-) -> Result<(), RegistryError> {
-    if parse_digest(digest).is_none() {
-        return Ok(()); // an edited row never names a file
-    }
-    let users: i64 = tx
-        .query_row(
-            "SELECT COUNT(*) FROM tools WHERE digest = ?1",
-            params![digest],
-            |row| row.get(0),
-        )
-        .map_err(StoreError::sqlite("counting a component's users"))?;
-    if users > 0 {
-        return Ok(());
-    }
-    let path = component_path(dir, digest);
-    match fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(RegistryError::Io { path, source }),
-    }
-}
-
-/// `dir/<hex>.wasm`, keeping only the hex digits of `digest` so the result
-/// is always a plain file name inside `dir`.
-fn component_path(dir: &Path, digest: &str) -> PathBuf {
-    let hex: String = digest
-        .strip_prefix("sha256:")
-        .unwrap_or(digest)
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .collect();
-    dir.join(format!("{hex}.wasm"))
-}
-
-/// Writes `bytes` to a new temporary file in `dir` (mode 0644), synced.
-fn write_temp(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, RegistryError> {
-    use std::io::Write;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".component.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io_err(dir))?;
-    let path = temp.path().to_owned();
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(COMPONENT_MODE))
-        .map_err(io_err(&path))?;
-    temp.write_all(bytes).map_err(io_err(&path))?;
-    temp.as_file().sync_all().map_err(io_err(&path))?;
-    Ok(temp)
-}
-
-/// Creates `dir` (and missing parents) with mode 0700, like the rest of the home.
-fn create_dir(dir: &Path) -> Result<(), RegistryError> {
-    crate::config::files::create_private_dir(dir).map_err(io_err(dir))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
-    crate::config::files::sync_dir(dir).map_err(io_err(dir))
-}
-
-fn now() -> String {
-    crate::evidence::chain::now_rfc3339()
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RegistryError + '_ {
-    move |source| RegistryError::Io {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// The schema as embedded JSON when it parses, else as a string.
@@ -964,74 +638,34 @@ fn serialize_schema<S: Serializer>(schema: &Option<String>, s: S) -> Result<S::O
     }
 }
 
-/// How [`Registry::read_checked`] knows the bytes are the registered ones.
-enum BytesCheck {
-    /// This very file was hashed and its signature verified before.
-    Remembered,
-    /// Hashed now; with the file's stamp if it did not change during the
-    /// read (to remember once the signature also verifies).
-    Hashed(Option<verified::FileStamp>),
-}
-
-/// Registered files this process has hashed and found to match their
+/// Registered components this process has hashed and found to match their
 /// record, so that a run does not hash an 18 MB interpreter component on
 /// every request (the SHA-256 and the signature check were about 25 ms of
 /// a 31 ms Python run through `airlock serve`).
 ///
-/// A file counts as already checked only while its identity and change
-/// times are exactly those seen when it was hashed, before and after the
-/// read: device, inode, size, mtime and ctime. Writing to the file (or
-/// truncating, or replacing it by rename) changes its ctime or inode, and
-/// ctime cannot be set back by its owner (only by changing the system
-/// clock, which needs root, against whom the registry's re-hash is no
-/// defence either); any change means the bytes are hashed again. The
-/// record's digest and signature must also be the ones checked, so a row
-/// edited in the store is re-verified against the bytes.
+/// A component counts as already checked only while the store reports the
+/// very version of its bytes that was hashed ([`StoredComponent::version`]:
+/// the backend's promise that equal versions are equal bytes, which it
+/// withholds when it cannot keep it). The record's digest and signature
+/// must also be the ones checked, so a row edited in the store is
+/// re-verified against the bytes.
 ///
-/// File times come from a coarse clock (a few milliseconds), so a write in
-/// the same tick as the one that was hashed could leave every field equal.
-/// As git does for "racily clean" index entries, a file changed less than
-/// [`verified::RACY`] before it was hashed is not remembered: it is hashed
-/// again until its last change is old enough that any later write must
-/// carry a later ctime.
+/// [`StoredComponent::version`]: crate::store::tools::StoredComponent::version
 mod verified {
     use super::ToolRecord;
     use crate::admission::signing::ToolSignature;
+    use crate::store::tools::ComponentVersion;
     use std::collections::HashMap;
-    use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
-    use std::sync::{Mutex, OnceLock, PoisonError};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    /// What identifies one version of a file's contents.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(super) struct FileStamp {
-        dev: u64,
-        ino: u64,
-        len: u64,
-        mtime: (i64, i64),
-        ctime: (i64, i64),
-    }
-
-    impl FileStamp {
-        pub(super) fn of(meta: &std::fs::Metadata) -> FileStamp {
-            FileStamp {
-                dev: meta.dev(),
-                ino: meta.ino(),
-                len: meta.len(),
-                mtime: (meta.mtime(), meta.mtime_nsec()),
-                ctime: (meta.ctime(), meta.ctime_nsec()),
-            }
-        }
-    }
+    use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
     struct Checked {
-        stamp: FileStamp,
+        version: ComponentVersion,
         digest: String,
         signature: Option<ToolSignature>,
     }
 
-    fn checked() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Checked>> {
+    fn checked() -> MutexGuard<'static, HashMap<PathBuf, Checked>> {
         static CHECKED: OnceLock<Mutex<HashMap<PathBuf, Checked>>> = OnceLock::new();
         CHECKED
             .get_or_init(Mutex::default)
@@ -1039,37 +673,25 @@ mod verified {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `path`, as `stamp` says it is now, was hashed and verified
-    /// against exactly `record`'s digest and signature.
-    pub(super) fn is_known(path: &Path, stamp: &FileStamp, record: &ToolRecord) -> bool {
-        checked().get(path).is_some_and(|c| {
-            c.stamp == *stamp && c.digest == record.digest && c.signature == record.signature
+    /// Whether the component at `location`, now at `version`, was hashed
+    /// and verified against exactly `record`'s digest and signature.
+    pub(super) fn is_known(
+        location: &Path,
+        version: &ComponentVersion,
+        record: &ToolRecord,
+    ) -> bool {
+        checked().get(location).is_some_and(|c| {
+            c.version == *version && c.digest == record.digest && c.signature == record.signature
         })
     }
 
-    /// How long ago a file's last change must be for its check to be
-    /// remembered (far more than the file-time clock's tick).
-    pub(super) const RACY: Duration = Duration::from_secs(2);
-
-    /// Notes that `path`, as `stamp`, matched `record` (digest and
-    /// signature), unless its last change is too recent to tell a later
-    /// write apart.
-    pub(super) fn remember(path: PathBuf, stamp: FileStamp, record: &ToolRecord) {
-        let changed = UNIX_EPOCH
-            + Duration::new(
-                u64::try_from(stamp.ctime.0).unwrap_or(0),
-                u32::try_from(stamp.ctime.1).unwrap_or(0),
-            );
-        let settled = SystemTime::now()
-            .duration_since(changed)
-            .is_ok_and(|age| age >= RACY);
-        if !settled {
-            return;
-        }
+    /// Notes that the component at `location`, at `version`, matched
+    /// `record` (digest and signature).
+    pub(super) fn remember(location: PathBuf, version: ComponentVersion, record: &ToolRecord) {
         checked().insert(
-            path,
+            location,
             Checked {
-                stamp,
+                version,
                 digest: record.digest.clone(),
                 signature: record.signature.clone(),
             },
@@ -1081,6 +703,10 @@ mod verified {
 mod tests {
     use super::*;
     use crate::admission::signing::{generate_key, sign};
+    use crate::store::Store;
+    use crate::store::sqlite::{SETTLED, edit_database};
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -1105,8 +731,9 @@ mod tests {
         Actor::local("tester", false)
     }
 
-    fn raw(store: &Store) -> Result<Connection, rusqlite::Error> {
-        Connection::open(store.db_path())
+    /// How many files the registry's directory holds.
+    fn stored_files(home: &tempfile::TempDir) -> io::Result<usize> {
+        Ok(fs::read_dir(home.path().join("tools"))?.count())
     }
 
     #[test]
@@ -1148,7 +775,11 @@ mod tests {
         );
 
         // A tool from before owners existed is admin-only.
-        raw(&store)?.execute("UPDATE tools SET owner = NULL WHERE name = 'hello'", [])?;
+        edit_database(
+            &store,
+            "UPDATE tools SET owner = NULL WHERE name = 'hello'",
+            &[],
+        )?;
         not_owner(registry.add(by(&alice, WASM_A), WASM_A).err());
         not_owner(registry.remove("hello", &alice).err());
         registry.remove("hello", &admin)?;
@@ -1199,7 +830,7 @@ mod tests {
             );
         }
         // No temporary files left behind.
-        assert_eq!(fs::read_dir(registry.dir())?.count(), 0);
+        assert_eq!(stored_files(&home)?, 0);
         Ok(())
     }
 
@@ -1235,7 +866,7 @@ mod tests {
         );
         assert_eq!(registry.get("hello")?, a);
         // The refused component was not stored.
-        assert_eq!(fs::read_dir(registry.dir())?.count(), 1);
+        assert_eq!(stored_files(&home)?, 1);
 
         let b = registry.add(
             NewTool {
@@ -1317,24 +948,27 @@ mod tests {
         let registry = Registry::new(&store);
         let added = registry.add(entry("hello", WASM_A), WASM_A)?;
         let path = registry.wasm_path(&added);
-        let stamp = |path: &Path| -> io::Result<verified::FileStamp> {
-            Ok(verified::FileStamp::of(&fs::metadata(path)?))
+        let version = || {
+            store
+                .component(&added.digest, added.size)
+                .map(|c| c.version)
         };
-        // Just written: too recent to remember, so the next load hashes.
+        // Just written: too recent to have a version, so every load hashes.
         registry.load("hello")?;
-        assert!(!verified::is_known(&path, &stamp(&path)?, &added));
+        assert_eq!(version()?, None);
         // Not synchronisation: the file's ctime must age past the racy
         // window before a check of it may be remembered.
-        std::thread::sleep(verified::RACY + std::time::Duration::from_millis(100));
+        std::thread::sleep(SETTLED + std::time::Duration::from_millis(100));
         assert_eq!(registry.load("hello")?.1, WASM_A);
-        assert!(verified::is_known(&path, &stamp(&path)?, &added));
+        let settled = version()?.ok_or("a settled file has a version")?;
+        assert!(verified::is_known(&path, &settled, &added));
         assert_eq!(registry.load("hello")?.1, WASM_A, "a remembered file loads");
 
         // Same size, same inode, one byte changed: hashed again, refused.
         let mut changed = WASM_A.to_vec();
         changed[12] ^= 1;
         fs::write(&path, &changed)?;
-        assert!(!verified::is_known(&path, &stamp(&path)?, &added));
+        assert!(version()?.is_none_or(|now| !verified::is_known(&path, &now, &added)));
         let err = registry.load("hello").err();
         assert!(
             matches!(&err, Some(RegistryError::Tampered { detail, .. }) if detail.contains(&digest_of(&changed))),
@@ -1514,12 +1148,12 @@ mod tests {
             WASM_A,
         )?;
         registry.add(entry("plain", WASM_B), WASM_B)?;
-        let db = raw(&store)?;
 
         // Claiming a signer without a signature.
-        db.execute(
+        edit_database(
+            &store,
             "UPDATE tools SET signer = ?1 WHERE name = 'plain'",
-            params![trusted_id],
+            &[&trusted_id],
         )?;
         let err = registry.get("plain").err();
         assert!(
@@ -1528,11 +1162,12 @@ mod tests {
         );
 
         // Copying the trusted tool's signature onto another component.
-        db.execute(
+        edit_database(
+            &store,
             "UPDATE tools SET signature = (SELECT signature FROM tools WHERE name = 'signed'),
                               digest = (SELECT digest FROM tools WHERE name = 'signed')
              WHERE name = 'plain'",
-            [],
+            &[],
         )?;
         // Digest, signature and signer now agree: the edit can only point
         // the name at the component that really was signed, never give
@@ -1561,9 +1196,10 @@ mod tests {
         )?;
         let mut sig = sign(&trusted, WASM_A)?;
         sig.signature = "0".repeat(128);
-        db.execute(
+        edit_database(
+            &store,
             "UPDATE tools SET signature = ?1 WHERE name = 'signed'",
-            params![sig.to_json()],
+            &[&sig.to_json()],
         )?;
         let err = registry.get("signed").err();
         assert!(
@@ -1578,9 +1214,10 @@ mod tests {
         );
 
         // A digest that would name a path outside the registry.
-        db.execute(
+        edit_database(
+            &store,
             "UPDATE tools SET digest = 'sha256:../../airlock.db', signature = NULL, signer = NULL WHERE name = 'signed'",
-            [],
+            &[],
         )?;
         let err = registry.get("signed").err();
         assert!(
@@ -1597,140 +1234,30 @@ mod tests {
     }
 
     #[test]
-    fn allow_entries() {
-        let digest = format!("sha256:{}", "ab".repeat(32));
-        let upper = format!("SHA256:{}", "AB".repeat(32));
-        let cases: Vec<(String, Result<AllowEntry, &str>)> = vec![
-            (digest.clone(), Ok(AllowEntry::Digest(digest.clone()))),
-            (upper, Ok(AllowEntry::Digest(digest.clone()))),
-            (
-                "signer:ed25519:0123456789abcdef".to_owned(),
-                Ok(AllowEntry::Signer("ed25519:0123456789abcdef".to_owned())),
-            ),
-            (
-                "signer:ed25519:0123456789ABCDEF".to_owned(),
-                Ok(AllowEntry::Signer("ed25519:0123456789abcdef".to_owned())),
-            ),
-            ("sha256:abc".to_owned(), Err("64 hex digits")),
-            (format!("sha256:{}", "g".repeat(64)), Err("64 hex digits")),
-            (format!("{digest}0"), Err("65 characters")),
-            (format!(" {digest}"), Err("unknown form")),
-            (format!("{digest} "), Err("64 hex digits")),
-            ("sha512:00".to_owned(), Err("unknown form")),
-            ("".to_owned(), Err("unknown form")),
-            ("*".to_owned(), Err("unknown form")),
-            (
-                "ed25519:0123456789abcdef".to_owned(),
-                Err("needs the \"signer:\" prefix"),
-            ),
-            ("signer:0123456789abcdef".to_owned(), Err("a signer is")),
-            ("signer:ed25519:0123".to_owned(), Err("a signer is")),
-            (
-                "signer:ed25519:0123456789abcdef0".to_owned(),
-                Err("a signer is"),
-            ),
-            ("signer:ed25519:*".to_owned(), Err("a signer is")),
-        ];
-        for (entry, expected) in cases {
-            match (parse_allow_entry(&entry), expected) {
-                (Ok(got), Ok(want)) => assert_eq!(got, want, "{entry:?}"),
-                (Err(got), Err(want)) => {
-                    assert!(got.contains(want), "{entry:?}: {got}");
-                    assert!(got.contains("sha256:<64 hex digits>"), "{got}");
-                    assert!(got.contains("signer:ed25519:<16 hex digits>"), "{got}");
-                }
-                (got, want) => panic!("{entry:?}: got {got:?}, want {want:?}"),
-            }
+    fn a_column_of_the_wrong_type_is_reported_not_a_panic() -> TestResult {
+        let home = tempfile::tempdir()?;
+        let store = Store::open(home.path())?;
+        let registry = Registry::new(&store);
+        registry.add(entry("hello", WASM_A), WASM_A)?;
+        edit_database(
+            &store,
+            "UPDATE tools SET size = 'big' WHERE name = 'hello'",
+            &[],
+        )?;
+        for err in [registry.get("hello").err(), registry.list().err()] {
+            assert!(
+                matches!(&err, Some(RegistryError::Corrupt { name, reason })
+                    if name == "hello" && reason.contains("wrong type")),
+                "{err:?}"
+            );
         }
-        assert_eq!(
-            AllowEntry::Signer("ed25519:0123456789abcdef".to_owned()).to_string(),
-            "signer:ed25519:0123456789abcdef"
+        // Not overwritten unless asked, and removable.
+        let err = registry.add(entry("hello", WASM_A), WASM_A).err();
+        assert!(
+            matches!(err, Some(RegistryError::Corrupt { .. })),
+            "{err:?}"
         );
-    }
-
-    #[test]
-    fn admission_decisions() {
-        let a = format!("sha256:{}", "a".repeat(64));
-        let b = format!("sha256:{}", "b".repeat(64));
-        let alice = "ed25519:00000000000000aa";
-        let mallory = "ed25519:00000000000000bb";
-        let signer_alice = format!("signer:{alice}");
-        let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-
-        // (allowlist, digest, signer, Ok(matching entry) | Err(text in reason))
-        type Case<'a> = (
-            Vec<String>,
-            &'a str,
-            Option<&'a str>,
-            Result<String, &'a str>,
-        );
-        let cases: Vec<Case<'_>> = vec![
-            (vec![], &a, None, Ok(EMPTY_ALLOWLIST_RULE.to_owned())),
-            (
-                vec![],
-                &a,
-                Some(mallory),
-                Ok(EMPTY_ALLOWLIST_RULE.to_owned()),
-            ),
-            (list(&[&a]), &a, None, Ok(a.clone())),
-            (list(&[&b, &a]), &a, Some(mallory), Ok(a.clone())),
-            (
-                list(&[&a.to_uppercase().replace("SHA256", "sha256")]),
-                &a,
-                None,
-                Ok(a.to_uppercase().replace("SHA256", "sha256")),
-            ),
-            (list(&[&b]), &a, None, Err("is unsigned")),
-            (
-                list(&[&b]),
-                &a,
-                Some(mallory),
-                Err("neither is its signer ed25519:00000000000000bb"),
-            ),
-            (
-                list(&[&signer_alice]),
-                &a,
-                Some(alice),
-                Ok(signer_alice.clone()),
-            ),
-            (list(&[&signer_alice]), &a, None, Err("is unsigned")),
-            (list(&[&signer_alice]), &a, Some(mallory), Err("not listed")),
-            // A signer id is not a digest and vice versa.
-            (list(&[alice]), &a, Some(alice), Err("not listed")),
-            (
-                list(&[&format!("signer:{}", &a)]),
-                &a,
-                None,
-                Err("unsigned"),
-            ),
-            // Prefixes never match.
-            (list(&[&a[..20]]), &a, None, Err("unsigned")),
-            (
-                list(&["signer:ed25519:00000000"]),
-                &a,
-                Some(alice),
-                Err("not listed"),
-            ),
-            // An invalid entry matches nothing, later entries still apply.
-            (
-                list(&["*", &signer_alice]),
-                &b,
-                Some(alice),
-                Ok(signer_alice.clone()),
-            ),
-            (list(&["*"]), &b, Some(alice), Err("admission.tools")),
-        ];
-        for (allowlist, digest, signer, expected) in cases {
-            let got = tool_allowed(&allowlist, digest, signer);
-            match (&got, &expected) {
-                (Ok(got), Ok(want)) => assert_eq!(got, want, "{allowlist:?} {signer:?}"),
-                (Err(got), Err(want)) => {
-                    assert!(got.contains(want), "{allowlist:?} {signer:?}: {got}");
-                    assert!(got.starts_with("admission.tools: "), "{got}");
-                    assert!(got.contains(digest), "{got}");
-                }
-                _ => panic!("{allowlist:?} {digest} {signer:?}: got {got:?}, want {expected:?}"),
-            }
-        }
+        registry.remove("hello", &owner())?;
+        Ok(())
     }
 }

@@ -45,9 +45,9 @@
 //! What it does not decide: [`verify`] proves that the holder of the
 //! enclosed key signed these exact bytes. Whether that key is *trusted* is
 //! the profile's decision (`admission.tools = ["signer:ed25519:…"]`, see
-//! [`crate::admission::registry::tool_allowed`]). Known limit: key ids are 64 bits of
-//! SHA-256, so an allowlist entry resists a second-preimage search of about
-//! 2^64 key generations, not the 2^128 of the key itself.
+//! [`crate::admission::allowlist::tool_allowed`]). Known limit: key ids
+//! are 64 bits of SHA-256, so an allowlist entry resists a second-preimage
+//! search of about 2^64 key generations, not the 2^128 of the key itself.
 
 use crate::trust::keys::key_id_of;
 use ring::rand::SystemRandom;

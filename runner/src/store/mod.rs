@@ -18,12 +18,14 @@
 //! host call, never as an unrecorded one. See ARCHITECTURE.md.
 
 pub mod approvals;
+pub mod bindings;
 pub mod control;
 pub mod report;
 pub mod rows;
 pub mod runs;
 pub mod sqlite;
 pub mod tokens;
+pub mod tools;
 
 pub use approvals::{ApprovalRepo, ApprovalTransition};
 pub use runs::{
@@ -40,6 +42,8 @@ pub trait EvidenceStore:
     + report::GovernanceStats
     + ApprovalRepo
     + tokens::TokenRepo
+    + tools::ToolRepo
+    + bindings::BindingRepo
     + Send
     + Sync
 {
@@ -53,6 +57,8 @@ impl<T> EvidenceStore for T where
         + report::GovernanceStats
         + ApprovalRepo
         + tokens::TokenRepo
+        + tools::ToolRepo
+        + bindings::BindingRepo
         + Send
         + Sync
 {

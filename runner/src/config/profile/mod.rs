@@ -423,7 +423,7 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Profile, Invalid> {
 
 fn validate_admission(raw: &RawAdmission) -> Result<AdmissionPolicy, Invalid> {
     for (i, entry) in raw.tools.iter().enumerate() {
-        crate::admission::registry::parse_allow_entry(entry)
+        crate::admission::allowlist::parse_allow_entry(entry)
             .map_err(|e| (format!("admission.tools[{i}]"), e))?;
     }
     let max_classification = match &raw.max_classification {

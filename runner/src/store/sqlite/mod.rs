@@ -1,6 +1,6 @@
 //! The embedded backend: every store trait over the home's SQLite database
-//! (`home/airlock.db`). The only module that speaks SQL or imports
-//! `rusqlite`.
+//! (`home/airlock.db`), and for registered components the home's `tools/`
+//! directory. The only module that speaks SQL or imports `rusqlite`.
 //!
 //! One [`Store`] per open home: its own connection (queries, recovery,
 //! verification) behind a mutex, and one shared writer connection for runs
@@ -19,6 +19,7 @@
 //!   [`StoreError::Corrupt`] or a verification problem, never a panic.
 
 mod approvals;
+mod bindings;
 pub(crate) mod control;
 mod lease;
 mod recovery;
@@ -29,6 +30,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 mod tokens;
+mod tools;
 mod writer;
 
 use crate::config::files::{create_private_dir, sync_dir};
@@ -42,6 +44,17 @@ use schema::{DB_FILE, migrate, open_connection};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use writer::Writer;
+
+#[cfg(test)]
+pub(crate) use tools::SETTLED;
+
+/// Runs `sql` with text `params` straight against the database, as someone
+/// who can edit `airlock.db` would: tests of what such edits can and cannot
+/// achieve.
+#[cfg(test)]
+pub(crate) fn edit_database(store: &Store, sql: &str, params: &[&str]) -> rusqlite::Result<usize> {
+    rusqlite::Connection::open(store.db_path())?.execute(sql, rusqlite::params_from_iter(params))
+}
 
 /// Directory under the airlock home that held one lock file per run in
 /// progress before leases ([`lease`]); still checked for such runs.
