@@ -292,3 +292,35 @@ fn payloads_are_metadata_only_unless_the_profile_captures_them() {
     assert_eq!(end["data"], "{\"greeti");
     env.assert_verifies(full["run_id"].as_str().expect("id"));
 }
+
+/// A run id that names no run, is too short, or names two runs is the
+/// caller's mistake: exit 2 with what to do, never exit 6 (which says the
+/// evidence store failed).
+#[test]
+fn a_run_id_that_names_no_single_run_is_a_usage_error() {
+    let env = Env::new();
+    let ids = hello_runs(&env, 2);
+    let common: String = ids[0]
+        .chars()
+        .zip(ids[1].chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let mut cases = vec![
+        ("0190aaaa-0000-7000-8000-000000000000", "no run"),
+        ("0190", "too short"),
+    ];
+    // UUID v7 ids of runs started within about a minute share their first
+    // eight characters, the shortest prefix accepted.
+    let ambiguous = common.get(..8).map(str::to_owned);
+    if let Some(prefix) = &ambiguous {
+        cases.push((prefix.as_str(), "ambiguous"));
+    }
+    for (query, needle) in cases {
+        for verb in ["show", "verify"] {
+            let (code, said) = env.said(&["runs", verb, query]);
+            assert_eq!(code, 2, "runs {verb} {query}: {said}");
+            assert!(said.contains(needle), "runs {verb} {query}: {said}");
+        }
+    }
+}

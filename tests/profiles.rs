@@ -449,6 +449,25 @@ fn observing(extra: &str) -> String {
     format!("[observe]\nallowed = true\n{extra}")
 }
 
+/// Profile `name` in observe mode that names the loopback test server on
+/// `port` literally (loopback is refused even in observe mode unless the
+/// profile names the address), for a path no tool asks for, and grants no
+/// credential (observe mode never injects one into a request the profile
+/// refuses).
+fn observing_loopback(env: &Env, name: &str, port: u16) {
+    env.profile(
+        name,
+        &profile_body(
+            name,
+            LIMITS,
+            &format!(
+                "{}\n[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/health\", methods = [\"HEAD\"] }}]\n",
+                observing("")
+            ),
+        ),
+    );
+}
+
 #[test]
 fn observe_is_refused_unless_the_profile_allows_it() {
     let env = Env::with_examples();
@@ -641,20 +660,8 @@ fn observe_then_suggest_then_run_weather_without_denials() {
     let server = HttpServer::start();
     let port = server.port();
     let env = Env::with_examples();
-    // No credential: observe mode never injects one into a request the
-    // profile refuses (that is asserted above), and the stand-in does not
-    // check it. Its address is named literally, for a path never asked for.
-    env.profile(
-        "weather-observe",
-        &profile_body(
-            "weather-observe",
-            LIMITS,
-            &format!(
-                "{}\n[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/health\", methods = [\"HEAD\"] }}]\n",
-                observing("")
-            ),
-        ),
-    );
+    // The stand-in does not check the missing credential.
+    observing_loopback(&env, "weather-observe", port);
     let first = run_weather(&env, "weather-observe", port, &["--observe"]);
     let observed = id(&first);
     assert!(
@@ -708,19 +715,7 @@ fn observe_then_suggest_then_run_a_held_out_tool_without_denials() {
     let server = HttpServer::start();
     let port = server.port();
     let env = Env::new();
-    // Loopback is refused even in observe mode unless the profile names the
-    // address; it does, for a path the tool never asks for.
-    env.profile(
-        "probe-observe",
-        &profile_body(
-            "probe-observe",
-            LIMITS,
-            &format!(
-                "{}\n[net]\nallow = [{{ url = \"http://127.0.0.1:{port}/health\", methods = [\"HEAD\"] }}]\n",
-                observing("")
-            ),
-        ),
-    );
+    observing_loopback(&env, "probe-observe", port);
     let requests = vec![
         format!("GET http://127.0.0.1:{port}/v1/items/42"),
         format!("POST http://127.0.0.1:{port}/v1/orders {{\"n\": 1}}"),

@@ -25,7 +25,7 @@
 //!
 //! What it defends against:
 //! - **Lost evidence on a crash.** Each event that records a side effect is
-//!   its own committed WAL transaction before `append` returns (survives the
+//!   its own commit (for SQLite, a WAL transaction) before `append` returns (survives the
 //!   process being killed), together with the summaries held before it
 //!   (per-handle I/O, responses: see [`runlog`]); what a run records before its guest starts and
 //!   after it ends, which no side effect waits on, is committed in one

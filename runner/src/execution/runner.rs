@@ -704,6 +704,7 @@ pub async fn recover_stopped(
     let deadline = Instant::now() + RELEASE_GRACE;
     let mut pending: Vec<String> = stopped.iter().map(uuid::Uuid::to_string).collect();
     let mut sealed = Vec::new();
+    let mut pause = Duration::from_millis(5);
     loop {
         sealed.extend(recover_interrupted(store, home, key)?);
         // A run with no row yet (deferred until its first event) left
@@ -719,7 +720,8 @@ pub async fn recover_stopped(
             );
             return Ok(sealed);
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RELEASE_POLL_MAX);
     }
 }
 
@@ -761,8 +763,15 @@ pub async fn describe(
 /// log. An outbound request still in flight when the guest was stopped
 /// (cancelled while waiting for an approval, or at a timeout) runs as a
 /// task that is aborted when the sandbox is dropped; the abort takes effect
-/// at the task's next poll, on another worker, a moment later.
-const RELEASE_GRACE: Duration = Duration::from_secs(2);
+/// at the task's next poll, on another worker, a moment later: usually
+/// milliseconds, but seconds on a machine whose cores are saturated (a drain
+/// of 500 waiting runs on 2 busy cores missed a 2 s grace), so the grace is
+/// generous; it only delays exit while a stopped run is still unsealed.
+const RELEASE_GRACE: Duration = Duration::from_secs(15);
+
+/// Longest pause between two looks at the stopped runs (the pause doubles
+/// from 5 ms), so a long grace does not mean thousands of store scans.
+const RELEASE_POLL_MAX: Duration = Duration::from_millis(250);
 
 /// The run's recorder once nothing else holds it (see [`RELEASE_GRACE`]).
 async fn released(mut recorder: Arc<Recorder>) -> Result<Recorder, RunError> {

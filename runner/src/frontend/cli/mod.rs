@@ -184,10 +184,18 @@ impl From<LoadError> for Failure {
 }
 
 impl From<crate::evidence::StoreError> for Failure {
+    /// A run id that names no run, or more than one, is the caller's
+    /// mistake (exit 2); anything else the store refused is exit 6.
     fn from(e: crate::evidence::StoreError) -> Self {
-        Failure {
-            code: EXIT_EVIDENCE,
-            message: e.to_string(),
+        use crate::evidence::StoreError as E;
+        match e {
+            E::RunNotFound { .. } | E::AmbiguousRun { .. } | E::PrefixTooShort { .. } => {
+                Failure::usage(e.to_string())
+            }
+            other => Failure {
+                code: EXIT_EVIDENCE,
+                message: other.to_string(),
+            },
         }
     }
 }

@@ -9,14 +9,7 @@ use std::process::exit;
 const RECORD: usize = 64;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (dir, count) = match args.as_slice() {
-        [_, dir, count] => match count.parse::<usize>() {
-            Ok(count) => (dir.trim_end_matches('/').to_owned(), count),
-            Err(_) => usage(),
-        },
-        _ => usage(),
-    };
+    let (dir, count) = airlock_test_guests::dir_and_count("file_churn");
     let path = format!("{dir}/churn.dat");
     if let Err(e) = churn(&path, count) {
         eprintln!("file_churn: {path}: {e}");
@@ -40,9 +33,4 @@ fn churn(path: &str, count: usize) -> std::io::Result<()> {
     }
     println!("{total}");
     Ok(())
-}
-
-fn usage() -> ! {
-    eprintln!("usage: file_churn DIR COUNT");
-    exit(2)
 }

@@ -13,14 +13,7 @@ const WRITES: usize = 8;
 const RECORD: usize = 32;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (dir, count) = match args.as_slice() {
-        [_, dir, count] => match count.parse::<usize>() {
-            Ok(count) => (dir.trim_end_matches('/').to_owned(), count),
-            Err(_) => usage(),
-        },
-        _ => usage(),
-    };
+    let (dir, count) = airlock_test_guests::dir_and_count("file_ops");
     if let Err(e) = run(&dir, count) {
         eprintln!("file_ops: {dir}: {e}");
         exit(1);
@@ -48,9 +41,4 @@ fn run(dir: &str, count: usize) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn usage() -> ! {
-    eprintln!("usage: file_ops DIR COUNT");
-    exit(2)
 }
