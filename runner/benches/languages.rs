@@ -200,7 +200,7 @@ fn main() {
     let home = Home::open(&tmp.path().join("home")).expect("home");
     let runner = Arc::new(Runner::new(
         Runtime::new(&home.cache_dir()).expect("engine"),
-        Store::open(home.root()).expect("store"),
+        Arc::new(Store::open(home.root()).expect("store")),
         Arc::new(RunnerKey::load_or_init(home.root()).expect("key").0),
         home.clone(),
     ));

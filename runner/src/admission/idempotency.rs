@@ -11,9 +11,8 @@
 //! against its seal, which signs the SHA-256 of its result).
 
 use crate::evidence::{StoreError, verify_run};
-use crate::store::RunQueries;
 
-use crate::store::Store;
+use crate::store::EvidenceStore;
 use crate::trust::keys::TrustedKeys;
 use serde_json::Value;
 
@@ -54,7 +53,7 @@ pub const IDENTITY: [(&str, &str); 5] = [
 /// (its seal signs the run record, including the SHA-256 of the stored
 /// result): an edited result is refused, never returned.
 pub fn check(
-    store: &Store,
+    store: &dyn EvidenceStore,
     trusted: &TrustedKeys,
     key: &str,
     identity: &[String; 5],

@@ -26,7 +26,7 @@ use crate::escalation::requests::{
 use crate::escalation::rules::{Action, ApprovalRule, matching_rule};
 use crate::execution::clock::RunClock;
 use crate::execution::request::SlotHandle;
-use crate::store::Store;
+use crate::store::EvidenceStore;
 use crate::trust::decision::SIGNATURE_RULE;
 use crate::trust::keys::TrustedKeys;
 use airlock_host_api::approval::{ApprovalGate, GateAction, GateFuture, GateOutcome};
@@ -42,7 +42,7 @@ pub const POLL: Duration = Duration::from_millis(100);
 
 /// The store-backed gate of one run.
 pub struct StoreGate {
-    store: Store,
+    store: Arc<dyn EvidenceStore>,
     home: std::path::PathBuf,
     rules: Vec<ApprovalRule>,
     run: RunContext,
@@ -53,17 +53,18 @@ pub struct StoreGate {
 }
 
 impl StoreGate {
-    /// A gate for `run` with the profile's `rules`, over its own connection
-    /// to the store at `home`.
+    /// A gate for `run` with the profile's `rules`, over the runner's
+    /// `store`; approvers' keys are read from `home`.
     pub fn new(
+        store: Arc<dyn EvidenceStore>,
         home: &std::path::Path,
         rules: Vec<ApprovalRule>,
         run: RunContext,
         evidence: Arc<dyn EvidenceSink>,
         clock: RunClock,
-    ) -> Result<StoreGate, crate::evidence::StoreError> {
-        Ok(StoreGate {
-            store: Store::open(home)?,
+    ) -> StoreGate {
+        StoreGate {
+            store,
             home: home.to_owned(),
             rules,
             run,
@@ -71,7 +72,7 @@ impl StoreGate {
             clock,
             slot: None,
             denied: AtomicBool::new(false),
-        })
+        }
     }
 
     /// The same gate, giving `slot` back while a request waits.
@@ -98,7 +99,7 @@ impl StoreGate {
         action: Action,
         review: Option<RequestReview>,
     ) -> Result<GateOutcome, EvidenceUnavailable> {
-        let approvals = Approvals::new(&self.store);
+        let approvals = Approvals::new(&*self.store);
         let expected = review.as_ref().map(|r| r.request_sha256.clone());
         let mut new = NewApproval::new(&self.run, rule, &action);
         if let Some(review) = review {

@@ -35,7 +35,7 @@
 
 use super::StoreError;
 use crate::store::EvidenceReader;
-use crate::store::control::ControlLog;
+use crate::store::EvidenceStore;
 use crate::trust::keys::{RunnerKey, TrustedKeys};
 use ring::signature::{ED25519, UnparsedPublicKey};
 use signed_note::{Note, Verifier, VerifierList};
@@ -259,10 +259,7 @@ fn note_key_id(name: &str, public: &[u8]) -> u32 {
 
 /// A signed checkpoint of the store's seal log now, and the number of
 /// seals it covers.
-pub fn make(
-    store: &(impl EvidenceReader + ControlLog),
-    key: &RunnerKey,
-) -> Result<(String, u64), CheckpointError> {
+pub fn make(store: &dyn EvidenceStore, key: &RunnerKey) -> Result<(String, u64), CheckpointError> {
     let head = current(store)?;
     let name = origin(key.key_id());
     let bad = |e: String| CheckpointError::Malformed("the new checkpoint".to_owned(), e);
@@ -289,7 +286,7 @@ pub fn make(
 /// Checks `text` (a checkpoint file named `what`) against the store: signed
 /// by a trusted key, and every seal it covers still there and unchanged.
 pub fn check(
-    store: &(impl EvidenceReader + ControlLog),
+    store: &dyn EvidenceStore,
     keys: &TrustedKeys,
     what: &str,
     text: &[u8],

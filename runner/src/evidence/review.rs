@@ -19,8 +19,7 @@
 
 use crate::escalation::requests::{ApprovalError, ApprovalRecord, Approvals};
 use crate::evidence::{Event, StoreError, Verification, verify_run};
-use crate::store::RunQueries;
-use crate::store::{RunRow, Store};
+use crate::store::{EvidenceStore, RunRow};
 use crate::trust::keys::TrustedKeys;
 use serde::Serialize;
 use serde_json::Value;
@@ -161,7 +160,11 @@ const NOT_IN_TIMELINE: [&str; 4] = [
 ];
 
 /// Loads the review of run `id_or_prefix` from the evidence.
-pub fn load(store: &Store, keys: &TrustedKeys, id_or_prefix: &str) -> Result<Review, ReviewError> {
+pub fn load(
+    store: &dyn EvidenceStore,
+    keys: &TrustedKeys,
+    id_or_prefix: &str,
+) -> Result<Review, ReviewError> {
     let run = store.run(id_or_prefix)?;
     let verification = verify_run(store, keys, &run.id)?;
     let events = store.events(&run.id)?;

@@ -20,8 +20,8 @@ use crate::execution::outcome::{
 use crate::execution::recorder::Recorder;
 use crate::execution::request::RunRequest;
 use crate::execution::sandbox;
-use crate::store::{RunMeta, Store};
-use crate::store::{RunQueries, RunStore};
+use crate::store::{EvidenceStore, RunMeta};
+
 use crate::trust::keys::RunnerKey;
 use crate::trust::tokens::RunTokens;
 use airlock_host_api::RunState;
@@ -132,14 +132,19 @@ impl Ending {
 /// Everything a run needs from its process: engine, store, key, home.
 pub struct Runner {
     runtime: Runtime,
-    store: Store,
+    store: Arc<dyn EvidenceStore>,
     key: Arc<RunnerKey>,
     home: Home,
 }
 
 impl Runner {
-    /// A runner over `home`'s store with this engine and signing key.
-    pub fn new(runtime: Runtime, store: Store, key: Arc<RunnerKey>, home: Home) -> Runner {
+    /// A runner over `store` with this engine, signing key and home.
+    pub fn new(
+        runtime: Runtime,
+        store: Arc<dyn EvidenceStore>,
+        key: Arc<RunnerKey>,
+        home: Home,
+    ) -> Runner {
         Runner {
             runtime,
             store,
@@ -154,8 +159,8 @@ impl Runner {
     }
 
     /// The evidence store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn EvidenceStore {
+        &*self.store
     }
 
     /// The runner's signing key.
@@ -362,12 +367,13 @@ impl Runner {
             runbook: profile.runbook.clone(),
         };
         let gate = StoreGate::new(
+            Arc::clone(&self.store),
             self.home.root(),
             profile.approvals.clone(),
             run,
             Arc::clone(sink),
             clock.clone(),
-        )?
+        )
         .with_slot(request.slot.clone());
         Ok(Some(Arc::new(gate)))
     }
@@ -447,7 +453,7 @@ impl Runner {
         let clock = RunClock::default();
         let prior = match &request.idempotency_key {
             Some(key) => idempotency::check(
-                &self.store,
+                &*self.store,
                 &crate::trust::keys::TrustedKeys::of_runner(&self.key),
                 key,
                 &identity(tool, profile, request, input),
@@ -633,7 +639,7 @@ impl Runner {
         let unavailable = |e: crate::escalation::requests::ApprovalError| EvidenceUnavailable {
             reason: format!("approval store: {e}"),
         };
-        let approvals = crate::escalation::requests::Approvals::new(&self.store);
+        let approvals = crate::escalation::requests::Approvals::new(&*self.store);
         let open = approvals.list(true).map_err(unavailable)?;
         for record in open.into_iter().filter(|r| r.run_id == run_id) {
             if approvals
@@ -659,7 +665,7 @@ impl Runner {
 /// expires their open approval requests, so nobody approves an action that
 /// will never happen. Returns the recovered run ids.
 pub fn recover_interrupted(
-    store: &Store,
+    store: &dyn EvidenceStore,
     home: &Home,
     key: &RunnerKey,
 ) -> Result<Vec<String>, StoreError> {
@@ -696,7 +702,7 @@ pub fn recover_interrupted(
 /// [`RELEASE_GRACE`] after which the stragglers are left to the next start's
 /// recovery and named in a warning.
 pub async fn recover_stopped(
-    store: &Store,
+    store: &dyn EvidenceStore,
     home: &Home,
     key: &RunnerKey,
     stopped: &[uuid::Uuid],

@@ -9,8 +9,7 @@
 
 use crate::escalation::requests::{ApprovalError, ApprovalRecord, Approvals};
 use crate::evidence::StoreError;
-use crate::store::RunQueries;
-use crate::store::{RunRow, Store};
+use crate::store::{EvidenceStore, RunRow};
 use crate::trust::access::{Permission, Principal, Role};
 
 /// Why a person's decision on an approval request was refused.
@@ -60,7 +59,7 @@ impl From<ApprovalError> for DecisionRefused {
 /// decision is signed with the server's runner `key`, attesting that `who`'s
 /// token decided ([`crate::trust::decision::ServerSigner`]).
 pub fn decide_approval(
-    store: &Store,
+    store: &dyn EvidenceStore,
     key: &crate::trust::keys::RunnerKey,
     who: &Principal,
     id: &str,
@@ -109,7 +108,7 @@ pub fn sees_approval(who: &Principal, record: &ApprovalRecord) -> bool {
 /// approver role named on one of its approval requests): approvers read the
 /// evidence of the runs they are asked to decide, and only those.
 pub fn asked_to_decide(
-    store: &Store,
+    store: &dyn EvidenceStore,
     who: &Principal,
     run_id: &str,
 ) -> Result<bool, ApprovalError> {
@@ -144,7 +143,7 @@ impl From<ApprovalError> for RunAccessError {
 /// may not read it, so a caller answers as for a missing run and ids do
 /// not leak.
 pub fn readable_run(
-    store: &Store,
+    store: &dyn EvidenceStore,
     who: &Principal,
     id: &str,
 ) -> Result<Option<RunRow>, RunAccessError> {

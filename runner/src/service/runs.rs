@@ -12,7 +12,7 @@ use crate::admission::registry::{Registry, RegistryError, ToolRecord};
 use crate::evidence::StoreError;
 use crate::execution::engine::{LoadError, LoadedTool};
 use crate::execution::runner::Runner;
-use crate::store::Store;
+use crate::store::EvidenceStore;
 use std::sync::Arc;
 
 /// The profile of a run when the caller names none and the tool is unbound.
@@ -53,7 +53,7 @@ pub fn load_registered(runner: &Runner, name: &str) -> Result<RegisteredTool, Lo
 
 /// The profile a run of `tool` uses when the caller names none: the one it
 /// is bound to, else [`DEFAULT_PROFILE`].
-pub fn bound_profile(store: &Store, tool: &str) -> Result<String, StoreError> {
+pub fn bound_profile(store: &dyn EvidenceStore, tool: &str) -> Result<String, StoreError> {
     Ok(Bindings::new(store)
         .get(tool)?
         .map_or_else(|| DEFAULT_PROFILE.to_owned(), |b| b.profile))

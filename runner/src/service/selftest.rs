@@ -41,7 +41,6 @@ use crate::execution::outcome::RunStatus;
 use crate::execution::request::RunRequest;
 use crate::execution::runner::Runner;
 use crate::store::RunMeta;
-use crate::store::RunStore;
 use crate::trust::keys::TrustedKeys;
 use crate::trust::tokens;
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink};

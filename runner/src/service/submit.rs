@@ -11,7 +11,7 @@ use crate::admission::registry::{NewTool, Registry, RegistryError, ToolRecord};
 use crate::admission::signing::{SigningError, ToolSignature};
 use crate::config::home::Home;
 use crate::execution::engine::{LoadError, LoadedTool, Runtime};
-use crate::store::Store;
+use crate::store::EvidenceStore;
 
 /// What to register a component as.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub fn check_signature(signature: Option<&ToolSignature>, bytes: &[u8]) -> Resul
 pub async fn register(
     runtime: &Runtime,
     home: &Home,
-    store: &Store,
+    store: &dyn EvidenceStore,
     loaded: &LoadedTool,
     bytes: &[u8],
     submission: Submission,

@@ -10,7 +10,7 @@ use crate::admission::bindings::Bindings;
 use crate::config::home::Home;
 use crate::execution::engine::Runtime;
 use crate::execution::runner::Runner;
-use crate::store::Store;
+use crate::store::EvidenceStore;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,7 +54,7 @@ pub fn os_user() -> String {
 
 /// Records `tool`'s binding to `profile` (or its removal) and says so.
 pub fn bind(
-    store: &Store,
+    store: &dyn EvidenceStore,
     args: &BindingArgs,
     tool: &str,
     profile: Option<&str>,
@@ -85,7 +85,7 @@ pub fn mcp(home: Home, args: McpArgs) -> Result<i32, Failure> {
         .max(crate::execution::engine::POOL_INSTANCES);
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = Arc::new(Runner::new(runtime, store, Arc::new(key), home));
+    let runner = Arc::new(Runner::new(runtime, Arc::new(store), Arc::new(key), home));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

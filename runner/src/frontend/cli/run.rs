@@ -68,7 +68,12 @@ pub(super) fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
     let store = open_store(&home)?;
     let runtime =
         Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = Runner::new(runtime, store, std::sync::Arc::new(key), home);
+    let runner = Runner::new(
+        runtime,
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(key),
+        home,
+    );
     let (tool, tool_name, signer) = resolve_tool(&runner, &args.tool)?;
     let stdin = if tool.world == crate::execution::engine::World::Command
         && !std::io::stdin().is_terminal()

@@ -7,8 +7,8 @@ use super::{
 };
 use crate::config::home::Home;
 use crate::evidence::{Verification, verify_all, verify_run};
+use crate::store::EvidenceStore;
 use crate::store::RunQueries;
-use crate::store::Store;
 use crate::trust::keys::TrustedKeys;
 use clap::Subcommand;
 use std::io::Write;
@@ -254,7 +254,7 @@ pub(super) fn duration_between(start: &str, end: Option<&str>) -> String {
 /// (`--out`) or a collector (`--otlp`). A collector that refuses or cannot be reached is exit 1
 /// (the export failed, the arguments were fine); a bad endpoint is exit 2.
 pub(super) fn export(
-    store: &Store,
+    store: &dyn EvidenceStore,
     id: &str,
     format: &str,
     out: Option<&Path>,

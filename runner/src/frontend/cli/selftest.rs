@@ -51,7 +51,12 @@ pub(super) fn selftest(home: Home, args: SelftestArgs) -> Result<i32, Failure> {
     let store = super::open_store(&home)?;
     let runtime = crate::execution::engine::Runtime::new(&home.cache_dir())
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = Runner::new(runtime, store, std::sync::Arc::new(key), home);
+    let runner = Runner::new(
+        runtime,
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(key),
+        home,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -105,7 +105,12 @@ pub(super) fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
     let store = Store::open(home.root())?;
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = std::sync::Arc::new(Runner::new(runtime, store, std::sync::Arc::new(key), home));
+    let runner = std::sync::Arc::new(Runner::new(
+        runtime,
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(key),
+        home,
+    ));
     let config = crate::frontend::http::ServeConfig {
         profiles: args.dir.profiles.clone(),
         pool: args.pool,

@@ -23,7 +23,6 @@ use crate::escalation::requests::{ApprovalRecord, Approvals};
 use crate::evidence::report::{GovernanceReport, ReportFilter};
 use crate::evidence::{Event, Verification, verify_run};
 use crate::store::RunFilter;
-use crate::store::RunQueries;
 use crate::trust::access::{ApiTokens, Permission, Principal};
 use crate::trust::keys::TrustedKeys;
 use axum::Form;

@@ -8,8 +8,7 @@
 
 use crate::evidence::StoreError;
 
-use crate::store::Store;
-use crate::store::report::GovernanceStats;
+use crate::store::EvidenceStore;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -59,7 +58,7 @@ impl ServerMetrics {
     /// The exposition text: store totals plus this process's metrics.
     pub fn render(
         &self,
-        store: &Store,
+        store: &dyn EvidenceStore,
         in_flight: usize,
         executing: usize,
     ) -> Result<String, MetricsError> {

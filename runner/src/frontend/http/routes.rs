@@ -25,7 +25,6 @@ use crate::execution::outcome::RunError;
 use crate::execution::request::RunRequest;
 use crate::service::runs::{LoadToolError, RegisteredTool, load_registered};
 use crate::service::submit::{Submission, SubmitError};
-use crate::store::RunQueries;
 use crate::store::{RunFilter, RunRow};
 use crate::trust::access::{ApiTokens, Permission, Role};
 use crate::trust::keys::TrustedKeys;

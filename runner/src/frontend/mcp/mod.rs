@@ -43,7 +43,6 @@ use crate::execution::request::RunRequest;
 use crate::execution::runner::Runner;
 use crate::frontend::http::pool::{Refusal, RunPool};
 use crate::store::RunFilter;
-use crate::store::RunQueries;
 use crate::trust::access::{Permission, Principal, Role};
 use crate::trust::keys::TrustedKeys;
 use rmcp::model::{
@@ -537,7 +536,7 @@ impl ApprovalWatcher {
 
     /// Notes for the run's open requests that are new, changed status
     /// (escalated) or were last reported [`PROGRESS_HEARTBEAT`] ago.
-    fn check(&mut self, store: &crate::store::Store) -> Vec<Note> {
+    fn check(&mut self, store: &dyn crate::store::EvidenceStore) -> Vec<Note> {
         let open = match Approvals::new(store).list(true) {
             Ok(open) => open,
             Err(e) => {

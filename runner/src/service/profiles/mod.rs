@@ -14,8 +14,7 @@ pub mod suggest;
 
 use crate::config::profile::{self, Profile, ProfileError};
 use crate::evidence::StoreError;
-use crate::store::RunQueries;
-use crate::store::{RunFilter, RunRow, Store};
+use crate::store::{EvidenceStore, RunFilter, RunRow};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -31,7 +30,7 @@ pub fn load_profile(dir: &Path, arg: &str) -> Result<Profile, ProfileError> {
 
 /// The ended runs started within `since` of `now`, oldest first.
 pub fn runs_since(
-    store: &Store,
+    store: &dyn EvidenceStore,
     since: Duration,
     now: SystemTime,
 ) -> Result<Vec<RunRow>, StoreError> {
@@ -52,7 +51,7 @@ pub fn runs_since(
 /// What `runs` did, for [`suggest::suggest`]: each run's events and the
 /// profile it ran under when `dir` still holds it.
 pub fn observed_runs(
-    store: &Store,
+    store: &dyn EvidenceStore,
     dir: &Path,
     runs: &[RunRow],
 ) -> Result<Vec<suggest::ObservedRun>, StoreError> {
