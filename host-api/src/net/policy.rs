@@ -24,10 +24,11 @@
 //! wildcard suffix tricks (`*.example.com` never matches `example.com`,
 //! `evilexample.com` or `example.com.evil.net`); credentials and
 //! `user@host` confusion in URLs; path escapes (`..`, `%2e%2e`, encoded
-//! slashes, `..;`) past a path rule; method smuggling; SSRF into loopback,
-//! private, link-local, carrier-grade NAT and cloud metadata addresses,
-//! including their disguises (`127.1`, `2130706433`, `0x7f000001`,
-//! IPv4-mapped, -compatible and -translated IPv6, NAT64, 6to4, Teredo) and
+//! slashes, `..;`, all recognized by [`crate::glob`]) past a path rule;
+//! method smuggling; SSRF into loopback, private, link-local, carrier-grade
+//! NAT and cloud metadata addresses, including their disguises (`127.1`,
+//! `2130706433`, `0x7f000001`, IPv4-mapped, -compatible and -translated
+//! IPv6, NAT64, 6to4, Teredo) and
 //! DNS answers that point a listed name at them; and parser differentials
 //! (whitespace, backslashes and authority tricks are refused rather than
 //! interpreted).
@@ -60,7 +61,7 @@
 //!   through by name, but connecting to the `127.0.0.1` it resolves to
 //!   also needs `http://127.0.0.1:9000`.
 
-use globset::{GlobBuilder, GlobMatcher};
+use crate::glob::{self, Case, Glob};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::fmt;
@@ -265,13 +266,6 @@ fn is_below(name: &str, parent: &str) -> bool {
     }
 }
 
-/// A compiled path glob and its normalized text.
-#[derive(Debug, Clone)]
-struct PathGlob {
-    pattern: String,
-    matcher: GlobMatcher,
-}
-
 /// One parsed `[net] allow` entry: scheme, host (exact, `*.` wildcard or
 /// literal IP), port, optional path glob and optional methods.
 #[derive(Debug, Clone)]
@@ -281,7 +275,7 @@ pub struct EgressRule {
     scheme: Scheme,
     host: HostPattern,
     port: u16,
-    path: Option<PathGlob>,
+    path: Option<Glob>,
     methods: Option<Vec<String>>,
 }
 
@@ -292,7 +286,7 @@ impl PartialEq for EgressRule {
             && self.scheme == other.scheme
             && self.host == other.host
             && self.port == other.port
-            && self.path.as_ref().map(|p| &p.pattern) == other.path.as_ref().map(|p| &p.pattern)
+            && self.path.as_ref().map(Glob::as_str) == other.path.as_ref().map(Glob::as_str)
             && self.methods == other.methods
     }
 }
@@ -359,12 +353,12 @@ impl EgressRule {
                     .into(),
             ));
         }
-        if path_text.split('/').any(is_dot_segment) {
+        if glob::has_dot_segment(path_text) {
             return Err(err(
                 "its path has a '.' or '..' segment; write the path it means".into(),
             ));
         }
-        if has_encoded_separator(path_text) {
+        if glob::has_encoded_separator(path_text) {
             return Err(err(
                 "its path has an encoded slash or backslash (%2F, %5C); requests carrying one \
                  are refused under path rules"
@@ -407,7 +401,9 @@ impl EgressRule {
         let path = if path_text.is_empty() {
             None
         } else {
-            Some(compile_path(url.path()).map_err(err)?)
+            let path_glob = Glob::new(url.path(), Case::Sensitive)
+                .map_err(|e| err(format!("its path is not a valid glob ({e})")))?;
+            Some(path_glob)
         };
         let methods_text = methods;
         let methods = match &methods_text {
@@ -500,30 +496,6 @@ fn has_space_or_control(text: &str) -> bool {
     text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// `.` or `..`, literally or percent-encoded, ignoring `;` parameters (some
-/// servers treat `..;` as `..`).
-fn is_dot_segment(segment: &str) -> bool {
-    let head = segment.split(';').next().unwrap_or(segment);
-    matches!(
-        head.to_ascii_lowercase().as_str(),
-        "." | ".." | "%2e" | ".%2e" | "%2e." | "%2e%2e"
-    )
-}
-
-/// `%2F` or `%5C` (any case): separators a server may decode after the
-/// path was checked.
-fn has_encoded_separator(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    lower.contains("%2f") || lower.contains("%5c")
-}
-
-/// A request path under a path rule that a server could resolve past the
-/// glob: encoded separators or `..;`-style segments (plain `.`/`..` are
-/// already resolved by `url`).
-fn is_ambiguous_path(path: &str) -> bool {
-    has_encoded_separator(path) || path.split('/').any(is_dot_segment)
-}
-
 fn literal_host(ip: IpAddr, wildcard: bool) -> Result<HostPattern, String> {
     if wildcard {
         return Err("wildcards apply to DNS names, not IP addresses".into());
@@ -542,30 +514,6 @@ fn check_peer_address(ip: IpAddr) -> Result<(), String> {
         }
         _ => Ok(()),
     }
-}
-
-/// Compiles the normalized pattern path into a glob in which only `*` is
-/// special (`*`: within a segment, `**`: across segments); every other
-/// glob character matches itself.
-fn compile_path(path: &str) -> Result<PathGlob, String> {
-    let mut glob = String::with_capacity(path.len());
-    for c in path.chars() {
-        if c == '*' {
-            glob.push('*');
-        } else {
-            glob.push_str(&globset::escape(c.encode_utf8(&mut [0; 4])));
-        }
-    }
-    let matcher = GlobBuilder::new(&glob)
-        .literal_separator(true)
-        .backslash_escape(false)
-        .build()
-        .map_err(|e| format!("its path is not a valid glob ({e})"))?
-        .compile_matcher();
-    Ok(PathGlob {
-        pattern: path.to_owned(),
-        matcher,
-    })
 }
 
 fn normalize_methods(list: &[String]) -> Result<Vec<String>, String> {
@@ -758,8 +706,8 @@ pub fn decide_request(rules: &[EgressRule], method: &str, url: &str) -> RequestV
             }
             continue;
         }
-        if let Some(glob) = &rule.path {
-            if is_ambiguous_path(path) {
+        if let Some(path_glob) = &rule.path {
+            if glob::is_ambiguous(path) {
                 miss(
                     2,
                     format!(
@@ -770,7 +718,7 @@ pub fn decide_request(rules: &[EgressRule], method: &str, url: &str) -> RequestV
                 );
                 continue;
             }
-            if !glob.matcher.is_match(path) {
+            if !path_glob.is_match(path) {
                 miss(2, format!("path {path:?} is outside {}", entry()));
                 continue;
             }

@@ -15,9 +15,11 @@
 //!   trailing slashes) and paths are compared case-insensitively, so
 //!   `https://PAYMENTS.example:443//%61pi/./pay/` is still under
 //!   `https://payments.example/api/**`. A path a server could resolve
-//!   outside any glob (an encoded `/` or `\`, a `..;` segment) matches every
-//!   path glob of its host; a URL that cannot be parsed, or a guest path
-//!   that is not absolute, matches every rule of its kind. Guest paths are
+//!   outside any glob (an encoded `/` or `\`, a dot segment in any
+//!   spelling such as `..;` or `%2e%2e`; see [`airlock_host_api::glob`])
+//!   matches every path glob of its host; a URL that cannot be parsed, or
+//!   a guest path that is not absolute, matches every rule of its kind.
+//!   Guest paths are
 //!   resolved lexically (`/data/../ledger/x` is `/ledger/x`), `\` counts as
 //!   a separator, and `dir/**` covers `dir` itself.
 //! - **Globs that reach too far.** `*` never crosses a `/` (nor, in the
@@ -35,7 +37,7 @@
 //!   [`MAX_WAIT`], so a typo cannot hold a run (and its instance and
 //!   credentials) open indefinitely, nor overflow a deadline.
 
-use globset::{GlobBuilder, GlobMatcher};
+use airlock_host_api::glob::{self, Case, Glob};
 use std::fmt::Write as _;
 use std::time::Duration;
 use url::Url;
@@ -182,12 +184,12 @@ enum When {
         /// `http` or `https`.
         scheme: String,
         /// Over `host[:port]` (port only when not the scheme's default).
-        authority: GlobMatcher,
+        authority: Glob,
         /// Over the normalized path.
-        path: GlobMatcher,
+        path: Glob,
     },
     FsWrite {
-        path: GlobMatcher,
+        path: Glob,
     },
     Credential {
         name: String,
@@ -314,11 +316,11 @@ impl ApprovalRule {
                 };
                 target.scheme == *scheme
                     && authority.is_match(&target.authority)
-                    && (target.ambiguous || path_matches(path, &target.path))
+                    && (target.ambiguous || path.covers(&target.path))
             }
             (When::FsWrite { path }, Action::FsWrite { path: guest }) => {
                 match normalize_guest_path(guest) {
-                    Some(normal) => path_matches(path, &normal),
+                    Some(normal) => path.covers(&normal),
                     None => true,
                 }
             }
@@ -429,9 +431,10 @@ fn parse_net(method: &str, url: &str) -> Result<When, String> {
     Ok(When::Net {
         method,
         scheme,
-        authority: compile_glob(&authority)
+        authority: Glob::new(&authority, Case::Insensitive)
             .map_err(|e| format!("its host is not a valid glob ({e})"))?,
-        path: compile_glob(&path).map_err(|e| format!("its path is not a valid glob ({e})"))?,
+        path: Glob::new(&path, Case::Insensitive)
+            .map_err(|e| format!("its path is not a valid glob ({e})"))?,
     })
 }
 
@@ -491,10 +494,10 @@ fn authority_text(host: &str, port: Option<u16>) -> String {
 
 /// The path of a URL glob, spelled as an action's normalized path.
 fn normalize_path_glob(path: &str) -> Result<String, String> {
-    if path.split('/').any(is_dot_segment) {
+    if glob::has_dot_segment(path) {
         return Err("its path has a '.' or '..' segment; write the path it means".to_owned());
     }
-    if has_encoded_separator(path) {
+    if glob::has_encoded_separator(path) {
         return Err(
             "its path has an encoded slash or backslash (%2F, %5C); such requests already match every path of their host"
                 .to_owned(),
@@ -507,7 +510,7 @@ fn normalize_path_glob(path: &str) -> Result<String, String> {
     Ok(collapse_slashes(&decode_unreserved(url.path())))
 }
 
-fn parse_fs_glob(path: &str) -> Result<GlobMatcher, String> {
+fn parse_fs_glob(path: &str) -> Result<Glob, String> {
     if !path.starts_with('/') {
         return Err(format!(
             "path glob {path:?} is not absolute; write the guest path, e.g. /ledger/**"
@@ -516,47 +519,14 @@ fn parse_fs_glob(path: &str) -> Result<GlobMatcher, String> {
     if path.contains('\\') {
         return Err("the path glob contains a backslash (use '/')".to_owned());
     }
-    if path.split('/').any(|s| s == "." || s == "..") {
+    if glob::has_dot_segment(path) {
         return Err("the path glob has a '.' or '..' segment; write the path it means".to_owned());
     }
     let mut normal = collapse_slashes(path);
     if normal.len() > 1 && normal.ends_with('/') {
         normal.pop();
     }
-    compile_glob(&normal).map_err(|e| format!("the path glob is not valid ({e})"))
-}
-
-/// A glob in which only `*` is special (`*` within a segment, `**` across
-/// segments), matching without regard to case.
-fn compile_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
-    let mut glob = String::with_capacity(pattern.len());
-    for c in pattern.chars() {
-        if c == '*' {
-            glob.push('*');
-        } else {
-            glob.push_str(&globset::escape(c.encode_utf8(&mut [0; 4])));
-        }
-    }
-    Ok(GlobBuilder::new(&glob)
-        .literal_separator(true)
-        .backslash_escape(false)
-        .case_insensitive(true)
-        .build()?
-        .compile_matcher())
-}
-
-/// Whether `glob` covers `path`, also trying it with a trailing slash
-/// (so `dir/**` covers `dir`) and without one (servers often treat `/pay/`
-/// as `/pay`).
-fn path_matches(glob: &GlobMatcher, path: &str) -> bool {
-    if glob.is_match(path) {
-        return true;
-    }
-    let trimmed = path.trim_end_matches('/');
-    if !trimmed.is_empty() && trimmed != path && glob.is_match(trimmed) {
-        return true;
-    }
-    !path.ends_with('/') && glob.is_match(format!("{path}/"))
+    Glob::new(&normal, Case::Insensitive).map_err(|e| format!("the path glob is not valid ({e})"))
 }
 
 /// An action URL as a server would read it.
@@ -580,7 +550,7 @@ impl NetTarget {
             return None;
         }
         let path = collapse_slashes(&decode_unreserved(parsed.path()));
-        let ambiguous = has_encoded_separator(&path) || path.split('/').any(is_dot_segment);
+        let ambiguous = glob::is_ambiguous(&path);
         Some(NetTarget {
             scheme: parsed.scheme().to_owned(),
             authority: authority_text(host, parsed.port()),
@@ -609,18 +579,6 @@ fn normalize_guest_path(path: &str) -> Option<String> {
         }
     }
     Some(format!("/{}", parts.join("/")))
-}
-
-/// `.` or `..`, ignoring `;` parameters (some servers treat `..;` as `..`).
-fn is_dot_segment(segment: &str) -> bool {
-    let head = segment.split(';').next().unwrap_or(segment);
-    head == "." || head == ".."
-}
-
-/// `%2F` or `%5C` in any case.
-fn has_encoded_separator(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    lower.contains("%2f") || lower.contains("%5c")
 }
 
 /// Decodes percent-encoded unreserved characters (letters, digits, `-`,
