@@ -1,6 +1,6 @@
 //! Which actions need a human: the profile's `[[approval]]` rules
-//! ([`ApprovalRule`]), the actions they are matched against ([`Action`])
-//! and [`matching_rule`]. Pure: the run's gate asks [`matching_rule`]
+//! ([`ApprovalRule`]), the host's [`GateAction`]s they are matched
+//! against, and [`matching_rule`]. Pure: the run's gate asks [`matching_rule`]
 //! before each guarded action and, on a match, opens a request
 //! ([`super::requests`]) and suspends the action until a human decides.
 //! A rule's `when` names a class of actions (`net POST
@@ -30,15 +30,16 @@
 //!   is one line: control characters and bidirectional-override characters
 //!   from guest-controlled text are escaped, hosts show in punycode (so a
 //!   look-alike Unicode name is visible as such), and long texts are cut
-//!   ([`MAX_ACTION_CHARS`], [`MAX_DETAIL_BYTES`]).
+//!   ([`GateAction::describe`], with the limits next to it in
+//!   [`airlock_host_api::approval`]).
 //! - **Secrets in the approvals table.** A URL's user info, query and
-//!   fragment are dropped from the stored action text.
+//!   fragment are dropped from the stored action text (same place).
 //! - **Waits that never end.** Timeouts must be between one second and
 //!   [`MAX_WAIT`], so a typo cannot hold a run (and its instance and
 //!   credentials) open indefinitely, nor overflow a deadline.
 
+use airlock_host_api::approval::GateAction;
 use airlock_host_api::glob::{self, Case, Glob};
-use std::fmt::Write as _;
 use std::time::Duration;
 use url::Url;
 
@@ -53,101 +54,10 @@ pub const MAX_WAIT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// (`payments-oncall`, `alice@example.com`), not prose.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// Longest action text ([`Action::describe`]) shown to approvers, in
-/// characters. URLs and tool-declared actions are guest-controlled; the cap
-/// keeps one request from flooding `airlock approvals list`.
-pub const MAX_ACTION_CHARS: usize = 1024;
-
-/// Largest stored `detail` of a request (tool-declared detail is guest
-/// data). Longer details are cut at a character boundary and say so.
-pub const MAX_DETAIL_BYTES: usize = 16 * 1024;
-
-/// Largest reason accepted with a decision, in characters (it is stored and
-/// shown with the request; `airlock serve` may take decisions over HTTP, and
-/// its API document states the limit as a JSON Schema `maxLength`, which
-/// counts characters).
-pub const MAX_REASON_CHARS: usize = 4 * 1024;
-
 /// The accepted forms of `when`, quoted by every parse error.
 pub const WHEN_FORMS: &str = "\"net METHOD URL-GLOB\" (METHOD in uppercase or *, e.g. \
      \"net POST https://payments.example/**\"), \"fs write PATH-GLOB\" (e.g. \"fs write \
      /ledger/**\"), \"credential NAME\" (e.g. \"credential payments\") or \"tool-request\"";
-
-/// An action the gate is about to perform, to be matched against the
-/// profile's approval rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// An outgoing HTTP request.
-    Net {
-        /// The request method as sent (`POST`); compared ignoring case.
-        method: String,
-        /// `scheme://host[:port]/path`; a query or fragment is ignored.
-        url: String,
-    },
-    /// A write (create, write, truncate, rename, delete, set-times) at a
-    /// guest path.
-    FsWrite {
-        /// The absolute guest path (`/ledger/2024.csv`).
-        path: String,
-    },
-    /// The use of a profile credential (`[credentials.NAME]`).
-    Credential {
-        /// The credential's name in the profile.
-        name: String,
-    },
-    /// A high-risk step the tool itself declared through
-    /// `airlock:host/approval.request(action, detail)`.
-    ToolRequest {
-        /// The tool's name for the step (guest-controlled).
-        action: String,
-        /// The tool's detail (guest-controlled).
-        detail: String,
-    },
-}
-
-impl Action {
-    /// One line for approvers and evidence: `net POST https://…/pay`,
-    /// `fs write /ledger/x`, `credential payments`, `tool-request
-    /// transfer-funds`. URLs lose user info, query and fragment and show
-    /// their host in punycode; control and bidirectional-override
-    /// characters are escaped; the text is cut at [`MAX_ACTION_CHARS`].
-    pub fn describe(&self) -> String {
-        let text = match self {
-            Action::Net { method, url } => format!("net {method} {}", display_url(url)),
-            Action::FsWrite { path } => format!("fs write {path}"),
-            Action::Credential { name } => format!("credential {name}"),
-            Action::ToolRequest { action, .. } => format!("tool-request {action}"),
-        };
-        one_line(&text, MAX_ACTION_CHARS)
-    }
-
-    /// The detail stored with a request: the tool's detail for a
-    /// [`Action::ToolRequest`], else `None`.
-    pub fn detail(&self) -> Option<&str> {
-        match self {
-            Action::ToolRequest { detail, .. } => Some(detail),
-            _ => None,
-        }
-    }
-}
-
-/// A URL as approvers should see it: parsed (so the host shows in its
-/// lowercase punycode form, which gives away look-alike Unicode names),
-/// without user info, query or fragment (which may carry secrets). Text
-/// that does not parse is cut at the first `?` or `#`.
-fn display_url(url: &str) -> String {
-    match Url::parse(url.trim()) {
-        Ok(mut parsed) => {
-            // Both fail only for URLs that cannot have user info at all.
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            parsed.to_string()
-        }
-        Err(_) => url.split(['?', '#']).next().unwrap_or(url).to_owned(),
-    }
-}
 
 /// One validated `[[approval]]` entry of a profile.
 #[derive(Debug, Clone)]
@@ -291,7 +201,7 @@ impl ApprovalRule {
 
     /// Whether `action` needs this rule's approval. Errs toward `true`
     /// where the action's spelling is ambiguous (see the module docs).
-    pub fn matches(&self, action: &Action) -> bool {
+    pub fn matches(&self, action: &GateAction) -> bool {
         match (&self.matcher, action) {
             (
                 When::Net {
@@ -300,9 +210,10 @@ impl ApprovalRule {
                     authority,
                     path,
                 },
-                Action::Net {
+                GateAction::Net {
                     method: action_method,
                     url,
+                    ..
                 },
             ) => {
                 if let Some(method) = method
@@ -318,14 +229,14 @@ impl ApprovalRule {
                     && authority.is_match(&target.authority)
                     && (target.ambiguous || path.covers(&target.path))
             }
-            (When::FsWrite { path }, Action::FsWrite { path: guest }) => {
+            (When::FsWrite { path }, GateAction::FsWrite { path: guest }) => {
                 match normalize_guest_path(guest) {
                     Some(normal) => path.covers(&normal),
                     None => true,
                 }
             }
-            (When::Credential { name }, Action::Credential { name: used }) => name == used,
-            (When::ToolRequest, Action::ToolRequest { .. }) => true,
+            (When::Credential { name }, GateAction::Credential { name: used }) => name == used,
+            (When::ToolRequest, GateAction::ToolRequest { .. }) => true,
             _ => false,
         }
     }
@@ -335,7 +246,7 @@ impl ApprovalRule {
 /// `None` if the action needs no approval.
 pub fn matching_rule<'a>(
     rules: &'a [ApprovalRule],
-    action: &Action,
+    action: &GateAction,
 ) -> Option<(usize, &'a ApprovalRule)> {
     rules
         .iter()
@@ -660,63 +571,12 @@ pub(crate) fn check_wait(field: &str, wait: Duration) -> Result<(), String> {
     Ok(())
 }
 
-/// Escapes control and bidirectional-formatting characters (which could
-/// rewrite a terminal line or reorder what an approver reads) and cuts the
-/// text to `max_chars` characters, ending in `…` when cut.
-pub(crate) fn one_line(text: &str, max_chars: usize) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        push_visible(&mut escaped, c, false);
-    }
-    cut_chars(escaped, max_chars)
-}
-
-fn push_visible(out: &mut String, c: char, keep_newlines: bool) {
-    let bidi_or_invisible = matches!(
-        c,
-        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
-    );
-    if keep_newlines && (c == '\n' || c == '\t') {
-        out.push(c);
-    } else if c.is_control() || bidi_or_invisible {
-        out.extend(c.escape_default());
-    } else {
-        out.push(c);
-    }
-}
-
-fn cut_chars(text: String, max_chars: usize) -> String {
-    if text.chars().count() <= max_chars {
-        return text;
-    }
-    let mut cut: String = text.chars().take(max_chars.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-/// Escapes like [`one_line`] but keeps newlines and tabs, and cuts at
-/// [`MAX_DETAIL_BYTES`].
-pub(crate) fn sanitize_detail(detail: &str) -> String {
-    let mut out = String::with_capacity(detail.len().min(MAX_DETAIL_BYTES));
-    for c in detail.chars() {
-        push_visible(&mut out, c, true);
-    }
-    if out.len() <= MAX_DETAIL_BYTES {
-        return out;
-    }
-    let total = detail.len();
-    let mut end = MAX_DETAIL_BYTES;
-    while !out.is_char_boundary(end) {
-        end -= 1;
-    }
-    out.truncate(end);
-    let _ = write!(out, "… (cut; the tool sent {total} bytes)");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_host_api::approval::{
+        GateAction as Action, MAX_ACTION_CHARS, MAX_DETAIL_BYTES, one_line, sanitize_detail,
+    };
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
     type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -736,6 +596,7 @@ mod tests {
         Action::Net {
             method: method.to_owned(),
             url: url.to_owned(),
+            review: None,
         }
     }
 
