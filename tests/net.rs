@@ -4,7 +4,7 @@
 //! on 127.0.0.1. Every refusal is asserted with its evidence event; the
 //! injected secret is searched for everywhere the guest or the store could
 //! have kept it. Address classes other than loopback are unit-tested in
-//! `host-api/src/net/policy.rs` (never by connecting anywhere).
+//! `host-api/src/net/policy/address.rs` (never by connecting anywhere).
 
 mod support;
 

@@ -8,14 +8,27 @@
 //! consumed and the run's clock is paused) and returns the decision. The
 //! runner implements the gate over its store, so approvers decide from
 //! another process. Defends against high-risk side effects happening
-//! without a named human's decision, and against approvals that wait
-//! forever (escalation, then expiry as a denial).
+//! without a named human's decision, against approvals that wait forever
+//! (escalation, then expiry as a denial), and against a tool dressing up
+//! what its approver reads: [`GateAction::describe`] is one escaped, cut
+//! line without the URL's secrets.
 
 use crate::evidence::EvidenceUnavailable;
 use crate::net::review::RequestReview;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use url::Url;
+
+/// Longest action text ([`GateAction::describe`]) shown to approvers, in
+/// characters. URLs and tool-declared actions are guest-controlled; the cap
+/// keeps one request from flooding `airlock approvals list`.
+pub const MAX_ACTION_CHARS: usize = 1024;
+
+/// Largest stored `detail` of a request (tool-declared detail is guest
+/// data). Longer details are cut at a character boundary and say so.
+pub const MAX_DETAIL_BYTES: usize = 16 * 1024;
 
 /// An action that may need approval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +62,50 @@ pub enum GateAction {
         /// Detail shown to the approver.
         detail: String,
     },
+}
+
+impl GateAction {
+    /// One line for approvers and evidence: `net POST https://…/pay`,
+    /// `fs write /ledger/x`, `credential payments`, `tool-request
+    /// transfer-funds`. URLs lose user info, query and fragment and show
+    /// their host in punycode; control and bidirectional-override
+    /// characters are escaped; the text is cut at [`MAX_ACTION_CHARS`].
+    pub fn describe(&self) -> String {
+        let text = match self {
+            GateAction::Net { method, url, .. } => format!("net {method} {}", display_url(url)),
+            GateAction::FsWrite { path } => format!("fs write {path}"),
+            GateAction::Credential { name } => format!("credential {name}"),
+            GateAction::ToolRequest { action, .. } => format!("tool-request {action}"),
+        };
+        one_line(&text, MAX_ACTION_CHARS)
+    }
+
+    /// The detail stored with a request: the tool's detail for a
+    /// [`GateAction::ToolRequest`], else `None`.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            GateAction::ToolRequest { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+}
+
+/// A URL as approvers should see it: parsed (so the host shows in its
+/// lowercase punycode form, which gives away look-alike Unicode names),
+/// without user info, query or fragment (which may carry secrets). Text
+/// that does not parse is cut at the first `?` or `#`.
+fn display_url(url: &str) -> String {
+    match Url::parse(url.trim()) {
+        Ok(mut parsed) => {
+            // Both fail only for URLs that cannot have user info at all.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => url.split(['?', '#']).next().unwrap_or(url).to_owned(),
+    }
 }
 
 /// The gate's answer.
@@ -145,4 +202,58 @@ pub fn binding_mismatch(
             approved.unwrap_or("(none)")
         )
     })
+}
+
+/// Escapes control and bidirectional-formatting characters (which could
+/// rewrite a terminal line or reorder what an approver reads) and cuts the
+/// text to `max_chars` characters, ending in `…` when cut.
+pub fn one_line(text: &str, max_chars: usize) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_visible(&mut escaped, c, false);
+    }
+    cut_chars(escaped, max_chars)
+}
+
+fn push_visible(out: &mut String, c: char, keep_newlines: bool) {
+    let bidi_or_invisible = matches!(
+        c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
+    );
+    if keep_newlines && (c == '\n' || c == '\t') {
+        out.push(c);
+    } else if c.is_control() || bidi_or_invisible {
+        out.extend(c.escape_default());
+    } else {
+        out.push(c);
+    }
+}
+
+fn cut_chars(text: String, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max_chars.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Escapes like [`one_line`] but keeps newlines and tabs, and cuts at
+/// [`MAX_DETAIL_BYTES`].
+pub fn sanitize_detail(detail: &str) -> String {
+    let mut out = String::with_capacity(detail.len().min(MAX_DETAIL_BYTES));
+    for c in detail.chars() {
+        push_visible(&mut out, c, true);
+    }
+    if out.len() <= MAX_DETAIL_BYTES {
+        return out;
+    }
+    let total = detail.len();
+    let mut end = MAX_DETAIL_BYTES;
+    while !out.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.truncate(end);
+    let _ = write!(out, "… (cut; the tool sent {total} bytes)");
+    out
 }

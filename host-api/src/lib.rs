@@ -8,7 +8,8 @@
 //! (HTTP and sockets), [`credentials`] (injected secrets, run tokens),
 //! [`tool`] (`airlock:host` interfaces). [`evidence`]
 //! is the seam to the runner's log, [`limits`] the limits that end a run,
-//! and [`state`] builds a run's store data from its grants.
+//! [`glob`] the path globs the network policy and the runner's approval
+//! rules share, and [`state`] builds a run's store data from its grants.
 
 pub mod approval;
 pub mod credentials;
@@ -16,6 +17,7 @@ pub mod data;
 pub mod detect;
 pub mod evidence;
 pub mod fs;
+pub mod glob;
 pub mod limits;
 pub mod net;
 pub mod output;

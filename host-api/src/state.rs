@@ -8,15 +8,16 @@
 
 use crate::approval::ApprovalGate;
 use crate::credentials::CredentialGrants;
-use crate::evidence::{Capture, EventDraft, EvidenceSink, EvidenceUnavailable, IoEvidence};
+use crate::evidence::{Capture, EvidenceSink, EvidenceUnavailable, IoEvidence};
 use crate::fs::host::{FsState, FsView, RecordingFs};
 use crate::fs::{Area, FsGrants};
 use crate::limits::MemoryLimiter;
 use crate::net::lookup::{LimitedLookup, LookupState, LookupView};
 use crate::net::{self, HttpHooks, NetGrants};
 use crate::output::CappedOutput;
+use crate::tool::{Tool, ToolHost, ToolView};
 use std::sync::Arc;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -135,21 +136,6 @@ impl RunState {
         })
     }
 
-    /// Appends an event to the run's log; the error aborts the run.
-    pub fn record(&self, event: EventDraft) -> Result<(), EvidenceUnavailable> {
-        self.evidence.append(event)
-    }
-
-    /// The run's approval gate (for `approval.request`).
-    pub fn approvals(&self) -> Arc<dyn ApprovalGate> {
-        Arc::clone(&self.approvals)
-    }
-
-    /// The run's credential grants (for `credentials.token`).
-    pub fn credentials(&self) -> &CredentialGrants {
-        &self.tokens
-    }
-
     /// The memory limiter (for `Store::limiter`).
     pub fn limiter(&mut self) -> &mut MemoryLimiter {
         &mut self.limiter
@@ -188,6 +174,14 @@ impl RunState {
             resolved: &self.resolved,
             state: &mut self.lookups,
             evidence: &self.evidence,
+        }
+    }
+
+    fn tool_view(&mut self) -> ToolView<'_> {
+        ToolView {
+            evidence: &self.evidence,
+            credentials: &self.tokens,
+            approvals: &self.approvals,
         }
     }
 
@@ -247,6 +241,6 @@ pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
         >(linker, RunState::lookup_view)?;
     }
     linker.allow_shadowing(false);
-    crate::tool::Tool::add_to_linker::<RunState, HasSelf<RunState>>(linker, |s| s)?;
+    Tool::add_to_linker::<RunState, ToolHost>(linker, RunState::tool_view)?;
     Ok(())
 }

@@ -13,10 +13,11 @@
 //! secret that survives the response scrubber, and panics on guest- or
 //! file-controlled input anywhere in those paths.
 
+use airlock_host_api::approval::GateAction;
 use airlock_host_api::credentials::Scrubber;
 use airlock_host_api::detect::{self, Detector};
 use airlock_host_api::net::policy::{self, EgressRule};
-use airlock_runner::escalation::rules::{Action, ApprovalRule, matching_rule};
+use airlock_runner::escalation::rules::{ApprovalRule, matching_rule};
 use airlock_runner::evidence::{RunOutcome, verify_all, verify_run};
 use airlock_runner::store::{RunMeta, RunStore, Store};
 use airlock_runner::trust::keys::{RunnerKey, TrustedKeys};
@@ -175,14 +176,15 @@ pub fn approval_rules(data: &[u8]) {
             None,
         )
     };
-    let action = Action::Net {
+    let action = GateAction::Net {
         method: method.to_owned(),
         url: url.to_owned(),
+        review: None,
     };
-    let fs = Action::FsWrite {
+    let fs = GateAction::FsWrite {
         path: url.to_owned(),
     };
-    let tool = Action::ToolRequest {
+    let tool = GateAction::ToolRequest {
         action: method.to_owned(),
         detail: url.to_owned(),
     };

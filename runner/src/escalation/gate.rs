@@ -23,7 +23,7 @@
 use crate::escalation::requests::{
     ApprovalRecord, ApprovalStatus, Approvals, NewApproval, RunContext,
 };
-use crate::escalation::rules::{Action, ApprovalRule, matching_rule};
+use crate::escalation::rules::{ApprovalRule, matching_rule};
 use crate::execution::clock::RunClock;
 use crate::execution::request::SlotHandle;
 use crate::store::EvidenceStore;
@@ -31,7 +31,6 @@ use crate::trust::decision::SIGNATURE_RULE;
 use crate::trust::keys::TrustedKeys;
 use airlock_host_api::approval::{ApprovalGate, GateAction, GateFuture, GateOutcome};
 use airlock_host_api::evidence::{Decision, EventDraft, EvidenceSink, EvidenceUnavailable};
-use airlock_host_api::net::review::RequestReview;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -96,9 +95,12 @@ impl StoreGate {
         &self,
         rule_index: usize,
         rule: &ApprovalRule,
-        action: Action,
-        review: Option<RequestReview>,
+        action: GateAction,
     ) -> Result<GateOutcome, EvidenceUnavailable> {
+        let review = match &action {
+            GateAction::Net { review, .. } => review.as_deref().cloned(),
+            _ => None,
+        };
         let approvals = Approvals::new(&*self.store);
         let expected = review.as_ref().map(|r| r.request_sha256.clone());
         let mut new = NewApproval::new(&self.run, rule, &action);
@@ -324,35 +326,21 @@ impl StoreGate {
     }
 }
 
-fn to_action(action: &GateAction) -> Action {
-    match action.clone() {
-        GateAction::Net { method, url, .. } => Action::Net { method, url },
-        GateAction::FsWrite { path } => Action::FsWrite { path },
-        GateAction::Credential { name } => Action::Credential { name },
-        GateAction::ToolRequest { action, detail } => Action::ToolRequest { action, detail },
-    }
-}
-
 impl ApprovalGate for StoreGate {
     fn covers(&self, action: &GateAction) -> bool {
-        matching_rule(&self.rules, &to_action(action)).is_some()
+        matching_rule(&self.rules, action).is_some()
     }
 
     fn request(&self, action: GateAction) -> GateFuture<'_> {
         Box::pin(async move {
-            let review = match &action {
-                GateAction::Net { review, .. } => review.as_deref().cloned(),
-                _ => None,
-            };
-            let action = to_action(&action);
             let Some((index, rule)) = matching_rule(&self.rules, &action) else {
                 return Ok(GateOutcome::NotRequired);
             };
             let Some(slot) = &self.slot else {
-                return self.wait(index, rule, action, review).await;
+                return self.wait(index, rule, action).await;
             };
             slot.0.release();
-            let outcome = self.wait(index, rule, action, review).await;
+            let outcome = self.wait(index, rule, action).await;
             let _paused = self.clock.pause();
             slot.0.reacquire().await;
             outcome

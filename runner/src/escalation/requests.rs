@@ -29,13 +29,12 @@
 //! checks the decision's signature and the request digest before it acts,
 //! and records both in the run's signed evidence.
 
-use super::rules::{
-    Action, ApprovalRule, MAX_ACTION_CHARS, check_handle, check_wait, one_line, sanitize_detail,
-};
+use super::rules::{ApprovalRule, check_handle, check_wait};
 use crate::evidence::StoreError;
 use crate::store::MIN_PREFIX_LEN;
 use crate::store::{ApprovalRepo, ApprovalTransition};
 use crate::trust::decision::{DecisionSignature, DecisionSigner, DecisionStatement};
+use airlock_host_api::approval::{GateAction, MAX_ACTION_CHARS, one_line, sanitize_detail};
 use airlock_host_api::net::review::RequestReview;
 use serde::Serialize;
 use std::fmt::{self, Write as _};
@@ -135,9 +134,9 @@ pub struct NewApproval {
     pub intent: Option<String>,
     /// Who started the run; may not approve this request.
     pub actor: Option<String>,
-    /// [`Action::describe`] of the action (escaped and cut again on insert).
+    /// [`GateAction::describe`] of the action (escaped and cut again on insert).
     pub action: String,
-    /// Details for the approver (escaped and cut at [`MAX_DETAIL_BYTES`](super::rules::MAX_DETAIL_BYTES)).
+    /// Details for the approver (escaped and cut at [`MAX_DETAIL_BYTES`](airlock_host_api::approval::MAX_DETAIL_BYTES)).
     pub detail: Option<String>,
     /// The profile's risk.
     pub risk: String,
@@ -161,7 +160,7 @@ pub struct NewApproval {
 
 impl NewApproval {
     /// The request for `action`, which matched `rule`, in `run`.
-    pub fn new(run: &RunContext, rule: &ApprovalRule, action: &Action) -> NewApproval {
+    pub fn new(run: &RunContext, rule: &ApprovalRule, action: &GateAction) -> NewApproval {
         NewApproval {
             run_id: run.run_id.clone(),
             tool: run.tool.clone(),
@@ -210,7 +209,7 @@ pub struct ApprovalRecord {
     pub intent: Option<String>,
     /// Who started the run.
     pub actor: Option<String>,
-    /// The action, one line ([`Action::describe`]).
+    /// The action, one line ([`GateAction::describe`]).
     pub action: String,
     /// Details (tool-declared requests).
     pub detail: Option<String>,
@@ -444,7 +443,7 @@ impl<'a> Approvals<'a> {
     /// empty, the approvers or `escalate_to` are not handles, or a timeout
     /// is outside 1s..=[`MAX_WAIT`](super::rules::MAX_WAIT). The action text is escaped and cut to
     /// one line, the detail escaped and cut at
-    /// [`super::rules::MAX_DETAIL_BYTES`].
+    /// [`airlock_host_api::approval::MAX_DETAIL_BYTES`].
     pub fn create(
         &self,
         new: NewApproval,
@@ -771,6 +770,7 @@ pub(crate) mod tests {
     use crate::evidence::RunLog;
     use crate::store::{RunMeta, RunStore, Store};
     use crate::trust::decision::SignerKind;
+    use airlock_host_api::approval::GateAction as Action;
     use tempfile::TempDir;
 
     /// Signs with a digest of the statement (the tests here are about who
@@ -794,6 +794,7 @@ pub(crate) mod tests {
         Action::Net {
             method: method.to_owned(),
             url: url.to_owned(),
+            review: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Which actions need a human: the profile's `[[approval]]` rules
-//! ([`ApprovalRule`]), the actions they are matched against ([`Action`])
-//! and [`matching_rule`]. Pure: the run's gate asks [`matching_rule`]
+//! ([`ApprovalRule`]), the host's [`GateAction`]s they are matched
+//! against, and [`matching_rule`]. Pure: the run's gate asks [`matching_rule`]
 //! before each guarded action and, on a match, opens a request
 //! ([`super::requests`]) and suspends the action until a human decides.
 //! A rule's `when` names a class of actions (`net POST
@@ -15,9 +15,11 @@
 //!   trailing slashes) and paths are compared case-insensitively, so
 //!   `https://PAYMENTS.example:443//%61pi/./pay/` is still under
 //!   `https://payments.example/api/**`. A path a server could resolve
-//!   outside any glob (an encoded `/` or `\`, a `..;` segment) matches every
-//!   path glob of its host; a URL that cannot be parsed, or a guest path
-//!   that is not absolute, matches every rule of its kind. Guest paths are
+//!   outside any glob (an encoded `/` or `\`, a dot segment in any
+//!   spelling such as `..;` or `%2e%2e`; see [`airlock_host_api::glob`])
+//!   matches every path glob of its host; a URL that cannot be parsed, or
+//!   a guest path that is not absolute, matches every rule of its kind.
+//!   Guest paths are
 //!   resolved lexically (`/data/../ledger/x` is `/ledger/x`), `\` counts as
 //!   a separator, and `dir/**` covers `dir` itself.
 //! - **Globs that reach too far.** `*` never crosses a `/` (nor, in the
@@ -28,15 +30,16 @@
 //!   is one line: control characters and bidirectional-override characters
 //!   from guest-controlled text are escaped, hosts show in punycode (so a
 //!   look-alike Unicode name is visible as such), and long texts are cut
-//!   ([`MAX_ACTION_CHARS`], [`MAX_DETAIL_BYTES`]).
+//!   ([`GateAction::describe`], with the limits next to it in
+//!   [`airlock_host_api::approval`]).
 //! - **Secrets in the approvals table.** A URL's user info, query and
-//!   fragment are dropped from the stored action text.
+//!   fragment are dropped from the stored action text (same place).
 //! - **Waits that never end.** Timeouts must be between one second and
 //!   [`MAX_WAIT`], so a typo cannot hold a run (and its instance and
 //!   credentials) open indefinitely, nor overflow a deadline.
 
-use globset::{GlobBuilder, GlobMatcher};
-use std::fmt::Write as _;
+use airlock_host_api::approval::GateAction;
+use airlock_host_api::glob::{self, Case, Glob};
 use std::time::Duration;
 use url::Url;
 
@@ -51,101 +54,10 @@ pub const MAX_WAIT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// (`payments-oncall`, `alice@example.com`), not prose.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// Longest action text ([`Action::describe`]) shown to approvers, in
-/// characters. URLs and tool-declared actions are guest-controlled; the cap
-/// keeps one request from flooding `airlock approvals list`.
-pub const MAX_ACTION_CHARS: usize = 1024;
-
-/// Largest stored `detail` of a request (tool-declared detail is guest
-/// data). Longer details are cut at a character boundary and say so.
-pub const MAX_DETAIL_BYTES: usize = 16 * 1024;
-
-/// Largest reason accepted with a decision, in characters (it is stored and
-/// shown with the request; `airlock serve` may take decisions over HTTP, and
-/// its API document states the limit as a JSON Schema `maxLength`, which
-/// counts characters).
-pub const MAX_REASON_CHARS: usize = 4 * 1024;
-
 /// The accepted forms of `when`, quoted by every parse error.
 pub const WHEN_FORMS: &str = "\"net METHOD URL-GLOB\" (METHOD in uppercase or *, e.g. \
      \"net POST https://payments.example/**\"), \"fs write PATH-GLOB\" (e.g. \"fs write \
      /ledger/**\"), \"credential NAME\" (e.g. \"credential payments\") or \"tool-request\"";
-
-/// An action the gate is about to perform, to be matched against the
-/// profile's approval rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// An outgoing HTTP request.
-    Net {
-        /// The request method as sent (`POST`); compared ignoring case.
-        method: String,
-        /// `scheme://host[:port]/path`; a query or fragment is ignored.
-        url: String,
-    },
-    /// A write (create, write, truncate, rename, delete, set-times) at a
-    /// guest path.
-    FsWrite {
-        /// The absolute guest path (`/ledger/2024.csv`).
-        path: String,
-    },
-    /// The use of a profile credential (`[credentials.NAME]`).
-    Credential {
-        /// The credential's name in the profile.
-        name: String,
-    },
-    /// A high-risk step the tool itself declared through
-    /// `airlock:host/approval.request(action, detail)`.
-    ToolRequest {
-        /// The tool's name for the step (guest-controlled).
-        action: String,
-        /// The tool's detail (guest-controlled).
-        detail: String,
-    },
-}
-
-impl Action {
-    /// One line for approvers and evidence: `net POST https://…/pay`,
-    /// `fs write /ledger/x`, `credential payments`, `tool-request
-    /// transfer-funds`. URLs lose user info, query and fragment and show
-    /// their host in punycode; control and bidirectional-override
-    /// characters are escaped; the text is cut at [`MAX_ACTION_CHARS`].
-    pub fn describe(&self) -> String {
-        let text = match self {
-            Action::Net { method, url } => format!("net {method} {}", display_url(url)),
-            Action::FsWrite { path } => format!("fs write {path}"),
-            Action::Credential { name } => format!("credential {name}"),
-            Action::ToolRequest { action, .. } => format!("tool-request {action}"),
-        };
-        one_line(&text, MAX_ACTION_CHARS)
-    }
-
-    /// The detail stored with a request: the tool's detail for a
-    /// [`Action::ToolRequest`], else `None`.
-    pub fn detail(&self) -> Option<&str> {
-        match self {
-            Action::ToolRequest { detail, .. } => Some(detail),
-            _ => None,
-        }
-    }
-}
-
-/// A URL as approvers should see it: parsed (so the host shows in its
-/// lowercase punycode form, which gives away look-alike Unicode names),
-/// without user info, query or fragment (which may carry secrets). Text
-/// that does not parse is cut at the first `?` or `#`.
-fn display_url(url: &str) -> String {
-    match Url::parse(url.trim()) {
-        Ok(mut parsed) => {
-            // Both fail only for URLs that cannot have user info at all.
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            parsed.to_string()
-        }
-        Err(_) => url.split(['?', '#']).next().unwrap_or(url).to_owned(),
-    }
-}
 
 /// One validated `[[approval]]` entry of a profile.
 #[derive(Debug, Clone)]
@@ -182,12 +94,12 @@ enum When {
         /// `http` or `https`.
         scheme: String,
         /// Over `host[:port]` (port only when not the scheme's default).
-        authority: GlobMatcher,
+        authority: Glob,
         /// Over the normalized path.
-        path: GlobMatcher,
+        path: Glob,
     },
     FsWrite {
-        path: GlobMatcher,
+        path: Glob,
     },
     Credential {
         name: String,
@@ -289,7 +201,7 @@ impl ApprovalRule {
 
     /// Whether `action` needs this rule's approval. Errs toward `true`
     /// where the action's spelling is ambiguous (see the module docs).
-    pub fn matches(&self, action: &Action) -> bool {
+    pub fn matches(&self, action: &GateAction) -> bool {
         match (&self.matcher, action) {
             (
                 When::Net {
@@ -298,9 +210,10 @@ impl ApprovalRule {
                     authority,
                     path,
                 },
-                Action::Net {
+                GateAction::Net {
                     method: action_method,
                     url,
+                    ..
                 },
             ) => {
                 if let Some(method) = method
@@ -314,16 +227,16 @@ impl ApprovalRule {
                 };
                 target.scheme == *scheme
                     && authority.is_match(&target.authority)
-                    && (target.ambiguous || path_matches(path, &target.path))
+                    && (target.ambiguous || path.covers(&target.path))
             }
-            (When::FsWrite { path }, Action::FsWrite { path: guest }) => {
+            (When::FsWrite { path }, GateAction::FsWrite { path: guest }) => {
                 match normalize_guest_path(guest) {
-                    Some(normal) => path_matches(path, &normal),
+                    Some(normal) => path.covers(&normal),
                     None => true,
                 }
             }
-            (When::Credential { name }, Action::Credential { name: used }) => name == used,
-            (When::ToolRequest, Action::ToolRequest { .. }) => true,
+            (When::Credential { name }, GateAction::Credential { name: used }) => name == used,
+            (When::ToolRequest, GateAction::ToolRequest { .. }) => true,
             _ => false,
         }
     }
@@ -333,7 +246,7 @@ impl ApprovalRule {
 /// `None` if the action needs no approval.
 pub fn matching_rule<'a>(
     rules: &'a [ApprovalRule],
-    action: &Action,
+    action: &GateAction,
 ) -> Option<(usize, &'a ApprovalRule)> {
     rules
         .iter()
@@ -429,9 +342,10 @@ fn parse_net(method: &str, url: &str) -> Result<When, String> {
     Ok(When::Net {
         method,
         scheme,
-        authority: compile_glob(&authority)
+        authority: Glob::new(&authority, Case::Insensitive)
             .map_err(|e| format!("its host is not a valid glob ({e})"))?,
-        path: compile_glob(&path).map_err(|e| format!("its path is not a valid glob ({e})"))?,
+        path: Glob::new(&path, Case::Insensitive)
+            .map_err(|e| format!("its path is not a valid glob ({e})"))?,
     })
 }
 
@@ -491,10 +405,10 @@ fn authority_text(host: &str, port: Option<u16>) -> String {
 
 /// The path of a URL glob, spelled as an action's normalized path.
 fn normalize_path_glob(path: &str) -> Result<String, String> {
-    if path.split('/').any(is_dot_segment) {
+    if glob::has_dot_segment(path) {
         return Err("its path has a '.' or '..' segment; write the path it means".to_owned());
     }
-    if has_encoded_separator(path) {
+    if glob::has_encoded_separator(path) {
         return Err(
             "its path has an encoded slash or backslash (%2F, %5C); such requests already match every path of their host"
                 .to_owned(),
@@ -507,7 +421,7 @@ fn normalize_path_glob(path: &str) -> Result<String, String> {
     Ok(collapse_slashes(&decode_unreserved(url.path())))
 }
 
-fn parse_fs_glob(path: &str) -> Result<GlobMatcher, String> {
+fn parse_fs_glob(path: &str) -> Result<Glob, String> {
     if !path.starts_with('/') {
         return Err(format!(
             "path glob {path:?} is not absolute; write the guest path, e.g. /ledger/**"
@@ -516,47 +430,14 @@ fn parse_fs_glob(path: &str) -> Result<GlobMatcher, String> {
     if path.contains('\\') {
         return Err("the path glob contains a backslash (use '/')".to_owned());
     }
-    if path.split('/').any(|s| s == "." || s == "..") {
+    if glob::has_dot_segment(path) {
         return Err("the path glob has a '.' or '..' segment; write the path it means".to_owned());
     }
     let mut normal = collapse_slashes(path);
     if normal.len() > 1 && normal.ends_with('/') {
         normal.pop();
     }
-    compile_glob(&normal).map_err(|e| format!("the path glob is not valid ({e})"))
-}
-
-/// A glob in which only `*` is special (`*` within a segment, `**` across
-/// segments), matching without regard to case.
-fn compile_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
-    let mut glob = String::with_capacity(pattern.len());
-    for c in pattern.chars() {
-        if c == '*' {
-            glob.push('*');
-        } else {
-            glob.push_str(&globset::escape(c.encode_utf8(&mut [0; 4])));
-        }
-    }
-    Ok(GlobBuilder::new(&glob)
-        .literal_separator(true)
-        .backslash_escape(false)
-        .case_insensitive(true)
-        .build()?
-        .compile_matcher())
-}
-
-/// Whether `glob` covers `path`, also trying it with a trailing slash
-/// (so `dir/**` covers `dir`) and without one (servers often treat `/pay/`
-/// as `/pay`).
-fn path_matches(glob: &GlobMatcher, path: &str) -> bool {
-    if glob.is_match(path) {
-        return true;
-    }
-    let trimmed = path.trim_end_matches('/');
-    if !trimmed.is_empty() && trimmed != path && glob.is_match(trimmed) {
-        return true;
-    }
-    !path.ends_with('/') && glob.is_match(format!("{path}/"))
+    Glob::new(&normal, Case::Insensitive).map_err(|e| format!("the path glob is not valid ({e})"))
 }
 
 /// An action URL as a server would read it.
@@ -580,7 +461,7 @@ impl NetTarget {
             return None;
         }
         let path = collapse_slashes(&decode_unreserved(parsed.path()));
-        let ambiguous = has_encoded_separator(&path) || path.split('/').any(is_dot_segment);
+        let ambiguous = glob::is_ambiguous(&path);
         Some(NetTarget {
             scheme: parsed.scheme().to_owned(),
             authority: authority_text(host, parsed.port()),
@@ -609,18 +490,6 @@ fn normalize_guest_path(path: &str) -> Option<String> {
         }
     }
     Some(format!("/{}", parts.join("/")))
-}
-
-/// `.` or `..`, ignoring `;` parameters (some servers treat `..;` as `..`).
-fn is_dot_segment(segment: &str) -> bool {
-    let head = segment.split(';').next().unwrap_or(segment);
-    head == "." || head == ".."
-}
-
-/// `%2F` or `%5C` in any case.
-fn has_encoded_separator(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    lower.contains("%2f") || lower.contains("%5c")
 }
 
 /// Decodes percent-encoded unreserved characters (letters, digits, `-`,
@@ -702,63 +571,12 @@ pub(crate) fn check_wait(field: &str, wait: Duration) -> Result<(), String> {
     Ok(())
 }
 
-/// Escapes control and bidirectional-formatting characters (which could
-/// rewrite a terminal line or reorder what an approver reads) and cuts the
-/// text to `max_chars` characters, ending in `…` when cut.
-pub(crate) fn one_line(text: &str, max_chars: usize) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        push_visible(&mut escaped, c, false);
-    }
-    cut_chars(escaped, max_chars)
-}
-
-fn push_visible(out: &mut String, c: char, keep_newlines: bool) {
-    let bidi_or_invisible = matches!(
-        c,
-        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
-    );
-    if keep_newlines && (c == '\n' || c == '\t') {
-        out.push(c);
-    } else if c.is_control() || bidi_or_invisible {
-        out.extend(c.escape_default());
-    } else {
-        out.push(c);
-    }
-}
-
-fn cut_chars(text: String, max_chars: usize) -> String {
-    if text.chars().count() <= max_chars {
-        return text;
-    }
-    let mut cut: String = text.chars().take(max_chars.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-/// Escapes like [`one_line`] but keeps newlines and tabs, and cuts at
-/// [`MAX_DETAIL_BYTES`].
-pub(crate) fn sanitize_detail(detail: &str) -> String {
-    let mut out = String::with_capacity(detail.len().min(MAX_DETAIL_BYTES));
-    for c in detail.chars() {
-        push_visible(&mut out, c, true);
-    }
-    if out.len() <= MAX_DETAIL_BYTES {
-        return out;
-    }
-    let total = detail.len();
-    let mut end = MAX_DETAIL_BYTES;
-    while !out.is_char_boundary(end) {
-        end -= 1;
-    }
-    out.truncate(end);
-    let _ = write!(out, "… (cut; the tool sent {total} bytes)");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_host_api::approval::{
+        GateAction as Action, MAX_ACTION_CHARS, MAX_DETAIL_BYTES, one_line, sanitize_detail,
+    };
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
     type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -778,6 +596,7 @@ mod tests {
         Action::Net {
             method: method.to_owned(),
             url: url.to_owned(),
+            review: None,
         }
     }
 

@@ -17,8 +17,9 @@
 //! in CI against last week's runs instead of in production.
 
 use crate::config::profile::Profile;
-use crate::escalation::rules::{Action, matching_rule};
+use crate::escalation::rules::matching_rule;
 use crate::evidence::Event;
+use airlock_host_api::approval::GateAction;
 use airlock_host_api::fs::{
     self, Access, Area, FsGrants, Resolved, SCRATCH_GUEST_PATH, ScratchGrant,
 };
@@ -322,17 +323,20 @@ fn replay_fs(
 }
 
 /// The action an approval rule would be matched against for `event`.
-fn action_of(event: &Event) -> Option<Action> {
+fn action_of(event: &Event) -> Option<GateAction> {
     let target = event.target.clone()?;
     match event.kind.as_str() {
-        "net.request" => Some(Action::Net {
+        "net.request" => Some(GateAction::Net {
             method: text(event, "method")?.to_owned(),
             url: target,
+            review: None,
         }),
         "fs.write" | "fs.create" | "fs.delete" | "fs.rename" => {
-            Some(Action::FsWrite { path: target })
+            Some(GateAction::FsWrite { path: target })
         }
-        "fs.open" if text(event, "mode") == Some("write") => Some(Action::FsWrite { path: target }),
+        "fs.open" if text(event, "mode") == Some("write") => {
+            Some(GateAction::FsWrite { path: target })
+        }
         _ => None,
     }
 }
@@ -466,18 +470,19 @@ fn replay_approval_request(profile: &Profile, event: &Event) -> Option<(String, 
     Some((target, side))
 }
 
-/// Reads back an approval's action text ([`Action::describe`]).
-fn parse_action(text: &str) -> Option<Action> {
+/// Reads back an approval's action text ([`GateAction::describe`]).
+fn parse_action(text: &str) -> Option<GateAction> {
     let mut words = text.splitn(3, ' ');
     match (words.next()?, words.next(), words.next()) {
-        ("net", Some(method), Some(url)) => Some(Action::Net {
+        ("net", Some(method), Some(url)) => Some(GateAction::Net {
             method: method.to_owned(),
             url: url.to_owned(),
+            review: None,
         }),
-        ("fs", Some("write"), Some(path)) => Some(Action::FsWrite {
+        ("fs", Some("write"), Some(path)) => Some(GateAction::FsWrite {
             path: path.to_owned(),
         }),
-        ("credential", Some(name), None) => Some(Action::Credential {
+        ("credential", Some(name), None) => Some(GateAction::Credential {
             name: name.to_owned(),
         }),
         _ => None,
