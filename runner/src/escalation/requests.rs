@@ -767,8 +767,9 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 pub(crate) mod tests {
     use super::*;
     use crate::escalation::rules::MAX_WAIT;
+    use crate::evidence::BeginRun;
     use crate::evidence::RunLog;
-    use crate::store::{RunMeta, RunStore, Store};
+    use crate::store::{RunMeta, Store};
     use crate::trust::decision::SignerKind;
     use airlock_host_api::approval::GateAction as Action;
     use tempfile::TempDir;

@@ -71,7 +71,7 @@ pub mod verify;
 use crate::store::MIN_PREFIX_LEN;
 pub use chain::{ENVELOPE_FIELDS, Event, GENESIS_PREV};
 pub use recovery::{FORGED_STATUS, INTERRUPTED_EXIT_CODE, INTERRUPTED_REASON};
-pub use runlog::{RunLog, RunOutcome};
+pub use runlog::{BeginRun, RunLog, RunOutcome};
 pub use seal::{RunRecord, Seal};
 pub use verify::{Problem, RunVerification, Verification, VerifyReport, verify_all, verify_run};
 

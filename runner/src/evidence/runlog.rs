@@ -4,7 +4,7 @@
 //! `seq`, the time, `prev` and `hash`. A live log commits each event in its
 //! own transaction before returning, so the host call it records cannot
 //! return to the guest first. A log started with
-//! [`RunStore::begin_run_deferred`](crate::store::RunStore::begin_run_deferred) holds the
+//! [`BeginRun::begin_run_deferred`] holds the
 //! run's row and its events in memory until [`RunLog::commit_deferred`]
 //! writes them in one transaction: for what happens before the guest starts
 //! (`run.request`, admission checks, `run.start`), which records no side
@@ -64,7 +64,7 @@ use super::StoreError;
 use super::auth::{RunAuth, RunStart};
 use super::chain::{BuiltEvent, Event};
 use super::seal::{Seal, sealed_record};
-use crate::store::runs::{NewRun, RunWriter, SealRequest};
+use crate::store::runs::{NewRun, RunMeta, RunStore, RunWriter, SealRequest};
 use crate::trust::keys::RunnerKey;
 use airlock_host_api::evidence::{EventDraft, EvidenceSink, EvidenceUnavailable};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -115,10 +115,72 @@ struct LogState {
     deferred: bool,
 }
 
+/// Starting a run's log on any store: claim the run, fix its start record
+/// and authenticator, and write its row (now, or with the deferred events).
+pub trait BeginRun {
+    /// Starts a run: claims it for this process, inserts the run with
+    /// status `running` and this process's pid, and returns its log, which
+    /// commits every append before returning. `key` is the key that will
+    /// seal the run: the row and every event carry an authenticator derived
+    /// from it ([`super::auth`]).
+    fn begin_run(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError>;
+
+    /// Starts a run like [`BeginRun::begin_run`], but holds the run's row
+    /// and its first events in memory until [`RunLog::commit_deferred`] (or
+    /// the seal) writes them in one commit. For the events before the guest
+    /// starts, which record no side effect: call `commit_deferred` before
+    /// the guest's first instruction.
+    fn begin_run_deferred(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError>;
+}
+
+impl<S: RunStore + ?Sized> BeginRun for S {
+    fn begin_run(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError> {
+        start(self, meta, false, key)
+    }
+
+    fn begin_run_deferred(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError> {
+        start(self, meta, true, key)
+    }
+}
+
+fn start<S: RunStore + ?Sized>(
+    store: &S,
+    meta: RunMeta,
+    deferred: bool,
+    key: &RunnerKey,
+) -> Result<RunLog, StoreError> {
+    let run_id = meta.id.hyphenated().to_string();
+    let writer = store.claim_run(&run_id)?;
+    let start = RunStart {
+        run_id: run_id.clone(),
+        tool: meta.tool.clone(),
+        tool_digest: meta.tool_digest.clone(),
+        profile: meta.profile.clone(),
+        submitted_by: meta.submitted_by.clone(),
+        started_at: super::chain::now_rfc3339(),
+    };
+    let auth = key.auth_root().for_run(&start);
+    let row = NewRun {
+        meta,
+        started_at: start.started_at.clone(),
+        row_tag: auth.row_tag(),
+    };
+    if deferred {
+        return Ok(RunLog::new(run_id, writer, start, auth, Some(row)));
+    }
+    match writer.commit(&run_id, Some(&row), &[]) {
+        Ok(()) => Ok(RunLog::new(run_id, writer, start, auth, None)),
+        Err(e) => {
+            writer.release(&run_id);
+            Err(e)
+        }
+    }
+}
+
 impl RunLog {
     /// A log whose row is already committed (`row: None`, live appends) or
     /// held with its first events until [`RunLog::commit_deferred`].
-    pub(crate) fn new(
+    fn new(
         run_id: String,
         writer: Arc<dyn RunWriter>,
         start: RunStart,

@@ -11,7 +11,7 @@ use crate::config::home::Home;
 use crate::config::profile::{CredentialKind, Profile};
 use crate::escalation::gate::StoreGate;
 use crate::escalation::requests::RunContext;
-use crate::evidence::{RunLog, RunOutcome, StoreError};
+use crate::evidence::{BeginRun, RunLog, RunOutcome, StoreError};
 use crate::execution::clock::RunClock;
 use crate::execution::engine::{LoadedTool, Runtime};
 use crate::execution::outcome::{

@@ -35,7 +35,7 @@
 //! in the egress or token checks.
 
 use crate::config::profile::Profile;
-use crate::evidence::{RunOutcome, StoreError};
+use crate::evidence::{BeginRun, RunOutcome, StoreError};
 use crate::execution::engine::LoadedTool;
 use crate::execution::outcome::RunStatus;
 use crate::execution::request::RunRequest;

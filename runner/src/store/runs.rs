@@ -6,10 +6,11 @@
 //! - [`RunWriter`]: a run's log ([`crate::evidence::RunLog`]) commits its
 //!   row and events and its seal through it; every call is one atomic,
 //!   ordered commit, and a seal returns only once it is durable.
-//! - [`RunStore`]: begin runs and recover interrupted ones. Which runner
-//!   owns a run (its lease) is the backend's to track; what recovery writes
-//!   (the closing `run.end`, the forgery check, the seal) is decided once,
-//!   in [`crate::evidence::recovery`].
+//! - [`RunStore`]: claim runs for this process and recover interrupted
+//!   ones. Which runner owns a run (its lease) is the backend's to track;
+//!   how a run starts ([`crate::evidence::runlog::BeginRun`]) and what
+//!   recovery writes (the closing `run.end`, the forgery check, the seal,
+//!   [`crate::evidence::recovery`]) are decided once, above.
 //! - [`RunQueries`]: runs, events and seals, decoded.
 //! - [`EvidenceReader`]: one consistent snapshot of rows exactly as stored
 //!   ([`super::rows`]), for verification, which must see edited columns
@@ -22,10 +23,11 @@
 
 use super::rows::{RawEvent, RawRunRow, RawSeal};
 use crate::evidence::chain::BuiltEvent;
-use crate::evidence::{Event, RunLog, RunOutcome, Seal, StoreError};
+use crate::evidence::{Event, RunOutcome, Seal, StoreError};
 use crate::trust::keys::RunnerKey;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Shortest run id prefix [`RunQueries::run`] accepts. Eight hex characters of a
 /// UUID v7 are its first 32 timestamp bits (about 49 days at millisecond
@@ -149,15 +151,13 @@ pub trait RunWriter: Send + Sync + std::fmt::Debug {
     fn release(&self, run_id: &str);
 }
 
-/// Beginning runs and closing the ones whose runner is gone.
+/// Claiming runs and closing the ones whose runner is gone.
 pub trait RunStore {
-    /// Starts a run (see [`RunLog`]): its row and every append are
-    /// committed as they come.
-    fn begin_run(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError>;
-
-    /// Starts a run whose row and first events are held until
-    /// [`RunLog::commit_deferred`] (or the seal) writes them in one commit.
-    fn begin_run_deferred(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError>;
+    /// Claims `run_id` for this process under the backend's lease (so
+    /// recovery leaves it alone while its log lives) and returns the writer
+    /// its log commits through. Fails with [`StoreError::DuplicateRun`] if
+    /// the run is claimed already.
+    fn claim_run(&self, run_id: &str) -> Result<Arc<dyn RunWriter>, StoreError>;
 
     /// Ends and seals every `running` run whose owner is gone, as
     /// [`crate::evidence::recovery`] decides (`interrupted`, or `forged` if

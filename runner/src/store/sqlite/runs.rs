@@ -18,14 +18,12 @@
 use super::lease::Lease;
 use super::writer::Writer;
 use super::{Store, cell};
-use crate::evidence::auth::RunStart;
-use crate::evidence::chain::{BuiltEvent, now_rfc3339};
+use crate::evidence::chain::BuiltEvent;
 use crate::evidence::seal::{RunRecord, SealLink, result_text};
-use crate::evidence::{Event, RunLog, RunOutcome, Seal, StoreError};
+use crate::evidence::{Event, RunOutcome, Seal, StoreError};
 use crate::store::rows::{RawEvent, RawSeal};
 use crate::store::runs::{
-    MIN_PREFIX_LEN, NewRun, RunFilter, RunMeta, RunQueries, RunRow, RunStore, RunWriter,
-    SealRequest,
+    MIN_PREFIX_LEN, NewRun, RunFilter, RunQueries, RunRow, RunStore, RunWriter, SealRequest,
 };
 use crate::trust::keys::RunnerKey;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -43,63 +41,22 @@ impl Store {
         *slot = Some(Arc::clone(&lease));
         Ok(lease)
     }
-
-    fn start(&self, meta: RunMeta, deferred: bool, key: &RunnerKey) -> Result<RunLog, StoreError> {
-        let run_id = meta.id.hyphenated().to_string();
-        // Lease first, row second: a `running` row whose lease is not held
-        // always means a dead owner, never one that is still starting.
-        let lease = self.lease()?;
-        if !lease.hold(&run_id) {
-            return Err(StoreError::DuplicateRun { run_id });
-        }
-        let start = RunStart {
-            run_id: run_id.clone(),
-            tool: meta.tool.clone(),
-            tool_digest: meta.tool_digest.clone(),
-            profile: meta.profile.clone(),
-            submitted_by: meta.submitted_by.clone(),
-            started_at: now_rfc3339(),
-        };
-        let auth = key.auth_root().for_run(&start);
-        let row = NewRun {
-            meta,
-            started_at: start.started_at.clone(),
-            row_tag: auth.row_tag(),
-        };
-        let writer: Arc<dyn RunWriter> = Arc::new(SqliteRunWriter {
-            writer: Arc::clone(&self.writer),
-            lease,
-        });
-        if deferred {
-            return Ok(RunLog::new(run_id, writer, start, auth, Some(row)));
-        }
-        match writer.commit(&run_id, Some(&row), &[]) {
-            Ok(()) => Ok(RunLog::new(run_id, writer, start, auth, None)),
-            Err(e) => {
-                writer.release(&run_id);
-                Err(e)
-            }
-        }
-    }
 }
 
 impl RunStore for Store {
-    /// Starts a run: claims it under the process's lease, inserts the run
-    /// with status `running` and this process's pid, and returns its log,
-    /// which commits every append before returning. `key` is the key that
-    /// will seal the run: the row and every event carry an authenticator
-    /// derived from it ([`crate::evidence::auth`]).
-    fn begin_run(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError> {
-        self.start(meta, false, key)
-    }
-
-    /// Starts a run like [`RunStore::begin_run`], but holds the run's row
-    /// and its first events in memory until [`RunLog::commit_deferred`] (or
-    /// the seal) writes them in one transaction. For the events before the
-    /// guest starts, which record no side effect: call `commit_deferred`
-    /// before the guest's first instruction.
-    fn begin_run_deferred(&self, meta: RunMeta, key: &RunnerKey) -> Result<RunLog, StoreError> {
-        self.start(meta, true, key)
+    /// Claimed before the row is written: a `running` row whose lease is
+    /// not held always means a dead owner, never one that is still starting.
+    fn claim_run(&self, run_id: &str) -> Result<Arc<dyn RunWriter>, StoreError> {
+        let lease = self.lease()?;
+        if !lease.hold(run_id) {
+            return Err(StoreError::DuplicateRun {
+                run_id: run_id.to_owned(),
+            });
+        }
+        Ok(Arc::new(SqliteRunWriter {
+            writer: Arc::clone(&self.writer),
+            lease,
+        }))
     }
 
     fn recover_interrupted(&self, key: &RunnerKey) -> Result<Vec<String>, StoreError> {

@@ -3,6 +3,7 @@
 
 use super::schema;
 use super::{Store, lease};
+use crate::evidence::BeginRun;
 use crate::evidence::*;
 use crate::store::{RunMeta, RunQueries, RunStore};
 use crate::trust::keys::{RunnerKey, TrustedKeys};
