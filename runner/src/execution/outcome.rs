@@ -56,9 +56,9 @@ impl RunStatus {
     }
 }
 
-/// Exit code of a run its caller cancelled: the next code after DESIGN.md's
-/// 0-6, so no existing meaning changes. Only front ends that can cancel a
-/// run (MCP) produce it.
+/// Exit code of a run its caller cancelled: the next code after the public
+/// 0-6 (ARCHITECTURE.md, "Public interface"), so no existing meaning
+/// changes. Only front ends that can cancel a run (MCP) produce it.
 pub const EXIT_CANCELLED: i32 = 7;
 
 /// The `reason` of the `approval.decision` recorded for an approval request
