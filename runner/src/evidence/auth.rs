@@ -18,10 +18,10 @@
 //! more. `hash_i` already covers the event's run id, seq, time, kind,
 //! fields and `prev`, so the tag over it authenticates all of them.
 //!
-//! Crash recovery ([`super::Store::recover_interrupted`]) checks the row tag
-//! and every event's hash, link and tag before it seals anything; a run
-//! that fails is sealed as `forged` with the first bad event named, never
-//! as `interrupted`. Sealed runs need no tags to verify: their seal (an
+//! Crash recovery ([`crate::store::RunStore::recover_interrupted`]) checks
+//! the row tag and every event's hash, link and tag before it seals
+//! anything; a run that fails is sealed as `forged` with the first bad
+//! event named, never as `interrupted`. Sealed runs need no tags to verify: their seal (an
 //! Ed25519 signature anyone with the public key can check) is only ever
 //! made over events the runner wrote or authenticated.
 //!

@@ -39,8 +39,9 @@
 //!   keys it is given (a pinned trust file, or `home/keys/*.pub`), never the
 //!   database.
 //! - **Unrecorded runs.** A run whose owner process dies stays `running`
-//!   under a dead lease; [`RunStore::recover_interrupted`](crate::store::RunStore::recover_interrupted) closes and seals
-//!   it as `interrupted`, so every run ends sealed.
+//!   under a dead lease;
+//!   [`RunStore::recover_interrupted`](crate::store::RunStore::recover_interrupted)
+//!   closes and seals it as `interrupted`, so every run ends sealed.
 //! - **Forged history.** Recovery seals only what authenticates under the
 //!   runner key ([`auth`]); a fabricated or extended `running` run is sealed
 //!   as `forged` and reported by verification, never as intact.

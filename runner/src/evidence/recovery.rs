@@ -25,9 +25,10 @@ use crate::trust::keys::RunnerKey;
 use airlock_host_api::evidence::EventDraft;
 use serde_json::Value;
 
-/// Exit code recorded for a run closed by [`crate::store::RunStore::recover_interrupted`]. No
-/// process reported an exit code for it; -1 is never a real exit status
-/// (those are 0..=255), so it cannot be mistaken for one.
+/// Exit code recorded for a run closed by crash recovery
+/// ([`crate::store::RunStore::recover_interrupted`]). No process reported
+/// an exit code for it; -1 is never a real exit status (those are 0..=255),
+/// so it cannot be mistaken for one.
 pub const INTERRUPTED_EXIT_CODE: i32 = -1;
 
 /// The `reason` field of the `run.end` event written when recovering a run.

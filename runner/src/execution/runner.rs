@@ -661,9 +661,10 @@ impl Runner {
 }
 
 /// Ends and seals the runs whose runner is gone (see
-/// [`Store::recover_interrupted`]), removes their scratch directories and
-/// expires their open approval requests, so nobody approves an action that
-/// will never happen. Returns the recovered run ids.
+/// [`RunStore::recover_interrupted`](crate::store::RunStore::recover_interrupted)),
+/// removes their scratch directories and expires their open approval
+/// requests, so nobody approves an action that will never happen. Returns
+/// the recovered run ids.
 pub fn recover_interrupted(
     store: &dyn EvidenceStore,
     home: &Home,

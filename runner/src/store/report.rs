@@ -1,6 +1,7 @@
 //! The governance-statistics seam: the per-window facts `airlock report`
-//! aggregates and the totals `/metrics` exports ([`crate::evidence::report`] does the counting, ranking and
-//! judging; a backend only selects rows).
+//! aggregates and the totals `/metrics` exports
+//! ([`crate::evidence::report`] does the counting, ranking and judging; a
+//! backend only selects rows).
 //!
 //! What it defends against: a backend that judges. Every value is handed
 //! up as stored (text columns as `Option<String>`), so an edited row is

@@ -35,7 +35,7 @@ use std::sync::Arc;
 /// easily to name a run safely.
 pub const MIN_PREFIX_LEN: usize = 8;
 
-/// What [`RunStore::begin_run`] records about a new run.
+/// What [`BeginRun::begin_run`](crate::evidence::BeginRun::begin_run) records about a new run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunMeta {
     /// The run id (UUID v7).
@@ -87,7 +87,8 @@ pub struct RunRow {
     pub ended_at: Option<String>,
     /// Events recorded (updated when the run is sealed).
     pub event_count: u64,
-    /// JSON summary the runner passed to [`RunLog::seal`](crate::evidence::RunLog::seal); `null` if none.
+    /// JSON summary the runner passed to
+    /// [`RunLog::seal`](crate::evidence::RunLog::seal); `null` if none.
     pub result: Value,
     /// Process id of the runner that started the run.
     pub pid: u32,

@@ -1,5 +1,6 @@
 //! [`EvidenceReader`] over SQLite: one read transaction per verification,
-//! rows as stored ([`Cell`](crate::store::rows::Cell)s), so an edited column is reported, not coerced.
+//! rows as stored ([`Cell`](crate::store::rows::Cell)s), so an edited
+//! column is reported, not coerced.
 
 use super::runs::{load_raw_events, load_raw_seals, load_run_ids, run_status};
 use super::{Store, cell};
