@@ -722,16 +722,16 @@ fn check_record(
     seal: &super::Seal,
     record: &super::seal::RunRecord,
 ) -> Result<Option<Problem>, StoreError> {
-    let Some(row) = snapshot.run_row(run_id)? else {
+    let Some(mut row) = snapshot.run_row(run_id)? else {
         return Err(StoreError::RunNotFound {
             query: run_id.to_owned(),
         });
     };
+    // The seal signs the SHA-256 of the stored result text, not the text.
+    if let Cell::Text(t) = &row[7] {
+        row[7] = Cell::Text(airlock_host_api::evidence::sha256_hex(t.as_bytes()));
+    }
     let text = |v: &Option<String>| v.as_ref().map_or(Cell::Null, |s| Cell::Text(s.clone()));
-    let result_sha = match &row[7] {
-        Cell::Text(t) => Cell::Text(airlock_host_api::evidence::sha256_hex(t.as_bytes())),
-        other => other.clone(),
-    };
     let count = i64::try_from(seal.event_count).unwrap_or(i64::MAX);
     let sealed: [Cell; 10] = [
         Cell::Text(record.tool.clone()),
@@ -747,22 +747,13 @@ fn check_record(
     ];
     Ok(RUN_ROW_COLUMNS
         .into_iter()
-        .zip(row.iter().zip(sealed))
-        .map(|(column, (stored, sealed))| {
-            let stored = if column == "result" {
-                &result_sha
-            } else {
-                stored
-            };
-            (column, stored, sealed)
-        })
-        .find(|(_, stored, sealed)| *stored != sealed)
-        .map(|(column, stored, sealed)| Problem::RowMismatch {
+        .zip(row.into_iter().zip(sealed))
+        .find(|(_, (stored, sealed))| stored != sealed)
+        .map(|(column, (stored, sealed))| Problem::RowMismatch {
             run_id: run_id.to_owned(),
-            column: if column == "result" {
-                "result (SHA-256)".to_owned()
-            } else {
-                column.to_owned()
+            column: match column {
+                "result" => "result (SHA-256)".to_owned(),
+                other => other.to_owned(),
             },
             row_value: stored.show(),
             sealed_value: sealed.show(),
