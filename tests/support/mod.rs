@@ -6,6 +6,8 @@
 pub mod api;
 pub mod guests;
 pub mod languages;
+pub mod pg;
+pub mod relay;
 pub mod server;
 
 use serde_json::Value;
@@ -13,17 +15,94 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A test's own state directory and profiles directory, removed on drop.
+/// A test's own state directory and profiles directory, removed on drop,
+/// and its store: the home's SQLite file, or a PostgreSQL database of its
+/// own ([`pg`]) when `AIRLOCK_TEST_STORE=postgres` or the test asks for one.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    store: Option<std::sync::Arc<pg::TestDb>>,
+    /// A replica's profiles: those of the env it was made from.
+    shared_profiles: Option<PathBuf>,
+    /// The local port this env reaches its PostgreSQL server through (a
+    /// [`relay::Relay`]), when not the server's own.
+    via_port: Option<u16>,
+    /// The key slots its runners sign with (`AIRLOCK_KEY_SLOTS`), shared
+    /// with its replicas.
+    key_slots: Option<PathBuf>,
 }
 
 impl Env {
     pub fn new() -> Self {
+        Env::with_store(pg::selected().then(pg::TestDb::create))
+    }
+
+    /// An env on a PostgreSQL database of its own, whatever the test run
+    /// selected.
+    pub fn on_postgres() -> Self {
+        Env::with_store(Some(pg::TestDb::create()))
+    }
+
+    fn with_store(store: Option<std::sync::Arc<pg::TestDb>>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("profiles")).expect("profiles dir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home dir");
-        Env { dir }
+        Env {
+            dir,
+            store,
+            shared_profiles: None,
+            via_port: None,
+            key_slots: None,
+        }
+    }
+
+    /// Another runner on this env's PostgreSQL store and profiles, with a
+    /// home (and so a runner key) of its own: a replica.
+    pub fn replica(&self) -> Self {
+        let store = self
+            .store
+            .clone()
+            .expect("a replica shares a PostgreSQL store");
+        let mut replica = Env::with_store(Some(store));
+        replica.shared_profiles = Some(self.profiles());
+        replica.key_slots.clone_from(&self.key_slots);
+        replica
+    }
+
+    /// Like [`Env::replica`], reaching the database through local `port`
+    /// (a [`relay::Relay`] the test can cut).
+    pub fn replica_via(&self, port: u16) -> Self {
+        let mut replica = self.replica();
+        replica.via_port = Some(port);
+        replica
+    }
+
+    /// Makes `n` key slots (runner keys, as an operator's Secret holds
+    /// them) that this env's runners and its replicas claim and sign with,
+    /// and pins their public halves in the trust file.
+    pub fn make_key_slots(&mut self, n: usize) {
+        let dir = self.path("slots");
+        let mut publics = Vec::new();
+        for i in 0..n {
+            let path = dir.join(format!("slot-{i}.pk8"));
+            let out = self.cmd(&["keys", "generate", path.to_str().expect("utf-8 path")]);
+            assert!(out.status.success(), "keys generate: {}", text(&out.stderr));
+            let public = text(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("public key").map(|k| k.trim().to_owned()))
+                .expect("the generated key's public half");
+            publics.push(format!("\"{public}\""));
+        }
+        std::fs::write(
+            self.trust_file(),
+            format!("runners = [{}]\n", publics.join(", ")),
+        )
+        .expect("trust file");
+        self.key_slots = Some(dir);
+    }
+
+    /// The PostgreSQL database this env uses, if it uses one.
+    pub fn postgres(&self) -> Option<&pg::TestDb> {
+        self.store.as_deref()
     }
 
     pub fn home(&self) -> PathBuf {
@@ -31,7 +110,9 @@ impl Env {
     }
 
     pub fn profiles(&self) -> PathBuf {
-        self.dir.path().join("profiles")
+        self.shared_profiles
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("profiles"))
     }
 
     /// A directory under the test's temp dir (created).
@@ -64,6 +145,12 @@ impl Env {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AIRLOCK_HOME", self.home())
             .stdin(Stdio::null());
+        if let Some(db) = &self.store {
+            cmd.env("AIRLOCK_STORE", db.url_via(self.via_port));
+        }
+        if let Some(slots) = &self.key_slots {
+            cmd.env("AIRLOCK_KEY_SLOTS", slots);
+        }
         if self.trust_file().exists() {
             cmd.env("AIRLOCK_TRUST", self.trust_file());
         }

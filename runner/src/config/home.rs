@@ -7,10 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-/// The layout of a state directory.
+/// The layout of a state directory, and the store it uses.
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
+    store: Option<crate::store::StoreUrl>,
+    lease_ttl: std::time::Duration,
+    key_slots: Option<PathBuf>,
 }
 
 impl Home {
@@ -22,7 +25,45 @@ impl Home {
         }
         Ok(Home {
             root: root.to_owned(),
+            store: None,
+            lease_ttl: crate::store::postgres::DEFAULT_LEASE_TTL,
+            key_slots: None,
         })
+    }
+
+    /// The same home using `store` (`--store`) instead of the SQLite file
+    /// under it, with leases on a shared store living `lease_ttl`.
+    pub fn with_store(
+        mut self,
+        store: Option<crate::store::StoreUrl>,
+        lease_ttl: std::time::Duration,
+    ) -> Home {
+        self.store = store;
+        self.lease_ttl = lease_ttl;
+        self
+    }
+
+    /// The store this home uses: `--store`, or `airlock.db` under it.
+    pub fn store_url(&self) -> crate::store::StoreUrl {
+        self.store
+            .clone()
+            .unwrap_or_else(|| crate::store::StoreUrl::default_for(&self.root))
+    }
+
+    /// The same home signing with a key slot from `dir` (`--key-slots`).
+    pub fn with_key_slots(mut self, dir: Option<PathBuf>) -> Home {
+        self.key_slots = dir;
+        self
+    }
+
+    /// The key slots directory, if this process signs with a slot.
+    pub fn key_slots(&self) -> Option<&Path> {
+        self.key_slots.as_deref()
+    }
+
+    /// How long a lease on a shared store lives without renewal.
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        self.lease_ttl
     }
 
     /// The default location when neither `--home` nor `AIRLOCK_HOME` is set.

@@ -39,6 +39,12 @@ use std::time::{Duration, SystemTime};
 /// decision made in another process takes effect.
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// How often a pending request is looked at again when the store wakes
+/// waiting runs on every change ([`crate::store::ApprovalRepo::approval_changes`]):
+/// only a safety net for a lost notification, so hundreds of waiting runs
+/// do not poll a shared database ten times a second each.
+pub const NOTIFIED_POLL: Duration = Duration::from_secs(2);
+
 /// The store-backed gate of one run.
 pub struct StoreGate {
     store: Arc<dyn EvidenceStore>,
@@ -137,8 +143,10 @@ impl StoreGate {
         let _paused = self.clock.pause();
         let escalate_at = SystemTime::now() + rule.timeout();
         let mut expire_at: Option<SystemTime> = None;
+        let mut changes = self.store.approval_changes();
         loop {
-            tokio::time::sleep(POLL).await;
+            let deadline = expire_at.unwrap_or(escalate_at);
+            wait_for_change(&mut changes, deadline).await;
             let now = SystemTime::now();
             let current = approvals.status(&id).map_err(Self::unavailable)?;
             match current.status {
@@ -345,5 +353,28 @@ impl ApprovalGate for StoreGate {
             slot.0.reacquire().await;
             outcome
         })
+    }
+}
+
+/// Waits until the store says an approval request changed, the next
+/// deadline of the request (escalation or expiry) comes, or a poll
+/// interval passes: [`POLL`] without notifications, [`NOTIFIED_POLL`] with.
+async fn wait_for_change(
+    changes: &mut Option<tokio::sync::watch::Receiver<u64>>,
+    deadline: SystemTime,
+) {
+    let Some(receiver) = changes else {
+        tokio::time::sleep(POLL).await;
+        return;
+    };
+    let until_deadline = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let wait = NOTIFIED_POLL
+        .min(until_deadline)
+        .max(Duration::from_millis(1));
+    if let Ok(Err(_)) = tokio::time::timeout(wait, receiver.changed()).await {
+        // The store stopped notifying: poll from now on.
+        *changes = None;
     }
 }

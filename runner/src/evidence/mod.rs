@@ -162,6 +162,24 @@ pub enum StoreError {
         /// Its stored status.
         status: String,
     },
+    /// This runner cannot renew its lease on a shared store (cut off from
+    /// the database, or another replica declared it dead), so it records
+    /// nothing more: its runs stop, and a surviving replica seals them
+    /// `interrupted`.
+    #[error(
+        "evidence store: this runner lost its lease on the store ({reason}); it refuses to record or start runs until the store answers again"
+    )]
+    LeaseLost {
+        /// Why the lease is gone.
+        reason: String,
+    },
+    /// A runner of a replicated store could not take a signing key from
+    /// its key slots (`serve --key-slots`).
+    #[error("key slots: {reason}")]
+    KeySlots {
+        /// What went wrong and what to do.
+        reason: String,
+    },
     /// A run with this id already exists.
     #[error("run {run_id} already exists in the evidence store")]
     DuplicateRun {

@@ -53,6 +53,32 @@ pub(crate) struct Closing {
     pub(crate) forgery: Option<Forgery>,
 }
 
+/// Like [`close`], for a store several runners share: the run is checked
+/// against each of `writers` (the keys this runner holds: its own, and on a
+/// replicated store every key slot) and closed under the first it
+/// authenticates with; if none does, it is forged, as [`close`] says under
+/// the first key. The seal is always this runner's own.
+pub(crate) fn close_any(
+    run_id: &str,
+    start: &RunStart,
+    row_tag: Option<&str>,
+    raw: &[RawEvent],
+    writers: &[&RunnerKey],
+) -> Result<Closing, StoreError> {
+    let mut first = None;
+    for key in writers {
+        let closing = close(run_id, start, row_tag, raw, key)?;
+        if closing.forgery.is_none() {
+            return Ok(closing);
+        }
+        first.get_or_insert(closing);
+    }
+    first.ok_or_else(|| StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        reason: "no key to check the run against".to_owned(),
+    })
+}
+
 /// Decides how to close `run_id` from its stored row (`start`, `row_tag`)
 /// and events (`raw`, ordered by seq), checked against `key`.
 pub(crate) fn close(

@@ -440,6 +440,48 @@ impl Runner {
         Ok(seal.event_count)
     }
 
+    /// Waits until this run holds idempotency key `key` in the store, so
+    /// that of two runs with one key (on any runner sharing the store) the
+    /// second checks the first's outcome only once the first is over.
+    async fn claim_idempotency_key(&self, key: &str, run_id: &str) -> Result<(), Prepared> {
+        let mut wait = IDEMPOTENCY_WAIT_MIN;
+        loop {
+            let store = Arc::clone(&self.store);
+            let (key_owned, id) = (key.to_owned(), run_id.to_owned());
+            let claimed =
+                tokio::task::spawn_blocking(move || store.claim_idempotency_key(&key_owned, &id))
+                    .await
+                    .map_err(|e| EvidenceUnavailable {
+                        reason: format!("claiming the idempotency key: {e}"),
+                    })?
+                    .map_err(|e| EvidenceUnavailable {
+                        reason: e.to_string(),
+                    })?;
+            if claimed {
+                return Ok(());
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(IDEMPOTENCY_WAIT_MAX);
+        }
+    }
+
+    /// Whose seals a replayed result may carry: this runner's key and the
+    /// runner keys its home trusts (`keys/*.pub`: on a shared store, the
+    /// other replicas').
+    fn replay_trust(&self) -> crate::trust::keys::TrustedKeys {
+        use crate::trust::keys::TrustedKeys;
+        let mut publics: Vec<Vec<u8>> =
+            hex::decode(self.key.public_key_hex()).into_iter().collect();
+        if let Ok(home) = TrustedKeys::load(self.home.root()) {
+            publics.extend(
+                home.key_ids()
+                    .filter_map(|id| home.public_key(id))
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        TrustedKeys::from_public_keys(publics)
+    }
+
     async fn prepare_and_execute(
         &self,
         run_id: &str,
@@ -451,10 +493,13 @@ impl Runner {
     ) -> Result<(Ending, Vec<u8>, Vec<u8>, Usage), Prepared> {
         let sink: Arc<dyn EvidenceSink> = Arc::clone(recorder) as Arc<dyn EvidenceSink>;
         let clock = RunClock::default();
+        if let Some(key) = &request.idempotency_key {
+            self.claim_idempotency_key(key, run_id).await?;
+        }
         let prior = match &request.idempotency_key {
             Some(key) => idempotency::check(
                 &*self.store,
-                &crate::trust::keys::TrustedKeys::of_runner(&self.key),
+                &self.replay_trust(),
                 key,
                 &identity(tool, profile, request, input),
             )
@@ -796,6 +841,12 @@ async fn released(mut recorder: Arc<Recorder>) -> Result<Recorder, RunError> {
 }
 
 /// Setup failures before the guest runs.
+/// First and longest pause between two claims of an idempotency key held
+/// by another run: short enough that a retry follows the first run's end
+/// closely, long enough that a long first run is not polled hot.
+const IDEMPOTENCY_WAIT_MIN: Duration = Duration::from_millis(10);
+const IDEMPOTENCY_WAIT_MAX: Duration = Duration::from_millis(250);
+
 enum Prepared {
     Evidence(EvidenceUnavailable),
     Denied(String),

@@ -59,7 +59,9 @@ pub trait ApprovalRepo: Send + Sync {
     fn transition(
         &self,
         query: &str,
-        judge: &mut dyn FnMut(&ApprovalRecord) -> Result<ApprovalTransition, ApprovalError>,
+        judge: &mut (
+                 dyn FnMut(&ApprovalRecord) -> Result<ApprovalTransition, ApprovalError> + Send
+             ),
     ) -> Result<ApprovalRecord, ApprovalError>;
 
     /// Marks request `id` escalated at `at` if it is pending; whether it
@@ -71,4 +73,10 @@ pub trait ApprovalRepo: Send + Sync {
 
     /// Whether a request has exactly this id.
     fn approval_exists(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// A receiver that changes whenever an approval request may have
+    /// changed on any runner sharing the store (`None`: poll only).
+    fn approval_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

@@ -164,6 +164,39 @@ pub trait RunStore {
     /// [`crate::evidence::recovery`] decides (`interrupted`, or `forged` if
     /// it does not authenticate under `key`). Returns the recovered run ids.
     fn recover_interrupted(&self, key: &RunnerKey) -> Result<Vec<String>, StoreError>;
+
+    /// Claims idempotency key `key` for run `run_id` (whose log this
+    /// process holds), so that of the runs carrying one key only one
+    /// prepares at a time across every runner sharing the store: `true` if
+    /// claimed (no other run holding it is still in progress), `false` if a
+    /// live run holds it (ask again later). The claim ends when the run's
+    /// log is released ([`RunWriter::release`]) or its runner dies.
+    ///
+    /// The embedded store grants every claim: its runs share one process's
+    /// runner, which checks earlier runs with the key before executing.
+    fn claim_idempotency_key(&self, key: &str, run_id: &str) -> Result<bool, StoreError> {
+        let _ = (key, run_id);
+        Ok(true)
+    }
+
+    /// Claims one of `slots` (`serve --key-slots`) for this runner to sign
+    /// with while its lease lives: the first no live runner holds. The
+    /// store keeps all of them to authenticate dead runners' runs in
+    /// recovery, and signs its control-log entries with the claimed one.
+    /// Only a shared store has slots.
+    fn claim_key(&self, slots: &[Arc<RunnerKey>]) -> Result<Arc<RunnerKey>, StoreError> {
+        let _ = slots;
+        Err(StoreError::KeySlots {
+            reason: "key slots are for replicas sharing a PostgreSQL store: give --store postgres://… (an embedded store signs with the home's runner key)".to_owned(),
+        })
+    }
+
+    /// Whether this process can record runs now. A shared store fails once
+    /// this runner's lease is lost (cut off from the database), so front
+    /// ends refuse runs and report it; an embedded store is always able.
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Runs, events and seals, decoded.

@@ -169,7 +169,7 @@ pub trait ToolRepo: Send + Sync {
         digest: &str,
         wasm: &[u8],
         name: &str,
-        judge: &mut dyn FnMut(Option<&ExistingTool>) -> Result<ToolWrite, RegistryError>,
+        judge: &mut (dyn FnMut(Option<&ExistingTool>) -> Result<ToolWrite, RegistryError> + Send),
     ) -> Result<ToolRecord, RegistryError>;
 
     /// Deletes the row named `name` if `judge`, given what it holds, agrees,
@@ -180,7 +180,7 @@ pub trait ToolRepo: Send + Sync {
     fn remove_tool(
         &self,
         name: &str,
-        judge: &mut dyn FnMut(&ToolHold) -> Result<ToolRemoval, RegistryError>,
+        judge: &mut (dyn FnMut(&ToolHold) -> Result<ToolRemoval, RegistryError> + Send),
     ) -> Result<ToolHold, RegistryError>;
 
     /// The stored component with `digest`, read up to `size` bytes plus

@@ -158,8 +158,10 @@ pub struct DecisionSignature {
 }
 
 /// Signs decision statements (the approver's key locally, the runner key
-/// under `airlock serve`).
-pub trait DecisionSigner {
+/// under `airlock serve`). `Sync` because a backend may sign inside its
+/// transaction on another thread (the PostgreSQL store runs its calls off
+/// the caller's async thread).
+pub trait DecisionSigner: Sync {
     /// The signature over `statement`, or why this signer may not sign it.
     fn sign(&self, statement: &DecisionStatement) -> Result<DecisionSignature, String>;
 }

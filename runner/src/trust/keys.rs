@@ -235,7 +235,14 @@ impl RunnerKey {
     /// Loads the runner key from `home/keys/runner.pk8`. Refuses a key file
     /// that group or others can access.
     pub fn load(home: &Path) -> Result<RunnerKey, KeyError> {
-        let path = private_key_path(home);
+        RunnerKey::load_file(&private_key_path(home))
+    }
+
+    /// Loads a runner key from the PKCS#8 file `path` (a key slot of
+    /// `serve --key-slots`). Refuses a key file that group or others can
+    /// access.
+    pub fn load_file(path: &Path) -> Result<RunnerKey, KeyError> {
+        let path = path.to_owned();
         let mut file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -15,4 +15,5 @@ pub mod access;
 pub mod decision;
 pub mod keys;
 pub mod pinned;
+pub mod slots;
 pub mod tokens;

@@ -3,7 +3,6 @@
 
 use super::{Failure, open_store};
 use crate::config::home::Home;
-use crate::store::RunQueries;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -58,7 +57,7 @@ pub(super) struct Decide {
 
 pub(super) fn approvals(home: Home, cmd: ApprovalsCommand) -> Result<i32, Failure> {
     let store = open_store(&home)?;
-    let approvals = crate::escalation::requests::Approvals::new(&store);
+    let approvals = crate::escalation::requests::Approvals::new(&*store);
     let refused = |e: crate::escalation::requests::ApprovalError| Failure::usage(e.to_string());
     let (decide, approve) = match cmd {
         ApprovalsCommand::List { pending, json } => {

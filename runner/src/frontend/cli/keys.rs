@@ -55,6 +55,10 @@ pub(super) fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
                 .map_err(|e| Failure::usage(e.to_string()))?;
             say!("key id      {key_id}");
             say!("key file    {}", path.display());
+            // Also what a key slot's public half is pinned as.
+            if let Ok(key) = RunnerKey::load_file(&path) {
+                say!("public key  {}", key.public_key_hex());
+            }
             return Ok(0);
         }
         KeysCommand::Trust => {

@@ -5,7 +5,7 @@
 //! stdout carries MCP messages and nothing else: every log line and notice
 //! goes to stderr, so a client never reads a stray line as protocol.
 
-use super::{Failure, ProfilesDir, open_store, runner_key};
+use super::{Failure, ProfilesDir, open_store_signing};
 use crate::admission::bindings::Bindings;
 use crate::config::home::Home;
 use crate::execution::engine::Runtime;
@@ -78,14 +78,13 @@ pub fn mcp(home: Home, args: McpArgs) -> Result<i32, Failure> {
         )));
     }
     let actor = args.actor.clone().unwrap_or_else(os_user);
-    let key = runner_key(&home)?;
-    let store = open_store(&home)?;
+    let (store, key) = open_store_signing(&home)?;
     let instances = u32::try_from(args.pool)
         .unwrap_or(u32::MAX)
         .max(crate::execution::engine::POOL_INSTANCES);
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = Arc::new(Runner::new(runtime, Arc::new(store), Arc::new(key), home));
+    let runner = Arc::new(Runner::new(runtime, store, key, home));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,11 +5,11 @@
 use crate::config::home::Home;
 use crate::config::profile::ProfileError;
 use crate::execution::engine::LoadError;
-use crate::store::RunQueries;
-use crate::store::Store;
+use crate::store::EvidenceStore;
 use crate::trust::keys::RunnerKey;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Prints a line on stdout. A reader that goes away early (`airlock runs
 /// list | head`) is not an error worth a panic: the rest is dropped.
@@ -73,6 +73,23 @@ struct Cli {
     /// run, tools, runs and approvals), with the API token in AIRLOCK_TOKEN.
     #[arg(long, global = true, env = "AIRLOCK_SERVER")]
     server: Option<String>,
+    /// The store: sqlite:PATH (default: airlock.db under the home) or
+    /// postgres://USER@HOST:PORT/DATABASE, which several `airlock serve`
+    /// replicas share.
+    #[arg(long, global = true, env = "AIRLOCK_STORE", value_name = "URL")]
+    store: Option<crate::store::StoreUrl>,
+    /// How long this runner's lease on a shared (PostgreSQL) store lives
+    /// without renewal: a survivor seals a dead replica's runs
+    /// `interrupted` within two of these, and a replica cut off from the
+    /// store for this long stops recording and taking runs.
+    #[arg(long, global = true, env = "AIRLOCK_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    lease_ttl: std::time::Duration,
+    /// On a shared store: sign with a key slot, one of a directory of
+    /// runner keys (`*.pk8`, mode 0600 or 0400; the operator's Secret) that
+    /// no live runner holds, claimed for this process's lease. Every
+    /// slot's public half is trusted here.
+    #[arg(long, global = true, value_name = "DIR", env = "AIRLOCK_KEY_SLOTS")]
+    key_slots: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -234,13 +251,23 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     let root = cli.home.clone().unwrap_or_else(Home::default_root);
+    if cli.lease_ttl < std::time::Duration::from_secs(1) {
+        return Err(Failure::usage(
+            "--lease-ttl: give at least 1s (a lease renews every third of it)",
+        ));
+    }
     let home = || {
-        Home::open(&root).map_err(|e| {
-            Failure::usage(format!(
-                "state directory {}: {e} (set --home or AIRLOCK_HOME)",
-                root.display()
-            ))
-        })
+        Home::open(&root)
+            .map(|home| {
+                home.with_store(cli.store.clone(), cli.lease_ttl)
+                    .with_key_slots(cli.key_slots.clone())
+            })
+            .map_err(|e| {
+                Failure::usage(format!(
+                    "state directory {}: {e} (set --home or AIRLOCK_HOME)",
+                    root.display()
+                ))
+            })
     };
     // Authoring is local work on a project directory, with or without a server.
     if let Some(server) = &cli.server
@@ -279,24 +306,78 @@ fn runner_key(home: &Home) -> Result<RunnerKey, Failure> {
     Ok(key)
 }
 
-/// Opens the store and seals runs whose runner died.
-fn open_store(home: &Home) -> Result<Store, Failure> {
-    let store = Store::open(home.root())?;
-    if let Ok(key) = RunnerKey::load(home.root()) {
-        for run_id in crate::execution::runner::recover_interrupted(&store, home, &key)? {
-            let forged = store
-                .run(&run_id)
-                .is_ok_and(|row| row.status == crate::evidence::FORGED_STATUS);
-            if forged {
-                eprintln!(
-                    "airlock: run {run_id} was left running but was not written by this runner's key: sealed as FORGED (`airlock runs verify {run_id}` names the first bad event)"
-                );
-            } else {
-                eprintln!(
-                    "airlock: run {run_id} was interrupted (its runner ended); marked interrupted and sealed"
-                );
-            }
+/// The store (`--store`, default the home's SQLite file) and, with
+/// `--key-slots`, the key slot this process claimed in it and signs with.
+struct Connected {
+    store: Arc<dyn EvidenceStore>,
+    slot: Option<Arc<RunnerKey>>,
+}
+
+/// Opens the store and claims a key slot when `--key-slots` names some.
+fn connect_store(home: &Home) -> Result<Connected, Failure> {
+    let store = home.store_url().open(home.root(), home.lease_ttl())?;
+    let slot = match home.key_slots() {
+        None => None,
+        Some(dir) => {
+            let slots = crate::trust::slots::KeySlots::load(dir)?;
+            slots.trust_in(home.root())?;
+            Some(store.claim_key(slots.keys())?)
         }
+    };
+    Ok(Connected { store, slot })
+}
+
+/// The key this process signs with: its key slot, or the home's runner key
+/// (created, and announced, on first use).
+fn signing_key(home: &Home, slot: Option<Arc<RunnerKey>>) -> Result<Arc<RunnerKey>, Failure> {
+    match slot {
+        Some(key) => Ok(key),
+        None => Ok(Arc::new(runner_key(home)?)),
+    }
+}
+
+/// Opens the store and seals runs whose runner died (with the key this
+/// process signs with, if it has one yet).
+fn open_store(home: &Home) -> Result<Arc<dyn EvidenceStore>, Failure> {
+    let Connected { store, slot } = connect_store(home)?;
+    let home_key;
+    let key = match &slot {
+        Some(key) => Some(&**key),
+        None => {
+            home_key = RunnerKey::load(home.root()).ok();
+            home_key.as_ref()
+        }
+    };
+    if let Some(key) = key {
+        recover(&*store, home, key)?;
     }
     Ok(store)
+}
+
+/// Opens the store like [`open_store`], with the key this process signs
+/// runs with: its key slot, or the home's runner key (created on first use).
+fn open_store_signing(home: &Home) -> Result<(Arc<dyn EvidenceStore>, Arc<RunnerKey>), Failure> {
+    let Connected { store, slot } = connect_store(home)?;
+    let key = signing_key(home, slot)?;
+    recover(&*store, home, &key)?;
+    Ok((store, key))
+}
+
+/// Seals runs whose runner died, saying so for each.
+fn recover(store: &dyn EvidenceStore, home: &Home, key: &RunnerKey) -> Result<(), Failure> {
+    for run_id in crate::execution::runner::recover_interrupted(store, home, key)? {
+        let forged = store
+            .run(&run_id)
+            .is_ok_and(|row| row.status == crate::evidence::FORGED_STATUS);
+        if forged {
+            eprintln!(
+                "airlock: run {run_id} was left running but was not written by this runner's key: sealed as FORGED (`airlock runs verify {run_id}` names the first bad event)"
+            );
+        } else {
+            eprintln!(
+                "airlock: run {run_id} was interrupted (its runner ended); marked interrupted and sealed"
+            );
+        }
+    }
+    Ok(())
 }

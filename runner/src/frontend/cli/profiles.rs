@@ -4,7 +4,6 @@ use super::{Failure, ProfilesDir, open_store};
 use crate::config::home::Home;
 use crate::config::profile;
 use crate::service::profiles::{self as service, diff, explain, load_profile, replay, suggest};
-use crate::store::RunQueries;
 use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
@@ -168,7 +167,7 @@ pub(super) fn profiles(
                             "--since {text:?} is not a duration (use e.g. \"7d\", \"12h\")"
                         ))
                     })?;
-                    service::runs_since(&store, window, std::time::SystemTime::now())?
+                    service::runs_since(&*store, window, std::time::SystemTime::now())?
                 }
                 None => against
                     .iter()
@@ -219,7 +218,7 @@ pub(super) fn profiles(
                 .iter()
                 .map(|id| store.run(id))
                 .collect::<Result<Vec<_>, _>>()?;
-            let observed = service::observed_runs(&store, &dir.profiles, &rows)?;
+            let observed = service::observed_runs(&*store, &dir.profiles, &rows)?;
             let options = suggest::SuggestOptions {
                 name,
                 base: base.as_ref(),

@@ -28,7 +28,7 @@ pub(super) fn report(home: Home, args: ReportArgs) -> Result<i32, Failure> {
         profile: args.profile,
     };
     let report =
-        crate::evidence::report::compute(&store, &keys, &filter, std::time::SystemTime::now())
+        crate::evidence::report::compute(&*store, &keys, &filter, std::time::SystemTime::now())
             .map_err(|e| Failure {
                 code: match e {
                     crate::evidence::report::ReportError::WindowTooLong { .. } => EXIT_USAGE,

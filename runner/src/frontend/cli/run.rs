@@ -1,7 +1,7 @@
 //! `airlock run`: resolve the tool and profile, run it under the local
 //! home, print the tool's output and the run's summary.
 
-use super::{EXIT_EVIDENCE, Failure, ProfilesDir, open_store, runner_key};
+use super::{EXIT_EVIDENCE, Failure, ProfilesDir, open_store_signing};
 use crate::config::home::Home;
 use crate::config::profile;
 use crate::execution::engine::Runtime;
@@ -64,16 +64,10 @@ pub(super) fn run(home: Home, args: RunArgs) -> Result<i32, Failure> {
         Some(text) => Some(read_input(text)?),
         None => None,
     };
-    let key = runner_key(&home)?;
-    let store = open_store(&home)?;
+    let (store, key) = open_store_signing(&home)?;
     let runtime =
         Runtime::new(&home.cache_dir()).map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = Runner::new(
-        runtime,
-        std::sync::Arc::new(store),
-        std::sync::Arc::new(key),
-        home,
-    );
+    let runner = Runner::new(runtime, store, key, home);
     let (tool, tool_name, signer) = resolve_tool(&runner, &args.tool)?;
     let stdin = if tool.world == crate::execution::engine::World::Command
         && !std::io::stdin().is_terminal()

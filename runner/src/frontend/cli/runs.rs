@@ -8,7 +8,6 @@ use super::{
 use crate::config::home::Home;
 use crate::evidence::{Verification, verify_all, verify_run};
 use crate::store::EvidenceStore;
-use crate::store::RunQueries;
 use crate::trust::keys::TrustedKeys;
 use clap::Subcommand;
 use std::io::Write;
@@ -102,7 +101,7 @@ pub(super) fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             // What follows comes from the row; say first whether the seal
             // vouches for it, so an edited row is never shown silently.
             let trust = trust.resolve(&home)?;
-            let verification = verify_run(&store, trust.keys(), &row.id)?;
+            let verification = verify_run(&*store, trust.keys(), &row.id)?;
             if verification.is_intact() {
                 say!("evidence {verification}");
             } else {
@@ -129,11 +128,11 @@ pub(super) fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
             format,
             out,
             otlp,
-        } => export(&store, &id, &format, out.as_deref(), otlp.as_deref()),
+        } => export(&*store, &id, &format, out.as_deref(), otlp.as_deref()),
         RunsCommand::Review { id, format } => {
             let keys = TrustedKeys::load(home.root())?;
             let review =
-                crate::evidence::review::load(&store, &keys, &id).map_err(|e| Failure {
+                crate::evidence::review::load(&*store, &keys, &id).map_err(|e| Failure {
                     code: EXIT_EVIDENCE,
                     message: e.to_string(),
                 })?;
@@ -159,7 +158,7 @@ pub(super) fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
                     Failure::usage(format!("cannot read checkpoint {}: {e}", path.display()))
                 })?;
                 let verdict = crate::evidence::checkpoint::check(
-                    &store,
+                    &*store,
                     keys,
                     &path.display().to_string(),
                     &text,
@@ -172,15 +171,15 @@ pub(super) fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
                 intact &= verdict.is_consistent();
             }
             if all {
-                let report = verify_all(&store, keys)?;
+                let report = verify_all(&*store, keys)?;
                 say!("{report}");
                 intact &= report.is_intact();
-                let control = crate::evidence::control::verify(&store, keys)?;
+                let control = crate::evidence::control::verify(&*store, keys)?;
                 say!("{control}");
                 intact &= control.is_intact();
             } else if let Some(id) = id {
                 let row = store.run(&id)?;
-                let verification = verify_run(&store, keys, &row.id)?;
+                let verification = verify_run(&*store, keys, &row.id)?;
                 say!("run {}: {verification}", row.id);
                 intact &= matches!(verification, Verification::Intact { .. });
             }
@@ -189,7 +188,7 @@ pub(super) fn runs(home: Home, cmd: RunsCommand) -> Result<i32, Failure> {
         RunsCommand::Checkpoint { out } => {
             let key = runner_key(&home)?;
             let (note, _) =
-                crate::evidence::checkpoint::make(&store, &key).map_err(|e| Failure {
+                crate::evidence::checkpoint::make(&*store, &key).map_err(|e| Failure {
                     code: EXIT_EVIDENCE,
                     message: e.to_string(),
                 })?;

@@ -47,16 +47,10 @@ pub(super) async fn run_suite(
 }
 
 pub(super) fn selftest(home: Home, args: SelftestArgs) -> Result<i32, Failure> {
-    let key = super::runner_key(&home)?;
-    let store = super::open_store(&home)?;
+    let (store, key) = super::open_store_signing(&home)?;
     let runtime = crate::execution::engine::Runtime::new(&home.cache_dir())
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = Runner::new(
-        runtime,
-        std::sync::Arc::new(store),
-        std::sync::Arc::new(key),
-        home,
-    );
+    let runner = Runner::new(runtime, store, key, home);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,11 +1,10 @@
 //! `airlock serve`: checks the pool flags, builds the runner and serves the
 //! HTTP API until SIGTERM, with periodic checkpoints when asked.
 
-use super::{EXIT_EVIDENCE, Failure, ProfilesDir, runner_key, selftest};
+use super::{EXIT_EVIDENCE, Failure, ProfilesDir, selftest};
 use crate::config::home::Home;
 use crate::execution::engine::Runtime;
 use crate::execution::runner::Runner;
-use crate::store::Store;
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -101,16 +100,15 @@ pub(super) fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
     raise_file_limit(in_flight);
     // Room for every run in flight, plus the `describe()` calls of uploads.
     let instances = u32::try_from(in_flight + args.compiles).unwrap_or(u32::MAX);
-    let key = runner_key(&home)?;
-    let store = Store::open(home.root())?;
+    let super::Connected { store, slot } = super::connect_store(&home)?;
+    if let Some(key) = &slot {
+        eprintln!("airlock: signing with key slot {}", key.key_id());
+    }
+    let key = super::signing_key(&home, slot)?;
+    let sweep_every = home.lease_ttl() / 2;
     let runtime = Runtime::with_instances(&home.cache_dir(), instances)
         .map_err(|e| Failure::usage(format!("engine: {e:#}")))?;
-    let runner = std::sync::Arc::new(Runner::new(
-        runtime,
-        std::sync::Arc::new(store),
-        std::sync::Arc::new(key),
-        home,
-    ));
+    let runner = std::sync::Arc::new(Runner::new(runtime, store, key, home));
     let config = crate::frontend::http::ServeConfig {
         profiles: args.dir.profiles.clone(),
         pool: args.pool,
@@ -125,6 +123,7 @@ pub(super) fn serve(home: Home, args: ServeArgs) -> Result<i32, Failure> {
             allowed_hosts: args.mcp_allow_host.clone(),
         },
         behind_tls: args.behind_tls,
+        sweep_every,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -41,7 +41,7 @@ pub(super) fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
         TokensCommand::Verify { token, audience } => (token, audience),
         TokensCommand::Create { role, name } => {
             let store = api_tokens()?;
-            let (record, secret) = crate::trust::access::ApiTokens::new(&store)
+            let (record, secret) = crate::trust::access::ApiTokens::new(&*store)
                 .create(&name, role)
                 .map_err(refused)?;
             eprintln!(
@@ -54,7 +54,7 @@ pub(super) fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
         TokensCommand::List => {
             let store = api_tokens()?;
             say!("{:<24} {:<10} {:<22} REVOKED", "NAME", "ROLE", "CREATED");
-            for t in crate::trust::access::ApiTokens::new(&store)
+            for t in crate::trust::access::ApiTokens::new(&*store)
                 .list()
                 .map_err(refused)?
             {
@@ -70,7 +70,7 @@ pub(super) fn tokens(home: Home, cmd: TokensCommand) -> Result<i32, Failure> {
         }
         TokensCommand::Revoke { name } => {
             let store = api_tokens()?;
-            crate::trust::access::ApiTokens::new(&store)
+            crate::trust::access::ApiTokens::new(&*store)
                 .revoke(&name)
                 .map_err(refused)?;
             say!("revoked {name}");

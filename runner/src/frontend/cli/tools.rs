@@ -83,7 +83,7 @@ pub(super) enum ToolsCommand {
 
 pub(super) fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
     let store = open_store(&home)?;
-    let registry = Registry::new(&store);
+    let registry = Registry::new(&*store);
     let registry_error = |e: RegistryError| match e {
         RegistryError::NotOwner { .. } => Failure {
             code: EXIT_DENIED,
@@ -134,7 +134,7 @@ pub(super) fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
             };
             let record = rt
                 .block_on(crate::service::submit::register(
-                    &runtime, &home, &store, &loaded, &bytes, submission,
+                    &runtime, &home, &*store, &loaded, &bytes, submission,
                 ))
                 .map_err(refused)?;
             let world = &record.world;
@@ -149,7 +149,7 @@ pub(super) fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
                     .unwrap_or_default()
             );
             if let Some(profile) = profile {
-                mcp::bind(&store, &binding, &record.name, Some(&profile))?;
+                mcp::bind(&*store, &binding, &record.name, Some(&profile))?;
             }
             Ok(0)
         }
@@ -160,11 +160,11 @@ pub(super) fn tools(home: Home, cmd: ToolsCommand) -> Result<i32, Failure> {
         } => {
             registry.get(&name).map_err(registry_error)?;
             profile::load(&binding.profiles, &profile)?;
-            mcp::bind(&store, &binding, &name, Some(&profile))?;
+            mcp::bind(&*store, &binding, &name, Some(&profile))?;
             Ok(0)
         }
         ToolsCommand::Unbind { name, binding } => {
-            mcp::bind(&store, &binding, &name, None)?;
+            mcp::bind(&*store, &binding, &name, None)?;
             Ok(0)
         }
         ToolsCommand::List { json } => {

@@ -61,6 +61,9 @@ pub struct ServeConfig {
     /// front): dashboard cookies are then `Secure` and the dashboard's
     /// origin is `https://`.
     pub behind_tls: bool,
+    /// How often to seal the runs of runners whose lease expired (half the
+    /// lease TTL).
+    pub sweep_every: std::time::Duration,
 }
 
 /// What the handlers share.
@@ -144,6 +147,37 @@ pub fn router(
         .with_state(state)
 }
 
+/// Every `every`, seals the runs of runners whose lease on the store has
+/// expired (a replica that died: [`crate::store::RunStore::recover_interrupted`]),
+/// so a survivor closes them within two lease periods. Failures are logged
+/// and retried at the next tick.
+async fn recover_dead_replicas(runner: Arc<Runner>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let runner = Arc::clone(&runner);
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::execution::runner::recover_interrupted(
+                runner.store(),
+                runner.home(),
+                runner.key(),
+            )
+        })
+        .await;
+        match swept {
+            Ok(Ok(recovered)) => {
+                for run_id in recovered {
+                    tracing::warn!(%run_id, "run was interrupted (its runner ended); marked interrupted and sealed");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "could not recover runs of dead runners"),
+            Err(e) => tracing::error!(error = %e, "the recovery task failed"),
+        }
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` completes, then drains:
 /// no new connections or runs, running runs get `config.drain` to finish,
 /// the rest are stopped and sealed as `interrupted`.
@@ -166,6 +200,10 @@ pub async fn serve(
         metrics: metrics::ServerMetrics::default(),
         sessions: sessions::Sessions::new(config.behind_tls),
     });
+    let sweeper = tokio::spawn(recover_dead_replicas(
+        Arc::clone(&runner),
+        config.sweep_every,
+    ));
     let mcp_stop = tokio_util::sync::CancellationToken::new();
     let app = router(Arc::clone(&state), &config, mcp_stop.clone());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -180,6 +218,7 @@ pub async fn serve(
     tracing::info!("shutting down: no new work; waiting for running runs");
     let _ = stop_tx.send(true);
     let stopped = state.pool.drain(config.drain).await;
+    sweeper.abort();
     // MCP sessions end after the runs they wait on (which drain like every
     // other run), so their event streams do not hold the server open.
     mcp_stop.cancel();

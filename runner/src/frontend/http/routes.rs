@@ -736,13 +736,25 @@ fn access_error(e: crate::trust::access::AccessError) -> ApiError {
 
 // ---- public and operational ----
 
-/// `GET /healthz`.
-pub async fn healthz(State(state): Shared) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "runs_in_flight": state.pool.in_flight(),
-        "pool": state.pool.size(),
-    }))
+/// `GET /healthz`: 503 while this runner cannot record runs (its lease on
+/// a shared store is lost), so a load balancer takes it out.
+pub async fn healthz(State(state): Shared) -> Response {
+    let runner = Arc::clone(&state.runner);
+    let health = tokio::task::spawn_blocking(move || runner.store().health())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|checked| checked.map_err(|e| e.to_string()));
+    let (code, status) = match &health {
+        Ok(()) => (StatusCode::OK, json!({ "status": "ok" })),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "unavailable", "reason": reason }),
+        ),
+    };
+    let mut body = status;
+    body["runs_in_flight"] = json!(state.pool.in_flight());
+    body["pool"] = json!(state.pool.size());
+    (code, Json(body)).into_response()
 }
 
 /// `GET /.well-known/jwks.json`: the keys run tokens are signed with.

@@ -105,7 +105,9 @@ impl ApprovalRepo for Store {
     fn transition(
         &self,
         query: &str,
-        judge: &mut dyn FnMut(&ApprovalRecord) -> Result<ApprovalTransition, ApprovalError>,
+        judge: &mut (
+                 dyn FnMut(&ApprovalRecord) -> Result<ApprovalTransition, ApprovalError> + Send
+             ),
     ) -> Result<ApprovalRecord, ApprovalError> {
         let control_key = self.control_key()?;
         self.with_conn(|conn| {

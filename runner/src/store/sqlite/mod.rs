@@ -68,7 +68,11 @@ pub const RUNNING_DIR: &str = "running";
 /// not wait on runs' writes.
 #[derive(Debug)]
 pub struct Store {
+    /// The airlock home: where the runner key lives.
     home: PathBuf,
+    /// The database's directory: leases, run lock files and registered
+    /// components live beside the database.
+    dir: PathBuf,
     db_path: PathBuf,
     conn: Mutex<Connection>,
     writer: Arc<Writer>,
@@ -82,21 +86,33 @@ impl Store {
     /// Opens `home/airlock.db`, creating the home, the database and its
     /// schema as needed (see [`schema`] for the connection settings).
     pub fn open(home: &Path) -> Result<Store, StoreError> {
-        create_private_dir(home).map_err(StoreError::io(home))?;
-        let running = home.join(RUNNING_DIR);
+        Store::open_file(home, &home.join(DB_FILE))
+    }
+
+    /// Opens the database file `db_path` (`--store sqlite:PATH`), creating
+    /// its directory, the database and its schema as needed. Leases, run
+    /// lock files and registered components live in the database's
+    /// directory; the runner key stays in `home`.
+    pub fn open_file(home: &Path, db_path: &Path) -> Result<Store, StoreError> {
+        let dir = match db_path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        create_private_dir(&dir).map_err(StoreError::io(&dir))?;
+        let running = dir.join(RUNNING_DIR);
         create_private_dir(&running).map_err(StoreError::io(&running))?;
-        let db_path = home.join(DB_FILE);
         let existed = db_path.exists();
-        let mut conn = open_connection(&db_path)?;
-        migrate(&mut conn, &db_path)?;
+        let mut conn = open_connection(db_path)?;
+        migrate(&mut conn, db_path)?;
         if !existed {
             // Make the new database file's directory entry durable too.
-            sync_dir(home).map_err(StoreError::io(home))?;
+            sync_dir(&dir).map_err(StoreError::io(&dir))?;
         }
         Ok(Store {
             home: home.to_owned(),
-            writer: Arc::new(Writer::new(db_path.clone())),
-            db_path,
+            dir,
+            writer: Arc::new(Writer::new(db_path.to_owned())),
+            db_path: db_path.to_owned(),
             conn: Mutex::new(conn),
             control_key: std::sync::OnceLock::new(),
             lease: Mutex::default(),
@@ -119,6 +135,11 @@ impl Store {
     /// The airlock home this store lives in.
     pub fn home(&self) -> &Path {
         &self.home
+    }
+
+    /// The database's directory, which holds the store's side files.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The database file.

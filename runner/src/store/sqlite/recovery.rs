@@ -83,7 +83,7 @@ impl Store {
             let outcome = match lease_id {
                 None => {
                     // Started before leases: its own lock file decides.
-                    let lock_path = lock_path(self.home(), &uuid);
+                    let lock_path = lock_path(self.dir(), &uuid);
                     let Some(lock) = try_take_lock(&lock_path)? else {
                         continue; // owner alive
                     };
@@ -102,7 +102,7 @@ impl Store {
                 }
                 Some(lease_id) => {
                     if !probed.contains_key(&lease_id) {
-                        let liveness = lease::probe(self.home(), &self.conn(), &lease_id)?;
+                        let liveness = lease::probe(self.dir(), &self.conn(), &lease_id)?;
                         probed.insert(lease_id.clone(), liveness);
                     }
                     if matches!(probed.get(&lease_id), Some(Liveness::Alive)) {
@@ -124,12 +124,12 @@ impl Store {
             if probed.contains_key(&lease_id) || own.as_ref().is_some_and(|l| l.id() == lease_id) {
                 continue;
             }
-            let liveness = lease::probe(self.home(), &self.conn(), &lease_id)?;
+            let liveness = lease::probe(self.dir(), &self.conn(), &lease_id)?;
             probed.insert(lease_id, liveness);
         }
         for (lease_id, liveness) in probed {
             if let Liveness::Dead(file) = liveness {
-                lease::remove_dead(self.home(), &self.conn(), &lease_id, file)?;
+                lease::remove_dead(self.dir(), &self.conn(), &lease_id, file)?;
             }
         }
         Ok(recovered)

@@ -37,7 +37,7 @@ impl Store {
         if let Some(lease) = &*slot {
             return Ok(Arc::clone(lease));
         }
-        let lease = Arc::new(Lease::acquire(self.home(), Arc::clone(&self.writer))?);
+        let lease = Arc::new(Lease::acquire(self.dir(), Arc::clone(&self.writer))?);
         *slot = Some(Arc::clone(&lease));
         Ok(lease)
     }

@@ -84,9 +84,9 @@ impl ToolRepo for Store {
         digest: &str,
         wasm: &[u8],
         name: &str,
-        judge: &mut dyn FnMut(Option<&ExistingTool>) -> Result<ToolWrite, RegistryError>,
+        judge: &mut (dyn FnMut(Option<&ExistingTool>) -> Result<ToolWrite, RegistryError> + Send),
     ) -> Result<ToolRecord, RegistryError> {
-        let dir = self.home().join(TOOLS_DIR);
+        let dir = self.dir().join(TOOLS_DIR);
         crate::config::files::create_private_dir(&dir).map_err(io_err(&dir))?;
         let final_path = component_path(&dir, digest);
         let temp = write_temp(&dir, wasm)?;
@@ -148,9 +148,9 @@ impl ToolRepo for Store {
     fn remove_tool(
         &self,
         name: &str,
-        judge: &mut dyn FnMut(&ToolHold) -> Result<ToolRemoval, RegistryError>,
+        judge: &mut (dyn FnMut(&ToolHold) -> Result<ToolRemoval, RegistryError> + Send),
     ) -> Result<ToolHold, RegistryError> {
-        let dir = self.home().join(TOOLS_DIR);
+        let dir = self.dir().join(TOOLS_DIR);
         let key = self.control_key()?;
         self.with_conn(|conn| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
@@ -217,7 +217,7 @@ impl ToolRepo for Store {
     }
 
     fn component_location(&self, digest: &str) -> PathBuf {
-        component_path(&self.home().join(TOOLS_DIR), digest)
+        component_path(&self.dir().join(TOOLS_DIR), digest)
     }
 }
 
