@@ -6,8 +6,10 @@
 # Chromium from Debian's packages, driven by playwright-core from
 # tests/dashboard/), the MCP tests' real clients (the official Python and
 # TypeScript SDKs, pinned in tests/mcp/), the API conformance test's
-# schemathesis (pinned in tests/conformance/), and the guest SDKs' own tests
-# (Rust, Python, JavaScript).
+# schemathesis (pinned in tests/conformance/), the guest SDKs' own tests
+# (Rust, Python, JavaScript), and the store suites again on PostgreSQL (the
+# machine's server on 127.0.0.1:5432, or one scripts/postgres.sh starts and
+# stops again; each test makes and drops its own database).
 #
 #   bash scripts/test.sh
 set -euo pipefail
@@ -34,7 +36,15 @@ if [ ! -x tests/conformance/.venv/bin/python ]; then
 fi
 tests/conformance/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
 bash scripts/build-guests.sh >/dev/null
+started_pg="$(bash scripts/postgres.sh)"
+trap 'bash scripts/postgres.sh stop "$started_pg"' EXIT
 cargo test --locked --workspace
+# The suites whose runs, approvals, tokens, registry and recovery go
+# through the store, on the other backend (tests that edit the SQLite file
+# directly say they are skipped there).
+AIRLOCK_TEST_STORE=postgres cargo test --locked --workspace \
+    --test admission --test approvals --test serve --test retries --test drain \
+    --test ownership --test governance --test evidence --test credentials
 cargo test --locked --manifest-path guest-sdk/Cargo.toml
 python3 -m unittest discover -s guest-sdk/python/tests
 node --test guest-sdk/js/test/

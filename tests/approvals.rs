@@ -11,7 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use support::server::HttpServer;
 use support::{
-    Env, REQUIRE_INTENT_AND_ACTOR, guests, of_kind, payments_needing_approval, profile_body, text,
+    Env, REQUIRE_INTENT_AND_ACTOR, SqlParam, guests, of_kind, payments_needing_approval,
+    profile_body, text,
 };
 
 const ACTOR: &str = "agent-7";
@@ -388,9 +389,8 @@ fn start_payment_of(env: &Env, amount_cents: u64, base_url: &str, intent: &str) 
         .expect("spawn the run")
 }
 
-fn sql(env: &Env, statement: &str, params: &[&dyn rusqlite::ToSql]) {
-    let conn = rusqlite::Connection::open(env.db()).expect("open db");
-    let changed = conn.execute(statement, params).expect("edit the store");
+fn sql(env: &Env, statement: &str, params: &[SqlParam]) {
+    let changed = env.sql(statement, params);
     assert!(changed > 0, "the edit changed nothing: {statement}");
 }
 
@@ -435,7 +435,10 @@ fn the_approver_sees_the_exact_request_and_an_approval_of_other_bytes_sends_noth
     sql(
         &env,
         "UPDATE approvals SET request = ?1 WHERE id = ?2",
-        &[&serde_json::to_string(&forged).expect("json"), &id],
+        &[
+            serde_json::to_string(&forged).expect("json").into(),
+            id.as_str().into(),
+        ],
     );
     let approved = decide(&env, "approve", &id, "oncall", "12.00 EUR matches INV-7");
     assert!(approved.status.success(), "{}", text(&approved.stderr));
@@ -518,7 +521,7 @@ fn deciding_as_an_approver_without_their_pinned_key_is_refused_and_the_run_expir
     sql(
         &env,
         "UPDATE approvals SET status = 'approved', decided_by = 'oncall', reason = 'ok', decided_at = created_at WHERE id = ?1",
-        &[&id],
+        &[id.into()],
     );
     let (code, result) = finish(child);
     assert_eq!(code, 5, "{result}");
@@ -594,20 +597,19 @@ fn a_signed_decision_is_checked_by_verify_and_an_edited_one_is_reported() {
 
     // The decision event edited in the store (the approver made someone
     // else): reported at that event.
-    let conn = rusqlite::Connection::open(env.db()).expect("open db");
-    let fields: String = conn
-        .query_row(
-            "SELECT fields FROM events WHERE run_id = ?1 AND seq = ?2",
-            rusqlite::params![run_id, decision["seq"].as_i64().expect("seq")],
-            |row| row.get(0),
-        )
+    let seq = decision["seq"].as_i64().expect("seq");
+    let fields = env.query(
+        "SELECT fields FROM events WHERE run_id = ?1 AND seq = ?2",
+        &[run_id.as_str().into(), seq.into()],
+    )[0][0]
+        .clone()
         .expect("the decision event");
     let edited = fields.replace("\"oncall\"", "\"lead\"");
     assert_ne!(edited, fields);
     sql(
         &env,
         "UPDATE events SET fields = ?1 WHERE run_id = ?2 AND seq = ?3",
-        &[&edited, &run_id, &decision["seq"].as_i64().expect("seq")],
+        &[edited.as_str().into(), run_id.as_str().into(), seq.into()],
     );
     let out = env.cmd(&["runs", "verify", &run_id]);
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));

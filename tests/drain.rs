@@ -14,13 +14,6 @@ use support::{Env, LIMITS, guests, payments_needing_approval, profile_body};
 /// Runs parked on the approval gate when SIGTERM arrives.
 const RUNS: usize = 500;
 
-fn count(env: &Env, sql: &str) -> i64 {
-    let db =
-        rusqlite::Connection::open_with_flags(env.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the store");
-    db.query_row(sql, [], |row| row.get(0)).expect("count")
-}
-
 #[test]
 fn sigterm_seals_all_500_runs_waiting_on_approval() {
     let env = Env::new();
@@ -51,11 +44,7 @@ fn sigterm_seals_all_500_runs_waiting_on_approval() {
         }
     });
     let start = Instant::now();
-    while count(
-        &env,
-        "SELECT count(*) FROM approvals WHERE status = 'pending'",
-    ) < RUNS as i64
-    {
+    while env.count("SELECT count(*) FROM approvals WHERE status = 'pending'") < RUNS as i64 {
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "the runs did not all reach the approval gate"
@@ -63,29 +52,23 @@ fn sigterm_seals_all_500_runs_waiting_on_approval() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(
-        count(&env, "SELECT count(*) FROM runs WHERE status = 'running'"),
+        env.count("SELECT count(*) FROM runs WHERE status = 'running'"),
         RUNS as i64
     );
 
     let code = server.terminate(Duration::from_secs(120));
     assert_eq!(code, Some(0), "serve exits cleanly after SIGTERM");
     assert_eq!(
-        count(&env, "SELECT count(*) FROM runs WHERE status = 'running'"),
+        env.count("SELECT count(*) FROM runs WHERE status = 'running'"),
         0,
         "runs left running after the drain"
     );
     assert_eq!(
-        count(
-            &env,
-            "SELECT count(*) FROM runs WHERE status = 'interrupted'"
-        ),
+        env.count("SELECT count(*) FROM runs WHERE status = 'interrupted'"),
         RUNS as i64
     );
     assert_eq!(
-        count(
-            &env,
-            "SELECT count(*) FROM approvals WHERE status = 'pending'"
-        ),
+        env.count("SELECT count(*) FROM approvals WHERE status = 'pending'"),
         0,
         "the interrupted runs' approval requests expire"
     );

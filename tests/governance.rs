@@ -279,18 +279,14 @@ fn report_figures_match_a_store_of_real_runs() {
 
     // Tampering: one run's event edited, another's fields made unreadable.
     // Both count as incomplete evidence; the report still comes out.
-    let conn = rusqlite::Connection::open(env.db()).expect("open db");
-    conn.execute(
+    env.sql(
         "UPDATE events SET target = 'edited' WHERE run_id = ?1 AND seq = 2",
-        [&open_runs[0]],
-    )
-    .expect("edit an event");
-    conn.execute(
+        &[open_runs[0].as_str().into()],
+    );
+    env.sql(
         "UPDATE events SET fields = 'not json' WHERE run_id = ?1 AND seq = 3",
-        [&open_runs[1]],
-    )
-    .expect("break an event");
-    drop(conn);
+        &[open_runs[1].as_str().into()],
+    );
     let tampered = report_json(&env, &[]);
     assert_eq!(
         ratio(&tampered["evidence_completeness"]),

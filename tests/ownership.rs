@@ -185,10 +185,7 @@ fn an_owner_changed_in_the_database_is_detected() {
     ]);
     assert_eq!(code, 0, "{out}");
     // The attacker makes the tool theirs, to replace it "as its owner".
-    let conn = rusqlite::Connection::open(env.db()).expect("open the store");
-    conn.execute("UPDATE tools SET owner = 'token:mallory'", [])
-        .expect("edit owner");
-    drop(conn);
+    env.sql("UPDATE tools SET owner = 'token:mallory'", &[]);
     let (code, out) = env.said(&["runs", "verify", "--all"]);
     assert_eq!(code, 1, "{out}");
     assert!(

@@ -344,19 +344,102 @@ impl Env {
     /// The control-log entries of `kind` about `target`, oldest first, as
     /// `(actor, fields)`, read straight from the store.
     pub fn control_entries(&self, kind: &str, target: &str) -> Vec<(Option<String>, Value)> {
-        let conn = rusqlite::Connection::open(self.db()).expect("open the store");
-        let mut stmt = conn
-            .prepare("SELECT actor, fields FROM control_log WHERE kind = ?1 AND target = ?2 ORDER BY seq")
-            .expect("query the control log");
-        stmt.query_map([kind, target], |r| {
-            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?))
-        })
-        .expect("read the control log")
+        self.query(
+            "SELECT actor, fields FROM control_log WHERE kind = ?1 AND target = ?2 ORDER BY seq",
+            &[kind.into(), target.into()],
+        )
+        .into_iter()
         .map(|row| {
-            let (actor, fields) = row.expect("control-log row");
-            (actor, serde_json::from_str(&fields).expect("fields JSON"))
+            let fields = row[1].clone().expect("fields");
+            (
+                row[0].clone(),
+                serde_json::from_str(&fields).expect("fields JSON"),
+            )
         })
         .collect()
+    }
+
+    /// Runs `statement` straight against the store's database, as someone
+    /// who can edit it would (SQLite's `?N` placeholders; translated for
+    /// PostgreSQL); returns how many rows it changed.
+    pub fn sql(&self, statement: &str, params: &[SqlParam]) -> u64 {
+        match &self.store {
+            None => {
+                let conn = rusqlite::Connection::open(self.db()).expect("open the store");
+                let params: Vec<&dyn rusqlite::ToSql> =
+                    params.iter().map(SqlParam::as_sqlite).collect();
+                conn.execute(statement, params.as_slice())
+                    .unwrap_or_else(|e| panic!("{statement}: {e}")) as u64
+            }
+            Some(db) => {
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(SqlParam::as_postgres).collect();
+                db.client()
+                    .execute(&pg::dialect(statement), &params)
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"))
+            }
+        }
+    }
+
+    /// The rows `query` returns, every column as text (`NULL` as `None`).
+    pub fn query(&self, query: &str, params: &[SqlParam]) -> Vec<Vec<Option<String>>> {
+        match &self.store {
+            None => {
+                let conn = rusqlite::Connection::open(self.db()).expect("open the store");
+                let params: Vec<&dyn rusqlite::ToSql> =
+                    params.iter().map(SqlParam::as_sqlite).collect();
+                let mut stmt = conn
+                    .prepare(query)
+                    .unwrap_or_else(|e| panic!("{query}: {e}"));
+                let columns = stmt.column_count();
+                stmt.query_map(params.as_slice(), |row| {
+                    (0..columns)
+                        .map(|i| {
+                            Ok(match row.get::<_, rusqlite::types::Value>(i)? {
+                                rusqlite::types::Value::Null => None,
+                                rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                                rusqlite::types::Value::Real(x) => Some(x.to_string()),
+                                rusqlite::types::Value::Text(t) => Some(t),
+                                rusqlite::types::Value::Blob(b) => {
+                                    Some(String::from_utf8_lossy(&b).into_owned())
+                                }
+                            })
+                        })
+                        .collect()
+                })
+                .and_then(Iterator::collect)
+                .unwrap_or_else(|e| panic!("{query}: {e}"))
+            }
+            Some(db) => {
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(SqlParam::as_postgres).collect();
+                db.client()
+                    .query(&pg::dialect(query), &params)
+                    .unwrap_or_else(|e| panic!("{query}: {e}"))
+                    .iter()
+                    .map(|row| (0..row.len()).map(|i| pg::text(row, i)).collect())
+                    .collect()
+            }
+        }
+    }
+
+    /// The one number `query` returns (`SELECT count(*) …`).
+    pub fn count(&self, query: &str) -> i64 {
+        self.query(query, &[])[0][0]
+            .as_deref()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{query}: not a number"))
+    }
+
+    /// Whether this test edits the SQLite file itself (its locks, its
+    /// storage classes) and so has nothing to check on PostgreSQL: says so
+    /// and returns `true` there.
+    pub fn sqlite_only(&self, why: &str) -> bool {
+        if self.store.is_some() {
+            eprintln!("skipped on PostgreSQL: {why}");
+            return true;
+        }
+        false
     }
 
     /// `airlock ARGS…`: (exit code, stdout + stderr).
@@ -366,6 +449,52 @@ impl Env {
             out.status.code().unwrap_or(-1),
             format!("{}{}", text(&out.stdout), text(&out.stderr)),
         )
+    }
+}
+
+/// A parameter of [`Env::sql`] and [`Env::query`].
+pub enum SqlParam {
+    Text(String),
+    Int(i64),
+}
+
+impl SqlParam {
+    fn as_sqlite(&self) -> &dyn rusqlite::ToSql {
+        match self {
+            SqlParam::Text(t) => t,
+            SqlParam::Int(n) => n,
+        }
+    }
+
+    fn as_postgres(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        match self {
+            SqlParam::Text(t) => t,
+            SqlParam::Int(n) => n,
+        }
+    }
+}
+
+impl From<&str> for SqlParam {
+    fn from(text: &str) -> Self {
+        SqlParam::Text(text.to_owned())
+    }
+}
+
+impl From<&String> for SqlParam {
+    fn from(text: &String) -> Self {
+        SqlParam::Text(text.clone())
+    }
+}
+
+impl From<String> for SqlParam {
+    fn from(text: String) -> Self {
+        SqlParam::Text(text)
+    }
+}
+
+impl From<i64> for SqlParam {
+    fn from(n: i64) -> Self {
+        SqlParam::Int(n)
     }
 }
 

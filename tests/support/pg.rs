@@ -89,3 +89,35 @@ fn admin() -> postgres::Client {
         )
     })
 }
+
+/// A statement written for SQLite (`?N` placeholders) in PostgreSQL's
+/// dialect (`$N`).
+pub fn dialect(statement: &str) -> String {
+    let mut out = String::with_capacity(statement.len());
+    let mut chars = statement.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Column `i` of `row` as text, whatever its type (`NULL` as `None`).
+pub fn text(row: &postgres::Row, i: usize) -> Option<String> {
+    if let Ok(value) = row.try_get::<_, Option<String>>(i) {
+        return value;
+    }
+    if let Ok(value) = row.try_get::<_, Option<i64>>(i) {
+        return value.map(|n| n.to_string());
+    }
+    if let Ok(value) = row.try_get::<_, Option<bool>>(i) {
+        return value.map(|b| b.to_string());
+    }
+    row.try_get::<_, Option<Vec<u8>>>(i)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}

@@ -20,6 +20,7 @@
 pub mod approvals;
 pub mod bindings;
 pub mod control;
+pub mod owner;
 pub mod postgres;
 pub mod report;
 pub mod rows;

@@ -179,7 +179,7 @@ impl ControlLog for PgStore {
     }
 
     fn control_tail(&self) -> Result<Option<ControlTail>, StoreError> {
-        self.with_client(|client| tail(client))
+        self.with_client(tail)
     }
 }
 

@@ -5,7 +5,9 @@
 //! every run row it starts names it. A thread of its own renews the row
 //! every third of the lease's TTL, pushing `expires_at` to the database's
 //! `clock_timestamp()` plus the TTL, so replicas' clocks never have to
-//! agree. A lease whose `expires_at` has passed is dead: any replica's
+//! agree. A lease whose `expires_at` has passed is dead (and so is one of
+//! this host whose process is gone, [`Identity::is_dead_here`], which
+//! recovery expires at once): any replica's
 //! recovery ([`super::recovery`]) seals its runs `interrupted`, expires
 //! their approval requests and deletes the row.
 //!
@@ -27,6 +29,7 @@
 use super::{Conn, blocking, describe_postgres_error};
 use crate::evidence::StoreError;
 use crate::evidence::chain::now_rfc3339;
+use crate::store::owner::Identity;
 use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -58,17 +61,15 @@ impl Lease {
     pub(super) fn acquire(pool: Pool, ttl: Duration) -> Result<Lease, StoreError> {
         let id = uuid::Uuid::now_v7().hyphenated().to_string();
         let now = now_rfc3339();
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "unknown".to_owned());
-        let pid = i64::from(std::process::id());
+        let me = Identity::of_this_process();
+        let pid = i64::from(me.pid);
         let ttl_ms = millis(ttl);
         blocking(|| {
             let mut conn = connection(&pool)?;
             conn.execute(
-                "INSERT INTO leases (id, pid, host, started_at, renewed_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $4, clock_timestamp() + $5 * interval '1 millisecond')",
-                &[&id, &pid, &host, &now, &ttl_ms],
+                "INSERT INTO leases (id, pid, host, boot_id, process_start, started_at, renewed_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, clock_timestamp() + $7 * interval '1 millisecond')",
+                &[&id, &pid, &me.host, &me.boot_id, &me.process_start, &now, &ttl_ms],
             )
             .map_err(StoreError::postgres("taking the replica's lease"))
         })?;

@@ -81,7 +81,7 @@ impl GovernanceStats for PgStore {
                     let text = |i: usize| row.try_get::<_, Option<String>>(i).ok().flatten();
                     let observed = fields(text(4))
                         .and_then(|f| f.get("observe").cloned())
-                        .is_some_and(|v| v == Value::Bool(true) || v == Value::from(1));
+                        .is_some_and(|v| v == Value::Bool(true) || v == 1);
                     RunFactsRow {
                         id: text(0).unwrap_or_default(),
                         status: text(1),

@@ -317,7 +317,7 @@ impl RunQueries for PgStore {
     }
 
     fn run_ids(&self) -> Result<Vec<String>, StoreError> {
-        self.with_client(|client| load_run_ids(client))
+        self.with_client(load_run_ids)
     }
 
     fn seal(&self, run_id: &str) -> Result<Option<Seal>, StoreError> {

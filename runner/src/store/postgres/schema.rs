@@ -171,10 +171,12 @@ pub const MIGRATIONS: &[&str] = &[
     );
 
     CREATE TABLE leases (
-        id          TEXT PRIMARY KEY NOT NULL,
-        pid         BIGINT NOT NULL,
-        host        TEXT NOT NULL,
-        started_at  TEXT NOT NULL,
+        id            TEXT PRIMARY KEY NOT NULL,
+        pid           BIGINT NOT NULL,
+        host          TEXT NOT NULL,
+        boot_id       TEXT NOT NULL,
+        process_start TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
         renewed_at  TEXT NOT NULL,
         expires_at  TIMESTAMPTZ NOT NULL
     );

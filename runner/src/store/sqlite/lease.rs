@@ -36,6 +36,7 @@
 
 use super::StoreError;
 use super::writer::Writer;
+use crate::store::owner::Identity;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
@@ -297,48 +298,6 @@ pub(crate) fn remove_dead(
 fn lease_path(home: &Path, id: &uuid::Uuid) -> PathBuf {
     home.join(LEASES_DIR)
         .join(format!("{}.lease", id.hyphenated()))
-}
-
-/// Who holds a lease: enough to tell this process from a later one that
-/// reuses its pid, and this host's boot from another.
-struct Identity {
-    pid: u32,
-    host: String,
-    boot_id: String,
-    /// The process's start time in clock ticks since boot (`/proc/self/stat`
-    /// field 22), `"unknown"` where there is no procfs.
-    process_start: String,
-}
-
-impl Identity {
-    fn of_this_process() -> Identity {
-        let process_start = fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|stat| {
-                // Field 2 (comm) may contain spaces; count from after it.
-                let rest = stat.rsplit_once(')')?.1;
-                rest.split_whitespace().nth(19).map(str::to_owned)
-            })
-            .unwrap_or_else(|| "unknown".to_owned());
-        let host = fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "unknown".to_owned());
-        Identity {
-            pid: std::process::id(),
-            host,
-            boot_id: Identity::boot_id(),
-            process_start,
-        }
-    }
-
-    /// This boot's id (`/proc/sys/kernel/random/boot_id`), `"unknown"`
-    /// without procfs (then every lease without its file counts as this
-    /// host's, and dead: the conservative reading for a local store).
-    fn boot_id() -> String {
-        fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|b| b.trim().to_owned())
-            .unwrap_or_else(|_| "unknown".to_owned())
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
