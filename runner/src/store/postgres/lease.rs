@@ -35,10 +35,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-type Pool = r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>;
+use super::Pool;
 
 /// One replica's lease on its runs in progress. `Send + Sync`.
-#[derive(Debug)]
 pub struct Lease {
     id: String,
     pool: Pool,
@@ -48,6 +47,15 @@ pub struct Lease {
     ttl: Duration,
     /// Dropped with the lease: stops the renewal thread.
     _stop: Sender<()>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("id", &self.id)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]

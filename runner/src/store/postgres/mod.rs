@@ -48,6 +48,7 @@ mod runs;
 mod schema;
 mod snapshot;
 mod tokens;
+mod tls;
 mod tools;
 
 use crate::config::files::create_private_dir;
@@ -55,14 +56,16 @@ use crate::evidence::StoreError;
 use crate::store::rows::Cell;
 use crate::trust::keys::RunnerKey;
 use lease::Lease;
-use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+/// The store's connection pool.
+type Pool = r2d2::Pool<PostgresConnectionManager<tls::Tls>>;
+
 /// A pooled connection.
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<tls::Tls>>;
 
 /// Connections one replica opens at most: enough for its runs' commits,
 /// its queries and its lease, small enough that a few replicas stay far
@@ -84,7 +87,7 @@ pub struct PgStore {
     home: PathBuf,
     /// The URL without its password, for messages.
     shown: String,
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    pool: Pool,
     /// The runner key that signs control-log entries, loaded on first use.
     control_key: OnceLock<Arc<RunnerKey>>,
     /// This process's lease on its runs, taken when the first run starts.
@@ -108,17 +111,13 @@ impl std::fmt::Debug for PgStore {
 
 impl PgStore {
     /// Connects to the database `url` names (a `postgres://` URL, or
-    /// libpq's `key=value` form), applies the schema migrations this
+    /// libpq's `key=value` form; TLS as [`tls`] reads `sslmode`), applies the schema migrations this
     /// build knows (safely when several replicas start at once), and
     /// starts listening for approval decisions. `home` keeps this
     /// process's key and its local copies of components.
     pub fn open(url: &str, home: &Path, lease_ttl: Duration) -> Result<PgStore, StoreError> {
         create_private_dir(home).map_err(StoreError::io(home))?;
-        let config: postgres::Config = url.parse().map_err(|e| StoreError::Backend {
-            action: "reading the store URL",
-            reason: format!("{e} (give postgres://USER@HOST:PORT/DATABASE)"),
-            source: Box::new(e),
-        })?;
+        let (config, tls) = tls::configure(url)?;
         let shown = show_config(&config);
         let pool = blocking(|| {
             r2d2::Pool::builder()
@@ -126,7 +125,7 @@ impl PgStore {
                 .min_idle(Some(1))
                 .connection_timeout(CONNECT_TIMEOUT.min(lease_ttl))
                 .error_handler(Box::new(r2d2::NopErrorHandler))
-                .build(PostgresConnectionManager::new(config.clone(), NoTls))
+                .build(PostgresConnectionManager::new(config.clone(), tls.clone()))
         })
         .map_err(|e| StoreError::Backend {
             action: "connecting to the store",
@@ -135,7 +134,7 @@ impl PgStore {
         })?;
         let store = PgStore {
             home: home.to_owned(),
-            decisions: notify::Decisions::listen(config, shown.clone()),
+            decisions: notify::Decisions::listen(config, tls, shown.clone()),
             shown,
             pool,
             control_key: OnceLock::new(),

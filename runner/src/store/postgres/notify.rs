@@ -13,7 +13,6 @@
 //! (it reconnects, and wakes every waiter once so nothing decided
 //! meanwhile is missed).
 
-use postgres::NoTls;
 use postgres::fallible_iterator::FallibleIterator;
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
@@ -34,6 +33,7 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// A replica's listener for approval changes.
 pub struct Decisions {
     config: postgres::Config,
+    tls: super::tls::Tls,
     shown: String,
     changes: watch::Sender<u64>,
     /// Set once the listening thread runs; dropping it stops the thread.
@@ -42,9 +42,10 @@ pub struct Decisions {
 
 impl Decisions {
     /// A listener for the database `config` names, started on first use.
-    pub fn listen(config: postgres::Config, shown: String) -> Decisions {
+    pub fn listen(config: postgres::Config, tls: super::tls::Tls, shown: String) -> Decisions {
         Decisions {
             config,
+            tls,
             shown,
             changes: watch::channel(0).0,
             started: OnceLock::new(),
@@ -58,6 +59,7 @@ impl Decisions {
             let (stop, stopped) = channel();
             let listener = Listener {
                 config: self.config.clone(),
+                tls: self.tls.clone(),
                 shown: self.shown.clone(),
                 changes: self.changes.clone(),
             };
@@ -75,6 +77,7 @@ impl Decisions {
 
 struct Listener {
     config: postgres::Config,
+    tls: super::tls::Tls,
     shown: String,
     changes: watch::Sender<u64>,
 }
@@ -97,7 +100,7 @@ impl Listener {
 
     /// Listens until told to stop (`Ok`) or the connection fails.
     fn listen(&self, stopped: &Receiver<()>) -> Result<(), postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = self.config.connect(self.tls.clone())?;
         client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
         // Anything decided while we were not listening: look again.
         self.changes.send_modify(|n| *n = n.wrapping_add(1));

@@ -119,11 +119,19 @@ impl RunStore for PgStore {
 }
 
 /// The commits of one run's log, under this replica's lease.
-#[derive(Debug)]
 struct PgRunWriter {
-    pool: r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>,
+    pool: super::Pool,
     shown: String,
     lease: Arc<Lease>,
+}
+
+impl std::fmt::Debug for PgRunWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgRunWriter")
+            .field("store", &self.shown)
+            .field("lease", &self.lease.id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgRunWriter {
