@@ -170,10 +170,16 @@ fn a_store_url_requiring_tls_is_served_over_verified_tls_and_refuses_an_unverifi
         &format!("sslmode=require&sslrootcert={}", ca_file.display()),
     );
     let (code, said) = list_runs(&env, &plain);
-    assert_ne!(code, 0, "TLS was required but the connection went plain: {said}");
+    assert_ne!(
+        code, 0,
+        "TLS was required but the connection went plain: {said}"
+    );
 
     // A mode airlock does not know is a usage error naming the fix.
     let (code, said) = list_runs(&env, &with_port(terminator.port, "sslmode=sometimes"));
     assert_ne!(code, 0, "{said}");
-    assert!(said.contains("sslmode=sometimes") && said.contains("require"), "{said}");
+    assert!(
+        said.contains("sslmode=sometimes") && said.contains("require"),
+        "{said}"
+    );
 }

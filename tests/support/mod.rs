@@ -81,23 +81,18 @@ impl Env {
     /// and pins their public halves in the trust file.
     pub fn make_key_slots(&mut self, n: usize) {
         let dir = self.path("slots");
-        let mut publics = Vec::new();
         for i in 0..n {
             let path = dir.join(format!("slot-{i}.pk8"));
             let out = self.cmd(&["keys", "generate", path.to_str().expect("utf-8 path")]);
             assert!(out.status.success(), "keys generate: {}", text(&out.stderr));
-            let public = text(&out.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("public key").map(|k| k.trim().to_owned()))
-                .expect("the generated key's public half");
-            publics.push(format!("\"{public}\""));
         }
-        std::fs::write(
-            self.trust_file(),
-            format!("runners = [{}]\n", publics.join(", ")),
-        )
-        .expect("trust file");
         self.key_slots = Some(dir);
+        // What the operator pins: every slot's public half.
+        let out = self.cmd(&["keys", "trust"]);
+        assert!(out.status.success(), "keys trust: {}", text(&out.stderr));
+        let trust = text(&out.stdout);
+        assert_eq!(trust.matches('"').count(), 2 * n, "{trust}");
+        std::fs::write(self.trust_file(), trust).expect("trust file");
     }
 
     /// The PostgreSQL database this env uses, if it uses one.

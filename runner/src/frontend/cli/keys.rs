@@ -29,8 +29,9 @@ pub(super) enum KeysCommand {
         #[arg(long, requires = "approver")]
         out: Option<PathBuf>,
     },
-    /// Print a trust file pinning this home's runner key, for
-    /// `runs verify --trust FILE` (keep the file outside the home).
+    /// Print a trust file pinning this home's runner key (with
+    /// --key-slots, every slot's key), for `runs verify --trust FILE`
+    /// (keep the file outside the home).
     Trust,
 }
 
@@ -62,8 +63,16 @@ pub(super) fn keys(home: Home, cmd: KeysCommand) -> Result<i32, Failure> {
             return Ok(0);
         }
         KeysCommand::Trust => {
-            let key = RunnerKey::load(home.root())?;
-            print!("{}", crate::trust::pinned::render(&[key.public_key_hex()]));
+            let publics: Vec<String> = match home.key_slots() {
+                Some(dir) => crate::trust::slots::KeySlots::load(dir)?
+                    .keys()
+                    .iter()
+                    .map(|key| key.public_key_hex().to_owned())
+                    .collect(),
+                None => vec![RunnerKey::load(home.root())?.public_key_hex().to_owned()],
+            };
+            let publics: Vec<&str> = publics.iter().map(String::as_str).collect();
+            print!("{}", crate::trust::pinned::render(&publics));
             return Ok(0);
         }
         KeysCommand::Jwks => {

@@ -47,8 +47,8 @@ mod report;
 mod runs;
 mod schema;
 mod snapshot;
-mod tokens;
 mod tls;
+mod tokens;
 mod tools;
 
 use crate::config::files::create_private_dir;

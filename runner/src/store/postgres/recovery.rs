@@ -12,7 +12,7 @@
 
 use super::PgStore;
 use super::lease::Lease;
-use super::runs::{finish_run, insert_event, load_raw_events, run_status, seal_in_tx};
+use super::runs::{finish_run, insert_events, load_raw_events, run_status, seal_in_tx};
 use crate::evidence::auth::RunStart;
 use crate::evidence::chain::now_rfc3339;
 use crate::evidence::{StoreError, recovery};
@@ -200,7 +200,7 @@ fn recover_one(
     let (start, row_tag) = load_run_start(&mut tx, run_id)?;
     let raw = load_raw_events(&mut tx, run_id)?;
     let closing = recovery::close_any(run_id, &start, row_tag.as_deref(), &raw, writers)?;
-    insert_event(&mut tx, &closing.end)?;
+    insert_events(&mut tx, std::slice::from_ref(&closing.end))?;
     let seq = closing.end.event.seq;
     let seal = seal_in_tx(
         &mut tx,

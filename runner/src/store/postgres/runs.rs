@@ -24,7 +24,7 @@ use crate::store::runs::{
 };
 use crate::trust::keys::RunnerKey;
 use postgres::GenericClient;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -159,9 +159,7 @@ impl PgRunWriter {
                 Some(row) => insert_run_row(&mut tx, run_id, row, self.lease.id())?,
                 None => ensure_running(&mut tx, run_id)?,
             }
-            for built in events {
-                insert_event(&mut tx, built)?;
-            }
+            insert_events(&mut tx, events)?;
             let value = more(&mut tx)?;
             tx.commit()
                 .map_err(StoreError::postgres("committing the run's evidence"))?;
@@ -425,7 +423,10 @@ pub(super) fn run_status(
     run_id: &str,
 ) -> Result<Option<String>, StoreError> {
     Ok(client
-        .query_opt("SELECT status FROM runs WHERE id = $1", &[&run_id])
+        .query_typed_opt(
+            "SELECT status FROM runs WHERE id = $1",
+            &[(&run_id, Type::TEXT)],
+        )
         .map_err(StoreError::postgres("reading the run's status"))?
         .and_then(|row| row.try_get::<_, Option<String>>(0).ok().flatten()))
 }
@@ -440,19 +441,19 @@ fn insert_run_row(
 ) -> Result<(), StoreError> {
     let meta = &row.meta;
     let pid = i64::from(std::process::id());
-    let inserted = client.execute(
+    let inserted = client.execute_typed(
         "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid, submitted_by, auth, lease)
          VALUES ($1, $2, $3, $4, 'running', $5, 0, $6, $7, $8, $9)",
         &[
-            &run_id,
-            &meta.tool,
-            &meta.tool_digest,
-            &meta.profile,
-            &row.started_at,
-            &pid,
-            &meta.submitted_by,
-            &row.row_tag,
-            &lease_id,
+            (&run_id, Type::TEXT),
+            (&meta.tool, Type::TEXT),
+            (&meta.tool_digest, Type::TEXT),
+            (&meta.profile, Type::TEXT),
+            (&row.started_at, Type::TEXT),
+            (&pid, Type::INT8),
+            (&meta.submitted_by, Type::TEXT),
+            (&row.row_tag, Type::TEXT),
+            (&lease_id, Type::TEXT),
         ],
     );
     match inserted {
@@ -464,31 +465,56 @@ fn insert_run_row(
     }
 }
 
-/// Inserts one built event.
-pub(super) fn insert_event(
+/// Inserts `events` in one statement (one round trip, however many),
+/// with the parameter types given so the server need not be asked for
+/// them first.
+pub(super) fn insert_events(
     client: &mut impl GenericClient,
-    built: &BuiltEvent,
+    events: &[BuiltEvent],
 ) -> Result<(), StoreError> {
-    let e = &built.event;
-    let seq = to_sql_int(&e.run_id, "event seq", e.seq)?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut seqs = Vec::with_capacity(events.len());
+    for built in events {
+        seqs.push(to_sql_int(
+            &built.event.run_id,
+            "event seq",
+            built.event.seq,
+        )?);
+    }
+    let column = |f: fn(&BuiltEvent) -> Option<&str>| -> Vec<Option<&str>> {
+        events.iter().map(f).collect()
+    };
+    let run_ids = column(|b| Some(&b.event.run_id));
+    let ts = column(|b| Some(&b.event.ts));
+    let kinds = column(|b| Some(&b.event.kind));
+    let decisions = column(|b| b.event.decision.as_deref());
+    let targets = column(|b| b.event.target.as_deref());
+    let fields = column(|b| Some(&b.fields_text));
+    let prevs = column(|b| Some(&b.event.prev));
+    let hashes = column(|b| Some(&b.event.hash));
+    let auths = column(|b| b.auth.as_deref());
+    let text = Type::TEXT_ARRAY;
     client
-        .execute(
+        .execute_typed(
             "INSERT INTO events (run_id, seq, ts, kind, decision, target, fields, prev, hash, auth)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])",
             &[
-                &e.run_id,
-                &seq,
-                &e.ts,
-                &e.kind,
-                &e.decision,
-                &e.target,
-                &built.fields_text,
-                &e.prev,
-                &e.hash,
-                &built.auth,
+                (&run_ids, text.clone()),
+                (&seqs, Type::INT8_ARRAY),
+                (&ts, text.clone()),
+                (&kinds, text.clone()),
+                (&decisions, text.clone()),
+                (&targets, text.clone()),
+                (&fields, text.clone()),
+                (&prevs, text.clone()),
+                (&hashes, text.clone()),
+                (&auths, text),
             ],
         )
-        .map_err(StoreError::postgres("inserting an event"))?;
+        .map_err(StoreError::postgres("inserting events"))?;
     Ok(())
 }
 
@@ -504,16 +530,16 @@ pub(super) fn finish_run(
     let count = to_sql_int(run_id, "event count", event_count)?;
     let exit_code = i64::from(outcome.exit_code);
     let changed = client
-        .execute(
+        .execute_typed(
             "UPDATE runs SET status = $2, exit_code = $3, ended_at = $4, event_count = $5, result = $6
              WHERE id = $1 AND status = 'running'",
             &[
-                &run_id,
-                &outcome.status,
-                &exit_code,
-                &ended_at,
-                &count,
-                &result_text,
+                (&run_id, Type::TEXT),
+                (&outcome.status, Type::TEXT),
+                (&exit_code, Type::INT8),
+                (&ended_at, Type::TEXT),
+                (&count, Type::INT8),
+                (&result_text, Type::TEXT),
             ],
         )
         .map_err(StoreError::postgres("recording the run's outcome"))?;
@@ -595,7 +621,7 @@ pub(super) fn seal_in_tx(
 ) -> Result<Seal, StoreError> {
     lock(tx, SEAL_LOCK)?;
     let last: Option<(i64, String)> = tx
-        .query_opt(
+        .query_typed_opt(
             "SELECT position, signature FROM seals ORDER BY position DESC LIMIT 1",
             &[],
         )
@@ -611,26 +637,30 @@ pub(super) fn seal_in_tx(
     })?;
     let position = to_sql_int(run_id, "seal position", seal.position)?;
     let count = to_sql_int(run_id, "event count", seal.event_count)?;
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO seals (run_id, position, head_hash, event_count, prev_seal, key_id, signature, sealed_at, record)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
-            &seal.run_id,
-            &position,
-            &seal.head_hash,
-            &count,
-            &seal.prev_seal,
-            &seal.key_id,
-            &seal.signature,
-            &seal.sealed_at,
-            &record_text,
+            (&seal.run_id, Type::TEXT),
+            (&position, Type::INT8),
+            (&seal.head_hash, Type::TEXT),
+            (&count, Type::INT8),
+            (&seal.prev_seal, Type::TEXT),
+            (&seal.key_id, Type::TEXT),
+            (&seal.signature, Type::TEXT),
+            (&seal.sealed_at, Type::TEXT),
+            (&record_text, Type::TEXT),
         ],
     )
     .map_err(StoreError::postgres("inserting the seal"))?;
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO keys (key_id, public_key, added_at) VALUES ($1, $2, $3)
          ON CONFLICT (key_id) DO NOTHING",
-        &[&key.key_id(), &key.public_key_hex(), &seal.sealed_at],
+        &[
+            (&key.key_id(), Type::TEXT),
+            (&key.public_key_hex(), Type::TEXT),
+            (&seal.sealed_at, Type::TEXT),
+        ],
     )
     .map_err(StoreError::postgres("recording the runner's public key"))?;
     Ok(seal)

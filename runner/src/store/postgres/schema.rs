@@ -244,7 +244,10 @@ pub fn migrate(client: &mut postgres::Client, shown: &str) -> Result<(), StoreEr
 
 /// Takes `lock` for the rest of `tx`.
 pub fn lock(tx: &mut postgres::Transaction<'_>, lock: i64) -> Result<(), StoreError> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
-        .map(drop)
-        .map_err(StoreError::postgres("waiting for another replica's append"))
+    tx.execute_typed(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[(&lock, postgres::types::Type::INT8)],
+    )
+    .map(drop)
+    .map_err(StoreError::postgres("waiting for another replica's append"))
 }

@@ -33,7 +33,10 @@ pub fn configure(url: &str) -> Result<(postgres::Config, Tls), StoreError> {
         reason: format!("{e} (give postgres://USER@HOST:PORT/DATABASE)"),
         source: Box::new(e),
     })?;
-    let verify = matches!(mode.as_deref(), Some("require" | "verify-ca" | "verify-full"));
+    let verify = matches!(
+        mode.as_deref(),
+        Some("require" | "verify-ca" | "verify-full")
+    );
     config.ssl_mode(if verify {
         postgres::config::SslMode::Require
     } else {
