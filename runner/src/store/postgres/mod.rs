@@ -125,6 +125,7 @@ impl PgStore {
                 .min_idle(Some(1))
                 .connection_timeout(CONNECT_TIMEOUT.min(lease_ttl))
                 .error_handler(Box::new(r2d2::NopErrorHandler))
+                .connection_customizer(Box::new(DurableSessions))
                 .build(PostgresConnectionManager::new(config.clone(), tls.clone()))
         })
         .map_err(|e| StoreError::Backend {
@@ -201,6 +202,19 @@ impl PgStore {
 
     fn lease_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Lease>>> {
         self.lease.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sets every pooled session's commits to wait for the disk
+/// (`synchronous_commit = on`), whatever the server's default: a seal must
+/// be on disk before a result is returned. A run's other commits turn this
+/// off for their own transaction only ([`runs`]).
+#[derive(Debug)]
+struct DurableSessions;
+
+impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for DurableSessions {
+    fn on_acquire(&self, client: &mut postgres::Client) -> Result<(), postgres::Error> {
+        client.batch_execute("SET synchronous_commit = on")
     }
 }
 

@@ -136,13 +136,23 @@ impl std::fmt::Debug for PgRunWriter {
 
 impl PgRunWriter {
     /// One transaction: the row (or the check that the run is still
-    /// `running`), `events`, then `more`; committed, so durable (the
-    /// server's `synchronous_commit`) when this returns.
+    /// `running`), `events`, then `more`; committed when this returns.
+    ///
+    /// `Flush::OnDisk` (a seal) returns only once the commit is flushed to
+    /// the server's disk. `Flush::ByServer` (every other commit) returns
+    /// once the server has committed it, with its WAL flush left to the
+    /// server (`synchronous_commit = off` for this transaction): the
+    /// record then survives anything that happens to the runner, which is
+    /// the promise for a side effect's record, and the seal's flush
+    /// carries it to disk with everything before it (WAL is flushed in
+    /// order). The SQLite backend makes the same trade: events committed
+    /// to the WAL, fsync at the seal.
     fn write<T: Send>(
         &self,
         run_id: &str,
         new_row: Option<&NewRun>,
         events: &[BuiltEvent],
+        flush: Flush,
         more: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         self.lease.check()?;
@@ -155,6 +165,10 @@ impl PgRunWriter {
             let mut tx = conn
                 .transaction()
                 .map_err(StoreError::postgres("starting a transaction of the run"))?;
+            if flush == Flush::ByServer {
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .map_err(StoreError::postgres("starting a transaction of the run"))?;
+            }
             match new_row {
                 Some(row) => insert_run_row(&mut tx, run_id, row, self.lease.id())?,
                 None => ensure_running(&mut tx, run_id)?,
@@ -168,6 +182,15 @@ impl PgRunWriter {
     }
 }
 
+/// When a run's commit counts as done ([`PgRunWriter::write`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Committed by the server; flushed to disk by it, or by the next seal.
+    ByServer,
+    /// Flushed to the server's disk before the call returns.
+    OnDisk,
+}
+
 impl RunWriter for PgRunWriter {
     fn commit(
         &self,
@@ -175,7 +198,7 @@ impl RunWriter for PgRunWriter {
         new_row: Option<&NewRun>,
         events: &[BuiltEvent],
     ) -> Result<(), StoreError> {
-        self.write(run_id, new_row, events, |_| Ok(()))
+        self.write(run_id, new_row, events, Flush::ByServer, |_| Ok(()))
     }
 
     fn seal(
@@ -192,7 +215,7 @@ impl RunWriter for PgRunWriter {
             outcome,
             key,
         } = request;
-        self.write(run_id, new_row, events, |tx| {
+        self.write(run_id, new_row, events, Flush::OnDisk, |tx| {
             let seal = seal_in_tx(tx, run_id, head_hash, event_count, record, key)?;
             finish_run(tx, run_id, outcome, event_count, &seal.sealed_at)?;
             Ok(seal)
