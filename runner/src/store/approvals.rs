@@ -5,6 +5,7 @@
 //! to a request that is still open, so of two concurrent deciders exactly
 //! one wins.
 
+use super::rows::StoredRow;
 use crate::escalation::requests::{ApprovalError, ApprovalRecord, ApprovalStatus};
 use crate::evidence::StoreError;
 use crate::evidence::control::ControlChange;
@@ -79,4 +80,68 @@ pub trait ApprovalRepo: Send + Sync {
     fn approval_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+}
+
+/// The columns both backends read an [`ApprovalRecord`] with, in
+/// [`decode_approval`]'s order.
+pub const APPROVAL_COLUMNS: &str = "id, run_id, tool, profile, intent, actor, action, detail, \
+     risk, owner, runbook, rule, approvers, escalate_to, status, decided_by, reason, created_at, \
+     deadline, expires_at, escalated_at, decided_at, request, decision_signature";
+
+/// An [`APPROVAL_COLUMNS`] row, checked: a column that does not hold what
+/// the schema says (an edited database) is [`ApprovalError::Corrupt`]
+/// naming it, never a panic.
+pub fn decode_approval(row: &dyn StoredRow) -> Result<ApprovalRecord, ApprovalError> {
+    let id = row.text(0).ok().flatten().unwrap_or_default();
+    let corrupt = |column: &str, reason: String| ApprovalError::Corrupt {
+        id: id.clone(),
+        reason: format!("the approvals.{column} column {reason}"),
+    };
+    let text = |index: usize, column: &str| {
+        row.text(index)
+            .map_err(|e| corrupt(column, format!("cannot be read ({e})")))
+    };
+    let required = |index: usize, column: &str| {
+        text(index, column)?.ok_or_else(|| corrupt(column, "is NULL".to_owned()))
+    };
+    fn json<T: serde::de::DeserializeOwned>(
+        text: Option<String>,
+        fail: impl Fn(String) -> ApprovalError,
+    ) -> Result<Option<T>, ApprovalError> {
+        text.map(|t| serde_json::from_str(&t).map_err(|e| fail(format!("is not valid JSON ({e})"))))
+            .transpose()
+    }
+    let approvers: Vec<String> = serde_json::from_str(&required(12, "approvers")?)
+        .map_err(|e| corrupt("approvers", format!("is not a JSON list of names ({e})")))?;
+    let status_text = required(14, "status")?;
+    let status = ApprovalStatus::parse(&status_text)
+        .ok_or_else(|| corrupt("status", format!("holds {status_text:?}")))?;
+    Ok(ApprovalRecord {
+        run_id: required(1, "run_id")?,
+        tool: required(2, "tool")?,
+        profile: required(3, "profile")?,
+        intent: text(4, "intent")?,
+        actor: text(5, "actor")?,
+        action: required(6, "action")?,
+        detail: text(7, "detail")?,
+        risk: required(8, "risk")?,
+        owner: required(9, "owner")?,
+        runbook: text(10, "runbook")?,
+        rule: required(11, "rule")?,
+        approvers,
+        escalate_to: required(13, "escalate_to")?,
+        status,
+        decided_by: text(15, "decided_by")?,
+        reason: text(16, "reason")?,
+        created_at: required(17, "created_at")?,
+        deadline: required(18, "deadline")?,
+        expires_at: required(19, "expires_at")?,
+        escalated_at: text(20, "escalated_at")?,
+        decided_at: text(21, "decided_at")?,
+        request: json(text(22, "request")?, |r| corrupt("request", r))?,
+        decision_signature: json(text(23, "decision_signature")?, |r| {
+            corrupt("decision_signature", r)
+        })?,
+        id,
+    })
 }

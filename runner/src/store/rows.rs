@@ -209,3 +209,16 @@ impl RawSeal {
         })
     }
 }
+
+/// One row as a backend read it, column by column in the query's order:
+/// what the decoders above the seam ([`super::runs::decode_run_row`],
+/// [`super::approvals::decode_approval`]) read, so a row is checked and
+/// decoded the same way whichever backend stored it.
+pub trait StoredRow {
+    /// Column `index` as text (`None` for NULL); `Err` saying why when it
+    /// holds something else.
+    fn text(&self, index: usize) -> Result<Option<String>, String>;
+    /// Column `index` as an integer (`None` for NULL); `Err` saying why
+    /// when it holds something else.
+    fn integer(&self, index: usize) -> Result<Option<i64>, String>;
+}

@@ -21,7 +21,7 @@
 //! every verdict are computed above this seam; a backend only stores rows,
 //! keeps them in commit order and says which runs have lost their owner.
 
-use super::rows::{RawEvent, RawRunRow, RawSeal};
+use super::rows::{RawEvent, RawRunRow, RawSeal, StoredRow};
 use crate::evidence::chain::BuiltEvent;
 use crate::evidence::{Event, RunOutcome, Seal, StoreError};
 use crate::trust::keys::RunnerKey;
@@ -257,4 +257,57 @@ pub trait EvidenceReader {
         &self,
         read: &mut dyn FnMut(&dyn EvidenceSnapshot) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+}
+
+/// The query both backends read [`RunRow`]s with (followed by their own
+/// `WHERE`), in [`decode_run_row`]'s column order.
+pub const RUN_ROW_SELECT: &str = "SELECT id, tool, tool_digest, profile, status, exit_code, \
+     started_at, ended_at, event_count, result, pid, submitted_by FROM runs";
+
+/// A [`RUN_ROW_SELECT`] row, checked: a column that does not hold what the
+/// schema says (an edited database) is [`StoreError::Corrupt`] naming it.
+pub fn decode_run_row(row: &dyn StoredRow) -> Result<RunRow, StoreError> {
+    let id = row.text(0).ok().flatten().unwrap_or_default();
+    let corrupt = |column: &str, reason: String| StoreError::Corrupt {
+        run_id: id.clone(),
+        reason: format!("the runs.{column} column {reason}"),
+    };
+    let text = |index: usize, column: &str| {
+        row.text(index)
+            .map_err(|e| corrupt(column, format!("cannot be read ({e})")))
+    };
+    let required = |index: usize, column: &str| {
+        text(index, column)?.ok_or_else(|| corrupt(column, "is NULL".to_owned()))
+    };
+    let integer = |index: usize, column: &str| {
+        row.integer(index)
+            .map_err(|e| corrupt(column, format!("cannot be read ({e})")))
+    };
+    let result = match text(9, "result")? {
+        None => Value::Null,
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| corrupt("result", format!("is not JSON ({e})")))?,
+    };
+    let exit_code = integer(5, "exit_code")?
+        .map(i32::try_from)
+        .transpose()
+        .map_err(|_| corrupt("exit_code", "is out of range".to_owned()))?;
+    let event_count =
+        integer(8, "event_count")?.ok_or_else(|| corrupt("event_count", "is NULL".to_owned()))?;
+    let pid = integer(10, "pid")?.ok_or_else(|| corrupt("pid", "is NULL".to_owned()))?;
+    Ok(RunRow {
+        tool: required(1, "tool")?,
+        tool_digest: required(2, "tool_digest")?,
+        profile: required(3, "profile")?,
+        status: required(4, "status")?,
+        exit_code,
+        started_at: required(6, "started_at")?,
+        ended_at: text(7, "ended_at")?,
+        event_count: u64::try_from(event_count)
+            .map_err(|_| corrupt("event_count", "is negative".to_owned()))?,
+        result,
+        pid: u32::try_from(pid).map_err(|_| corrupt("pid", "is out of range".to_owned()))?,
+        submitted_by: text(11, "submitted_by")?,
+        id,
+    })
 }

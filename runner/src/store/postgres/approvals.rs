@@ -14,16 +14,13 @@
 
 use super::PgStore;
 use super::notify::CHANNEL;
-use crate::escalation::requests::{ApprovalError, ApprovalRecord, ApprovalStatus};
+use crate::escalation::requests::{ApprovalError, ApprovalRecord};
 use crate::evidence::StoreError;
-use crate::store::approvals::{ApprovalRepo, ApprovalTransition};
+use crate::store::approvals::{
+    APPROVAL_COLUMNS, ApprovalRepo, ApprovalTransition, decode_approval,
+};
 use postgres::GenericClient;
 use tokio::sync::watch;
-
-/// Columns read for an [`ApprovalRecord`], in [`decode_row`]'s order.
-const COLUMNS: &str = "id, run_id, tool, profile, intent, actor, action, detail, risk, owner, \
-     runbook, rule, approvers, escalate_to, status, decided_by, reason, created_at, deadline, \
-     expires_at, escalated_at, decided_at, request, decision_signature";
 
 /// Statuses in which a request can still be decided (SQL list).
 const OPEN_SQL: &str = "('pending','escalated')";
@@ -97,14 +94,15 @@ impl ApprovalRepo for PgStore {
         } else {
             String::new()
         };
-        let sql =
-            format!("SELECT {COLUMNS} FROM approvals {filter} ORDER BY created_at DESC, id DESC");
+        let sql = format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals {filter} ORDER BY created_at DESC, id DESC"
+        );
         self.with_client_as(|client| {
             client
                 .query(&sql, &[])
                 .map_err(StoreError::postgres("listing approval requests"))?
                 .iter()
-                .map(decode_row)
+                .map(|row| decode_approval(row))
                 .collect()
         })
     }
@@ -296,78 +294,11 @@ fn select(
     let lock_sql = if lock { " FOR UPDATE" } else { "" };
     client
         .query_opt(
-            &format!("SELECT {COLUMNS} FROM approvals WHERE id = $1{lock_sql}"),
+            &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1{lock_sql}"),
             &[&id],
         )
         .map_err(StoreError::postgres("reading an approval request"))?
         .as_ref()
-        .map(decode_row)
-        .transpose()
-}
-
-fn decode_row(row: &postgres::Row) -> Result<ApprovalRecord, ApprovalError> {
-    let id: String = row
-        .try_get::<_, Option<String>>(0)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let corrupt = |column: &str, e: postgres::Error| ApprovalError::Corrupt {
-        id: id.clone(),
-        reason: format!("the approvals.{column} column cannot be read ({e})"),
-    };
-    let approvers_text: String = row.try_get(12).map_err(|e| corrupt("approvers", e))?;
-    let approvers: Vec<String> =
-        serde_json::from_str(&approvers_text).map_err(|e| ApprovalError::Corrupt {
-            id: id.clone(),
-            reason: format!("the approvals.approvers column is not a JSON list of names ({e})"),
-        })?;
-    let status_text: String = row.try_get(14).map_err(|e| corrupt("status", e))?;
-    let status = ApprovalStatus::parse(&status_text).ok_or_else(|| ApprovalError::Corrupt {
-        id: id.clone(),
-        reason: format!("the approvals.status column holds {status_text:?}"),
-    })?;
-    Ok(ApprovalRecord {
-        run_id: row.try_get(1).map_err(|e| corrupt("run_id", e))?,
-        tool: row.try_get(2).map_err(|e| corrupt("tool", e))?,
-        profile: row.try_get(3).map_err(|e| corrupt("profile", e))?,
-        intent: row.try_get(4).map_err(|e| corrupt("intent", e))?,
-        actor: row.try_get(5).map_err(|e| corrupt("actor", e))?,
-        action: row.try_get(6).map_err(|e| corrupt("action", e))?,
-        detail: row.try_get(7).map_err(|e| corrupt("detail", e))?,
-        risk: row.try_get(8).map_err(|e| corrupt("risk", e))?,
-        owner: row.try_get(9).map_err(|e| corrupt("owner", e))?,
-        runbook: row.try_get(10).map_err(|e| corrupt("runbook", e))?,
-        rule: row.try_get(11).map_err(|e| corrupt("rule", e))?,
-        approvers,
-        escalate_to: row.try_get(13).map_err(|e| corrupt("escalate_to", e))?,
-        status,
-        decided_by: row.try_get(15).map_err(|e| corrupt("decided_by", e))?,
-        reason: row.try_get(16).map_err(|e| corrupt("reason", e))?,
-        created_at: row.try_get(17).map_err(|e| corrupt("created_at", e))?,
-        deadline: row.try_get(18).map_err(|e| corrupt("deadline", e))?,
-        expires_at: row.try_get(19).map_err(|e| corrupt("expires_at", e))?,
-        escalated_at: row.try_get(20).map_err(|e| corrupt("escalated_at", e))?,
-        decided_at: row.try_get(21).map_err(|e| corrupt("decided_at", e))?,
-        request: json_column(row, 22, "request", &id)?,
-        decision_signature: json_column(row, 23, "decision_signature", &id)?,
-        id,
-    })
-}
-
-/// An optional column holding JSON of `T`.
-fn json_column<T: serde::de::DeserializeOwned>(
-    row: &postgres::Row,
-    index: usize,
-    column: &str,
-    id: &str,
-) -> Result<Option<T>, ApprovalError> {
-    let corrupt = |reason: String| ApprovalError::Corrupt {
-        id: id.to_owned(),
-        reason: format!("the approvals.{column} column {reason}"),
-    };
-    let text: Option<String> = row
-        .try_get(index)
-        .map_err(|e| corrupt(format!("cannot be read ({e})")))?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(format!("is not valid JSON ({e})"))))
+        .map(|row| decode_approval(row))
         .transpose()
 }

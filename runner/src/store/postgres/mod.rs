@@ -53,7 +53,7 @@ mod tools;
 
 use crate::config::files::create_private_dir;
 use crate::evidence::StoreError;
-use crate::store::rows::Cell;
+use crate::store::rows::{Cell, StoredRow};
 use crate::trust::keys::RunnerKey;
 use lease::Lease;
 use r2d2_postgres::PostgresConnectionManager;
@@ -294,5 +294,17 @@ fn int_cell(row: &postgres::Row, index: usize) -> Cell {
         Ok(Some(n)) => Cell::Integer(n),
         Ok(None) => Cell::Null,
         Err(_) => Cell::Null,
+    }
+}
+
+impl StoredRow for postgres::Row {
+    fn text(&self, index: usize) -> Result<Option<String>, String> {
+        self.try_get::<_, Option<String>>(index)
+            .map_err(|e| e.to_string())
+    }
+
+    fn integer(&self, index: usize) -> Result<Option<i64>, String> {
+        self.try_get::<_, Option<i64>>(index)
+            .map_err(|e| e.to_string())
     }
 }

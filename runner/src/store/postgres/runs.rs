@@ -20,7 +20,8 @@ use crate::evidence::seal::{RunRecord, SealLink, result_text};
 use crate::evidence::{Event, RunOutcome, Seal, StoreError};
 use crate::store::rows::{RawEvent, RawSeal};
 use crate::store::runs::{
-    MIN_PREFIX_LEN, NewRun, RunFilter, RunQueries, RunRow, RunStore, RunWriter, SealRequest,
+    MIN_PREFIX_LEN, NewRun, RUN_ROW_SELECT, RunFilter, RunQueries, RunRow, RunStore, RunWriter,
+    SealRequest, decode_run_row,
 };
 use crate::trust::keys::RunnerKey;
 use postgres::GenericClient;
@@ -262,7 +263,7 @@ impl RunQueries for PgStore {
             query_runs(
                 client,
                 &format!(
-                    "{RUN_COLUMNS}
+                    "{RUN_ROW_SELECT}
                      WHERE ($1::TEXT IS NULL OR profile = $1)
                        AND ($2::TEXT IS NULL OR status = $2)
                        AND ($3::TEXT IS NULL OR submitted_by = $3)
@@ -284,7 +285,11 @@ impl RunQueries for PgStore {
     fn run(&self, id_or_prefix: &str) -> Result<RunRow, StoreError> {
         let query = id_or_prefix.trim().to_ascii_lowercase();
         self.with_client(|client| {
-            let exact = query_runs(client, &format!("{RUN_COLUMNS} WHERE id = $1"), &[&query])?;
+            let exact = query_runs(
+                client,
+                &format!("{RUN_ROW_SELECT} WHERE id = $1"),
+                &[&query],
+            )?;
             if let Some(row) = exact.into_iter().next() {
                 return Ok(row);
             }
@@ -293,7 +298,7 @@ impl RunQueries for PgStore {
             }
             let mut matches = query_runs(
                 client,
-                &format!("{RUN_COLUMNS} WHERE left(id, length($1)) = $1 ORDER BY id LIMIT 6"),
+                &format!("{RUN_ROW_SELECT} WHERE left(id, length($1)) = $1 ORDER BY id LIMIT 6"),
                 &[&query],
             )?;
             match matches.len() {
@@ -364,9 +369,6 @@ impl RunQueries for PgStore {
     }
 }
 
-const RUN_COLUMNS: &str = "SELECT id, tool, tool_digest, profile, status, exit_code, started_at, \
-     ended_at, event_count, result, pid, submitted_by FROM runs";
-
 fn query_runs(
     client: &mut impl GenericClient,
     sql: &str,
@@ -376,58 +378,8 @@ fn query_runs(
         .query(sql, params)
         .map_err(StoreError::postgres("reading runs"))?
         .iter()
-        .map(decode_run_row)
+        .map(|row| decode_run_row(row))
         .collect()
-}
-
-fn decode_run_row(row: &postgres::Row) -> Result<RunRow, StoreError> {
-    let id: String = row
-        .try_get::<_, Option<String>>(0)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let corrupt = |column: &str, e: postgres::Error| StoreError::Corrupt {
-        run_id: id.clone(),
-        reason: format!("the runs.{column} column cannot be read ({e})"),
-    };
-    let result_text: Option<String> = row.try_get(9).map_err(|e| corrupt("result", e))?;
-    let result = match result_text {
-        None => Value::Null,
-        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            run_id: id.clone(),
-            reason: format!("the runs.result column is not JSON ({e})"),
-        })?,
-    };
-    let event_count: i64 = row.try_get(8).map_err(|e| corrupt("event_count", e))?;
-    let pid: i64 = row.try_get(10).map_err(|e| corrupt("pid", e))?;
-    let exit_code: Option<i64> = row.try_get(5).map_err(|e| corrupt("exit_code", e))?;
-    let exit_code = exit_code
-        .map(i32::try_from)
-        .transpose()
-        .map_err(|_| StoreError::Corrupt {
-            run_id: id.clone(),
-            reason: "the runs.exit_code column is out of range".to_owned(),
-        })?;
-    Ok(RunRow {
-        tool: row.try_get(1).map_err(|e| corrupt("tool", e))?,
-        tool_digest: row.try_get(2).map_err(|e| corrupt("tool_digest", e))?,
-        profile: row.try_get(3).map_err(|e| corrupt("profile", e))?,
-        status: row.try_get(4).map_err(|e| corrupt("status", e))?,
-        exit_code,
-        started_at: row.try_get(6).map_err(|e| corrupt("started_at", e))?,
-        ended_at: row.try_get(7).map_err(|e| corrupt("ended_at", e))?,
-        event_count: u64::try_from(event_count).map_err(|_| StoreError::Corrupt {
-            run_id: id.clone(),
-            reason: "the runs.event_count column is negative".to_owned(),
-        })?,
-        result,
-        pid: u32::try_from(pid).map_err(|_| StoreError::Corrupt {
-            run_id: id.clone(),
-            reason: "the runs.pid column is out of range".to_owned(),
-        })?,
-        submitted_by: row.try_get(11).map_err(|e| corrupt("submitted_by", e))?,
-        id,
-    })
 }
 
 /// The ids of all runs, oldest first.

@@ -5,16 +5,13 @@
 //! it. Rows edited in the database decode to [`ApprovalError::Corrupt`],
 //! never a panic.
 
-use crate::escalation::requests::{ApprovalError, ApprovalRecord, ApprovalStatus};
+use crate::escalation::requests::{ApprovalError, ApprovalRecord};
 use crate::evidence::StoreError;
 use crate::store::Store;
-use crate::store::approvals::{ApprovalRepo, ApprovalTransition};
+use crate::store::approvals::{
+    APPROVAL_COLUMNS, ApprovalRepo, ApprovalTransition, decode_approval,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-
-/// Columns read for an [`ApprovalRecord`], in [`decode_row`]'s order.
-const COLUMNS: &str = "id, run_id, tool, profile, intent, actor, action, detail, risk, owner, \
-     runbook, rule, approvers, escalate_to, status, decided_by, reason, created_at, deadline, \
-     expires_at, escalated_at, decided_at, request, decision_signature";
 
 /// Statuses in which a request can still be decided (SQL list).
 const OPEN_SQL: &str = "('pending','escalated')";
@@ -82,8 +79,9 @@ impl ApprovalRepo for Store {
         } else {
             String::new()
         };
-        let sql =
-            format!("SELECT {COLUMNS} FROM approvals {filter} ORDER BY created_at DESC, id DESC");
+        let sql = format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals {filter} ORDER BY created_at DESC, id DESC"
+        );
         self.with_conn(|conn| {
             let mut stmt = conn
                 .prepare(&sql)
@@ -96,7 +94,7 @@ impl ApprovalRepo for Store {
                 .next()
                 .map_err(StoreError::sqlite("listing approval requests"))?
             {
-                out.push(decode_row(row)?);
+                out.push(decode_approval(row)?);
             }
             Ok(out)
         })
@@ -237,7 +235,9 @@ fn resolve_id(conn: &Connection, query: &str) -> Result<String, ApprovalError> {
 
 fn select(conn: &Connection, id: &str) -> Result<Option<ApprovalRecord>, ApprovalError> {
     let mut stmt = conn
-        .prepare(&format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"))
+        .prepare(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"
+        ))
         .map_err(StoreError::sqlite("reading an approval request"))?;
     let mut rows = stmt
         .query(params![id])
@@ -246,76 +246,9 @@ fn select(conn: &Connection, id: &str) -> Result<Option<ApprovalRecord>, Approva
         .next()
         .map_err(StoreError::sqlite("reading an approval request"))?
     {
-        Some(row) => decode_row(row).map(Some),
+        Some(row) => decode_approval(row).map(Some),
         None => Ok(None),
     }
-}
-
-fn decode_row(row: &rusqlite::Row<'_>) -> Result<ApprovalRecord, ApprovalError> {
-    let id: String = row
-        .get::<_, Option<String>>(0)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let corrupt = |column: &str, e: rusqlite::Error| ApprovalError::Corrupt {
-        id: id.clone(),
-        reason: format!("the approvals.{column} column cannot be read ({e})"),
-    };
-    let approvers_text: String = row.get(12).map_err(|e| corrupt("approvers", e))?;
-    let approvers: Vec<String> =
-        serde_json::from_str(&approvers_text).map_err(|e| ApprovalError::Corrupt {
-            id: id.clone(),
-            reason: format!("the approvals.approvers column is not a JSON list of names ({e})"),
-        })?;
-    let status_text: String = row.get(14).map_err(|e| corrupt("status", e))?;
-    let status = ApprovalStatus::parse(&status_text).ok_or_else(|| ApprovalError::Corrupt {
-        id: id.clone(),
-        reason: format!("the approvals.status column holds {status_text:?}"),
-    })?;
-    Ok(ApprovalRecord {
-        run_id: row.get(1).map_err(|e| corrupt("run_id", e))?,
-        tool: row.get(2).map_err(|e| corrupt("tool", e))?,
-        profile: row.get(3).map_err(|e| corrupt("profile", e))?,
-        intent: row.get(4).map_err(|e| corrupt("intent", e))?,
-        actor: row.get(5).map_err(|e| corrupt("actor", e))?,
-        action: row.get(6).map_err(|e| corrupt("action", e))?,
-        detail: row.get(7).map_err(|e| corrupt("detail", e))?,
-        risk: row.get(8).map_err(|e| corrupt("risk", e))?,
-        owner: row.get(9).map_err(|e| corrupt("owner", e))?,
-        runbook: row.get(10).map_err(|e| corrupt("runbook", e))?,
-        rule: row.get(11).map_err(|e| corrupt("rule", e))?,
-        approvers,
-        escalate_to: row.get(13).map_err(|e| corrupt("escalate_to", e))?,
-        status,
-        decided_by: row.get(15).map_err(|e| corrupt("decided_by", e))?,
-        reason: row.get(16).map_err(|e| corrupt("reason", e))?,
-        created_at: row.get(17).map_err(|e| corrupt("created_at", e))?,
-        deadline: row.get(18).map_err(|e| corrupt("deadline", e))?,
-        expires_at: row.get(19).map_err(|e| corrupt("expires_at", e))?,
-        escalated_at: row.get(20).map_err(|e| corrupt("escalated_at", e))?,
-        decided_at: row.get(21).map_err(|e| corrupt("decided_at", e))?,
-        request: json_column(row, 22, "request", &id)?,
-        decision_signature: json_column(row, 23, "decision_signature", &id)?,
-        id,
-    })
-}
-
-/// An optional column holding JSON of `T`.
-fn json_column<T: serde::de::DeserializeOwned>(
-    row: &rusqlite::Row<'_>,
-    index: usize,
-    column: &str,
-    id: &str,
-) -> Result<Option<T>, ApprovalError> {
-    let corrupt = |reason: String| ApprovalError::Corrupt {
-        id: id.to_owned(),
-        reason: format!("the approvals.{column} column {reason}"),
-    };
-    let text: Option<String> = row
-        .get(index)
-        .map_err(|e| corrupt(format!("cannot be read ({e})")))?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(format!("is not valid JSON ({e})"))))
-        .transpose()
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ mod writer;
 
 use crate::config::files::{create_private_dir, sync_dir};
 use crate::evidence::StoreError;
-use crate::store::rows::Cell;
+use crate::store::rows::{Cell, StoredRow};
 use crate::trust::keys::RunnerKey;
 use lease::Lease;
 use rusqlite::Connection;
@@ -179,5 +179,16 @@ fn cell(value: SqlValue) -> Cell {
         SqlValue::Real(x) => Cell::Real(x),
         SqlValue::Text(s) => Cell::Text(s),
         SqlValue::Blob(b) => Cell::Blob(b),
+    }
+}
+
+impl StoredRow for rusqlite::Row<'_> {
+    fn text(&self, index: usize) -> Result<Option<String>, String> {
+        self.get::<_, Option<String>>(index)
+            .map_err(|e| e.to_string())
+    }
+
+    fn integer(&self, index: usize) -> Result<Option<i64>, String> {
+        self.get::<_, Option<i64>>(index).map_err(|e| e.to_string())
     }
 }

@@ -23,11 +23,11 @@ use crate::evidence::seal::{RunRecord, SealLink, result_text};
 use crate::evidence::{Event, RunOutcome, Seal, StoreError};
 use crate::store::rows::{RawEvent, RawSeal};
 use crate::store::runs::{
-    MIN_PREFIX_LEN, NewRun, RunFilter, RunQueries, RunRow, RunStore, RunWriter, SealRequest,
+    MIN_PREFIX_LEN, NewRun, RUN_ROW_SELECT, RunFilter, RunQueries, RunRow, RunStore, RunWriter,
+    SealRequest, decode_run_row,
 };
 use crate::trust::keys::RunnerKey;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde_json::Value;
 use std::sync::{Arc, PoisonError};
 
 impl Store {
@@ -164,7 +164,7 @@ impl RunQueries for Store {
         query_runs(
             &conn,
             &format!(
-                "{RUN_COLUMNS}
+                "{RUN_ROW_SELECT}
                  WHERE (?1 IS NULL OR profile = ?1)
                    AND (?2 IS NULL OR status = ?2)
                    AND (?3 IS NULL OR submitted_by = ?3)
@@ -189,7 +189,7 @@ impl RunQueries for Store {
         let conn = self.conn();
         let exact = query_runs(
             &conn,
-            &format!("{RUN_COLUMNS} WHERE id = ?1"),
+            &format!("{RUN_ROW_SELECT} WHERE id = ?1"),
             params![query],
         )?;
         if let Some(row) = exact.into_iter().next() {
@@ -200,7 +200,7 @@ impl RunQueries for Store {
         }
         let mut matches = query_runs(
             &conn,
-            &format!("{RUN_COLUMNS} WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id LIMIT 6"),
+            &format!("{RUN_ROW_SELECT} WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id LIMIT 6"),
             params![query],
         )?;
         match matches.len() {
@@ -272,9 +272,6 @@ impl RunQueries for Store {
     }
 }
 
-const RUN_COLUMNS: &str = "SELECT id, tool, tool_digest, profile, status, exit_code, started_at, \
-     ended_at, event_count, result, pid, submitted_by FROM runs";
-
 fn query_runs(
     conn: &Connection,
     sql: &str,
@@ -291,56 +288,6 @@ fn query_runs(
         out.push(decode_run_row(row)?);
     }
     Ok(out)
-}
-
-fn decode_run_row(row: &rusqlite::Row<'_>) -> Result<RunRow, StoreError> {
-    let id: String = row
-        .get::<_, Option<String>>(0)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let corrupt = |column: &str, e: rusqlite::Error| StoreError::Corrupt {
-        run_id: id.clone(),
-        reason: format!("the runs.{column} column cannot be read ({e})"),
-    };
-    let result_text: Option<String> = row.get(9).map_err(|e| corrupt("result", e))?;
-    let result = match result_text {
-        None => Value::Null,
-        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            run_id: id.clone(),
-            reason: format!("the runs.result column is not JSON ({e})"),
-        })?,
-    };
-    let event_count: i64 = row.get(8).map_err(|e| corrupt("event_count", e))?;
-    let pid: i64 = row.get(10).map_err(|e| corrupt("pid", e))?;
-    let exit_code: Option<i64> = row.get(5).map_err(|e| corrupt("exit_code", e))?;
-    let exit_code = exit_code
-        .map(i32::try_from)
-        .transpose()
-        .map_err(|_| StoreError::Corrupt {
-            run_id: id.clone(),
-            reason: "the runs.exit_code column is out of range".to_owned(),
-        })?;
-    Ok(RunRow {
-        tool: row.get(1).map_err(|e| corrupt("tool", e))?,
-        tool_digest: row.get(2).map_err(|e| corrupt("tool_digest", e))?,
-        profile: row.get(3).map_err(|e| corrupt("profile", e))?,
-        status: row.get(4).map_err(|e| corrupt("status", e))?,
-        exit_code,
-        started_at: row.get(6).map_err(|e| corrupt("started_at", e))?,
-        ended_at: row.get(7).map_err(|e| corrupt("ended_at", e))?,
-        event_count: u64::try_from(event_count).map_err(|_| StoreError::Corrupt {
-            run_id: id.clone(),
-            reason: "the runs.event_count column is negative".to_owned(),
-        })?,
-        result,
-        pid: u32::try_from(pid).map_err(|_| StoreError::Corrupt {
-            run_id: id.clone(),
-            reason: "the runs.pid column is out of range".to_owned(),
-        })?,
-        submitted_by: row.get(11).map_err(|e| corrupt("submitted_by", e))?,
-        id,
-    })
 }
 
 /// The ids of all runs, oldest first.
