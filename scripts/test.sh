@@ -45,7 +45,7 @@ cargo test --locked --workspace
 # switch; these are the ones CI's time budget affords.
 AIRLOCK_TEST_STORE=postgres cargo test --locked --workspace \
     --test admission --test approvals --test serve --test retries \
-    --test ownership --test governance --test evidence --test credentials
+    --test ownership --test governance --test evidence --test credentials --test integrity
 cargo test --locked --manifest-path guest-sdk/Cargo.toml
 python3 -m unittest discover -s guest-sdk/python/tests
 node --test guest-sdk/js/test/

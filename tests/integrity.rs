@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use support::api::Server;
 use support::server::HttpServer;
-use support::{Env, LIMITS, guests, profile_body, report, text};
+use support::{Env, LIMITS, SqlParam, guests, profile_body, report, text};
 
 fn hello_profile(env: &Env) {
     env.profile("hello", &profile_body("hello", LIMITS, ""));
@@ -28,8 +28,22 @@ fn hello(env: &Env, name: &str, key: Option<&str>) -> String {
     report(&out)["run_id"].as_str().expect("run id").to_owned()
 }
 
-fn db(env: &Env) -> rusqlite::Connection {
-    rusqlite::Connection::open(env.db()).expect("open the store")
+/// A column holding JSON, edited at `pointer` as someone who can write
+/// the store would (read, change, write back), on either backend.
+fn edit_json(env: &Env, table: &str, column: &str, key: (&str, &str), pointer: &str, value: Value) {
+    let (key_column, key_value) = key;
+    let rows = env.query(
+        &format!("SELECT {column} FROM {table} WHERE {key_column} = ?1"),
+        &[key_value.into()],
+    );
+    let mut json: Value =
+        serde_json::from_str(rows[0][0].as_deref().expect("a JSON column")).expect("JSON");
+    *json.pointer_mut(pointer).expect("the edited field") = value;
+    let changed = env.sql(
+        &format!("UPDATE {table} SET {column} = ?1 WHERE {key_column} = ?2"),
+        &[json.to_string().into(), key_value.into()],
+    );
+    assert_eq!(changed, 1, "{table}.{column}");
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -47,7 +61,7 @@ fn said(env: &Env, args: &[&str]) -> (i32, String) {
 
 /// Inserts a correctly hash-chained event, as an attacker would.
 fn forge_event(
-    conn: &rusqlite::Connection,
+    env: &Env,
     run_id: &str,
     (seq, prev): (u64, &str),
     (kind, decision, target): (&str, Option<&str>, Option<&str>),
@@ -67,22 +81,25 @@ fn forge_event(
     }
     flat.insert("prev".into(), prev.into());
     let hash = sha256_hex(&serde_jcs::to_vec(&flat).expect("jcs"));
-    conn.execute(
+    let optional = |v: Option<&str>| match v {
+        Some(v) => SqlParam::from(v),
+        None => SqlParam::Null,
+    };
+    env.sql(
         "INSERT INTO events (run_id, seq, ts, kind, decision, target, fields, prev, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        rusqlite::params![
-            run_id,
-            seq as i64,
-            ts,
-            kind,
-            decision,
-            target,
-            fields.to_string(),
-            prev,
-            hash
+        &[
+            run_id.into(),
+            (seq as i64).into(),
+            ts.into(),
+            kind.into(),
+            optional(decision),
+            optional(target),
+            fields.to_string().into(),
+            prev.into(),
+            hash.as_str().into(),
         ],
-    )
-    .expect("insert forged event");
+    );
     hash
 }
 
@@ -95,23 +112,21 @@ fn a_forged_running_run_is_sealed_as_forged_never_intact() {
     // A `running` row with no live lock and three made-up events, chained
     // exactly as airlock chains them: an approval nobody gave and a payment.
     let forged = "019a0000-0000-7000-8000-00000000f0f0";
-    let conn = db(&env);
-    conn.execute(
+    env.sql(
         "INSERT INTO runs (id, tool, tool_digest, profile, status, started_at, event_count, pid)
          VALUES (?1, 'pay-invoice', 'sha256:00', 'payments', 'running', '2026-01-01T00:00:00.000000Z', 0, 999999)",
-        [forged],
-    )
-    .expect("insert forged run");
+        &[forged.into()],
+    );
     let genesis = "0".repeat(64);
     let h1 = forge_event(
-        &conn,
+        &env,
         forged,
         (1, &genesis),
         ("run.start", None, None),
         json!({}),
     );
     let h2 = forge_event(
-        &conn,
+        &env,
         forged,
         (2, &h1),
         (
@@ -122,7 +137,7 @@ fn a_forged_running_run_is_sealed_as_forged_never_intact() {
         json!({"decided_by": "payments-oncall", "status": "approved"}),
     );
     forge_event(
-        &conn,
+        &env,
         forged,
         (3, &h2),
         (
@@ -132,7 +147,6 @@ fn a_forged_running_run_is_sealed_as_forged_never_intact() {
         ),
         json!({"method": "POST", "rule": "net.allow[0]"}),
     );
-    drop(conn);
 
     // Any invocation recovers it (here: verify itself). It must not come
     // out intact, and must name the first event that does not authenticate.
@@ -174,7 +188,7 @@ fn a_forged_running_run_is_sealed_as_forged_never_intact() {
 fn edited_run_row_columns_are_detected_and_flagged() {
     let env = Env::new();
     hello_profile(&env);
-    let edits: [(&str, &str); 6] = [
+    let edits: [(&str, &str); 5] = [
         ("tool", "UPDATE runs SET tool = 'pay-invoice' WHERE id = ?1"),
         (
             "profile",
@@ -182,7 +196,7 @@ fn edited_run_row_columns_are_detected_and_flagged() {
         ),
         (
             "tool_digest",
-            "UPDATE runs SET tool_digest = 'sha256:' || hex(zeroblob(32)) WHERE id = ?1",
+            "UPDATE runs SET tool_digest = 'sha256:0000000000000000000000000000000000000000000000000000000000000000' WHERE id = ?1",
         ),
         (
             "submitted_by",
@@ -192,20 +206,35 @@ fn edited_run_row_columns_are_detected_and_flagged() {
             "started_at",
             "UPDATE runs SET started_at = '2020-01-01T00:00:00.000000Z' WHERE id = ?1",
         ),
-        (
-            "result",
-            "UPDATE runs SET result = json_set(result, '$.output', '{\"greeting\":\"Hello, Mallory!\"}') WHERE id = ?1",
-        ),
     ];
     for (i, (column, sql)) in edits.iter().enumerate() {
         let run = hello(&env, &format!("run {i}"), Some(&format!("key-{i}")));
         env.assert_verifies(&run);
-        let changed = db(&env).execute(sql, [&run]).expect("tamper");
+        let changed = env.sql(sql, &[run.as_str().into()]);
         assert_eq!(changed, 1, "{sql}");
-        let (code, out) = said(&env, &["runs", "verify", &run]);
+        assert_edit_detected(&env, &run, column);
+    }
+    // The recorded result, edited inside its JSON.
+    let run = hello(&env, "run 5", Some("key-5"));
+    env.assert_verifies(&run);
+    edit_json(
+        &env,
+        "runs",
+        "result",
+        ("id", &run),
+        "/output",
+        json!({"greeting": "Hello, Mallory!"}),
+    );
+    assert_edit_detected(&env, &run, "result");
+}
+
+/// `runs verify` fails naming `column`, and `runs show` flags it.
+fn assert_edit_detected(env: &Env, run: &str, column: &str) {
+    {
+        let (code, out) = said(env, &["runs", "verify", run]);
         assert_eq!(code, 1, "editing {column} was not detected: {out}");
         assert!(out.contains(column), "verify names {column}: {out}");
-        let (_, show) = said(&env, &["runs", "show", &run]);
+        let (_, show) = said(env, &["runs", "show", run]);
         assert!(
             show.contains("WARNING") && show.contains(column),
             "runs show flags the edited {column}: {show}"
@@ -218,13 +247,14 @@ fn an_edited_idempotent_result_is_refused_not_replayed() {
     let env = Env::new();
     hello_profile(&env);
     let first = hello(&env, "Ada", Some("greet-ada"));
-    let changed = db(&env)
-        .execute(
-            "UPDATE runs SET result = json_set(result, '$.output', '{\"greeting\":\"Hello, Mallory!\"}') WHERE id = ?1",
-            [&first],
-        )
-        .expect("tamper");
-    assert_eq!(changed, 1);
+    edit_json(
+        &env,
+        "runs",
+        "result",
+        ("id", &first),
+        "/output",
+        json!({"greeting": "Hello, Mallory!"}),
+    );
     let out = env.run(
         "hello",
         &guests::example("hello"),
@@ -285,15 +315,20 @@ fn a_key_dropped_into_the_home_is_not_trusted_under_a_pinned_trust_file() {
         env.home().join("keys").join(&pub_name),
     )
     .expect("drop the key into the home");
-    let conn = db(&env);
-    let (head, count, prev, sealed_at, position, record): (String, i64, Option<String>, String, i64, String) = conn
-        .query_row(
-            "SELECT head_hash, event_count, prev_seal, sealed_at, position, record FROM seals WHERE run_id = ?1",
-            [&run],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-        )
-        .expect("seal");
-    let mut record: Value = serde_json::from_str(&record).expect("record");
+    let seal = env.query(
+        "SELECT head_hash, event_count, prev_seal, sealed_at, position, record FROM seals WHERE run_id = ?1",
+        &[run.as_str().into()],
+    );
+    let [head, count, prev, sealed_at, position, record] =
+        <[Option<String>; 6]>::try_from(seal[0].clone()).expect("six columns");
+    let number = |n: Option<String>| n.and_then(|n| n.parse::<i64>().ok()).expect("a number");
+    let (head, count, sealed_at, position) = (
+        head.expect("head"),
+        number(count),
+        sealed_at.expect("sealed_at"),
+        number(position),
+    );
+    let mut record: Value = serde_json::from_str(&record.expect("record")).expect("record");
     record["tool"] = json!("pay-invoice");
     let body = json!({
         "run_id": run, "head_hash": head, "event_count": count, "prev_seal": prev,
@@ -303,14 +338,19 @@ fn a_key_dropped_into_the_home_is_not_trusted_under_a_pinned_trust_file() {
         &other.home().join("keys").join("runner.pk8"),
         &serde_jcs::to_vec(&body).expect("jcs"),
     );
-    conn.execute(
+    env.sql(
         "UPDATE seals SET key_id = ?2, signature = ?3, record = ?4 WHERE run_id = ?1",
-        rusqlite::params![run, attacker_id, signature, record.to_string()],
-    )
-    .expect("re-sign");
-    conn.execute("UPDATE runs SET tool = 'pay-invoice' WHERE id = ?1", [&run])
-        .expect("edit row");
-    drop(conn);
+        &[
+            run.as_str().into(),
+            attacker_id.as_str().into(),
+            signature.as_str().into(),
+            record.to_string().into(),
+        ],
+    );
+    env.sql(
+        "UPDATE runs SET tool = 'pay-invoice' WHERE id = ?1",
+        &[run.as_str().into()],
+    );
 
     // Unpinned, the home's keys are all there is: verify says so.
     let (_, unpinned) = said(&env, &["runs", "verify", &run]);
@@ -333,8 +373,10 @@ fn a_key_dropped_into_the_home_is_not_trusted_under_a_pinned_trust_file() {
 }
 
 /// A consistent copy of the store, as a backup would take it.
+/// A consistent copy of the SQLite file (the rollback test is SQLite's).
 fn backup(env: &Env, to: &Path) {
-    db(env)
+    rusqlite::Connection::open(env.db())
+        .expect("open the store")
         .execute("VACUUM INTO ?1", [to.to_str().expect("utf-8 path")])
         .expect("backup");
 }
@@ -352,6 +394,9 @@ fn checkpoint(env: &Env, name: &str) -> String {
 #[test]
 fn a_rolled_back_store_is_detected_against_a_checkpoint() {
     let env = Env::new();
+    if env.sqlite_only("restores an older copy of the SQLite file") {
+        return;
+    }
     hello_profile(&env);
     hello(&env, "one", None);
     hello(&env, "two", None);
@@ -399,14 +444,13 @@ fn a_truncated_store_is_detected_against_a_checkpoint() {
     hello(&env, "two", None);
     let newest = hello(&env, "three", None);
     let cp = checkpoint(&env, "checkpoint.txt");
-    let conn = db(&env);
     for table in ["seals", "events"] {
-        conn.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [&newest])
-            .expect("delete");
+        env.sql(
+            &format!("DELETE FROM {table} WHERE run_id = ?1"),
+            &[newest.as_str().into()],
+        );
     }
-    conn.execute("DELETE FROM runs WHERE id = ?1", [&newest])
-        .expect("delete");
-    drop(conn);
+    env.sql("DELETE FROM runs WHERE id = ?1", &[newest.as_str().into()]);
     let (code, out) = said(&env, &["runs", "verify", "--all"]);
     assert_eq!(
         code, 0,
@@ -504,18 +548,14 @@ fn tool_and_token_changes_outside_the_signed_control_log_are_detected() {
     assert!(out.contains("control log: intact"), "{out}");
 
     // A token added straight into the table, and a revoked one revived.
-    let conn = db(&env);
-    conn.execute(
+    env.sql(
         "INSERT INTO api_tokens (name, role, hash, created_at) VALUES ('mallory', 'admin', ?1, '2026-01-01T00:00:00Z')",
-        [sha256_hex(b"airlock_mallory")],
-    )
-    .expect("insert token");
-    conn.execute(
+        &[sha256_hex(b"airlock_mallory").into()],
+    );
+    env.sql(
         "UPDATE api_tokens SET revoked_at = NULL WHERE name = 'alice'",
-        [],
-    )
-    .expect("revive token");
-    drop(conn);
+        &[],
+    );
     let (code, out) = said(&env, &["runs", "verify", "--all"]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -525,20 +565,15 @@ fn tool_and_token_changes_outside_the_signed_control_log_are_detected() {
     assert!(out.contains("without the runner key"), "{out}");
 
     // A registered tool swapped for another digest.
-    let conn = db(&env);
-    conn.execute("DELETE FROM api_tokens WHERE name = 'mallory'", [])
-        .expect("undo");
-    conn.execute(
+    env.sql("DELETE FROM api_tokens WHERE name = 'mallory'", &[]);
+    env.sql(
         "UPDATE api_tokens SET revoked_at = '2026-01-01T00:00:00Z' WHERE name = 'alice'",
-        [],
-    )
-    .expect("undo");
-    conn.execute(
-        "UPDATE tools SET digest = 'sha256:' || lower(hex(zeroblob(32))) WHERE name = 'hello'",
-        [],
-    )
-    .expect("swap tool");
-    drop(conn);
+        &[],
+    );
+    env.sql(
+        "UPDATE tools SET digest = 'sha256:0000000000000000000000000000000000000000000000000000000000000000' WHERE name = 'hello'",
+        &[],
+    );
     let (code, out) = said(&env, &["runs", "verify", "--all"]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -547,10 +582,20 @@ fn tool_and_token_changes_outside_the_signed_control_log_are_detected() {
     );
 
     // Rewriting the log itself breaks its signatures.
-    let conn = db(&env);
-    conn.execute("UPDATE control_log SET fields = json_set(fields, '$.digest', 'sha256:' || lower(hex(zeroblob(32)))) WHERE kind = 'tool.add'", [])
-        .expect("edit log");
-    drop(conn);
+    let seq = env.query(
+        "SELECT seq FROM control_log WHERE kind = 'tool.add' ORDER BY seq LIMIT 1",
+        &[],
+    )[0][0]
+        .clone()
+        .expect("the tool.add entry");
+    edit_json(
+        &env,
+        "control_log",
+        "fields",
+        ("CAST(seq AS TEXT)", &seq),
+        "/digest",
+        json!("sha256:0000000000000000000000000000000000000000000000000000000000000000"),
+    );
     let (code, out) = said(&env, &["runs", "verify", "--all"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("was edited"), "{out}");
@@ -589,13 +634,10 @@ fn a_binding_changed_outside_the_signed_control_log_is_detected() {
     assert!(out.contains("control log: intact"), "{out}");
 
     // Rebinding the tool to a laxer profile straight in the table.
-    let conn = db(&env);
-    conn.execute(
+    env.sql(
         "INSERT INTO tool_bindings (tool, profile, bound_by, bound_at) VALUES ('hello', 'lax', 'alice', '2026-01-01T00:00:00Z')",
-        [],
-    )
-    .expect("rebind");
-    drop(conn);
+        &[],
+    );
     let (code, out) = said(&env, &["runs", "verify", "--all"]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -606,12 +648,8 @@ fn a_binding_changed_outside_the_signed_control_log_is_detected() {
     );
 
     // Unbinding it the same way (so it falls back to `default`).
-    let conn = db(&env);
-    conn.execute("DELETE FROM tool_bindings WHERE profile = 'lax'", [])
-        .expect("undo");
-    conn.execute("UPDATE tool_bindings SET profile = NULL", [])
-        .expect("unbind");
-    drop(conn);
+    env.sql("DELETE FROM tool_bindings WHERE profile = 'lax'", &[]);
+    env.sql("UPDATE tool_bindings SET profile = NULL", &[]);
     let (code, out) = said(&env, &["runs", "verify", "--all"]);
     assert_eq!(code, 1, "{out}");
     assert!(

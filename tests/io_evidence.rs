@@ -262,21 +262,20 @@ fn crash_trial_100_sigkills_leave_complete_verifiable_evidence() {
     );
 
     // Every event of every run, straight from the store.
-    let conn = rusqlite::Connection::open(env.db()).expect("open the store");
-    let mut stmt = conn
-        .prepare("SELECT kind, decision, target, fields FROM events")
-        .expect("query events");
-    let events: Vec<(String, Option<String>, Option<String>, Value)> = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
-            ))
+    let events: Vec<(String, Option<String>, Option<String>, Value)> = env
+        .query("SELECT kind, decision, target, fields FROM events", &[])
+        .into_iter()
+        .map(|row| {
+            (
+                row[0].clone().expect("kind"),
+                row[1].clone(),
+                row[2].clone(),
+                row[3]
+                    .as_deref()
+                    .and_then(|f| serde_json::from_str(f).ok())
+                    .unwrap_or(Value::Null),
+            )
         })
-        .expect("read events")
-        .map(|row| row.expect("event row"))
         .collect();
     let mut allowed_events = BTreeSet::new();
     let mut written = BTreeSet::new();

@@ -451,6 +451,7 @@ impl Env {
 pub enum SqlParam {
     Text(String),
     Int(i64),
+    Null,
 }
 
 impl SqlParam {
@@ -458,13 +459,16 @@ impl SqlParam {
         match self {
             SqlParam::Text(t) => t,
             SqlParam::Int(n) => n,
+            SqlParam::Null => &rusqlite::types::Null,
         }
     }
 
     fn as_postgres(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        static NULL: Option<&str> = None;
         match self {
             SqlParam::Text(t) => t,
             SqlParam::Int(n) => n,
+            SqlParam::Null => &NULL,
         }
     }
 }

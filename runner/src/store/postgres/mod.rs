@@ -19,10 +19,10 @@
 //!
 //! What lives here and what stays per process: runs, events, seals,
 //! approvals, API tokens, the tool registry (component bytes too,
-//! content-addressed), tool bindings, the control log and the replicas'
-//! leases are rows in the database; each replica's signing key, its
-//! compiled-component cache and a local copy of the components it ran stay
-//! under its home.
+//! content-addressed), tool bindings, the control log, idempotency and
+//! key-slot claims and the replicas' leases are rows in the database; each
+//! replica's compiled-component cache and scratch stay under its home, and
+//! its signing key is a claimed slot ([`crate::trust::slots`]).
 //!
 //! What it defends against:
 //! - **Two replicas taking one seal position or control-log seq.** Each
@@ -95,7 +95,7 @@ pub struct PgStore {
     lease_ttl: Duration,
     /// Wakes runs waiting on approvals when any replica decides one.
     decisions: notify::Decisions,
-    /// Every key slot this process holds (`serve --key-slots`), to
+    /// Every key slot this process holds (`--key-slots`), to
     /// authenticate dead replicas' runs in recovery.
     slots: Mutex<Vec<Arc<RunnerKey>>>,
 }
@@ -111,10 +111,10 @@ impl std::fmt::Debug for PgStore {
 
 impl PgStore {
     /// Connects to the database `url` names (a `postgres://` URL, or
-    /// libpq's `key=value` form; TLS as [`tls`] reads `sslmode`), applies the schema migrations this
-    /// build knows (safely when several replicas start at once), and
-    /// starts listening for approval decisions. `home` keeps this
-    /// process's key and its local copies of components.
+    /// libpq's `key=value` form; TLS as [`tls`] reads `sslmode`) and
+    /// applies the schema migrations this build knows (safely when several
+    /// replicas start at once). `home` is this process's own: its runner
+    /// key when it signs without a key slot.
     pub fn open(url: &str, home: &Path, lease_ttl: Duration) -> Result<PgStore, StoreError> {
         create_private_dir(home).map_err(StoreError::io(home))?;
         let (config, tls) = tls::configure(url)?;
