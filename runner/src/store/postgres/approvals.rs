@@ -81,11 +81,11 @@ impl ApprovalRepo for PgStore {
     }
 
     fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, ApprovalError> {
-        self.with_client_as(|client| select(client, id, false))
+        self.with_client(|client| select(client, id, false))
     }
 
     fn resolve_approval_id(&self, query: &str) -> Result<String, ApprovalError> {
-        self.with_client_as(|client| resolve_id(client, query))
+        self.with_client(|client| resolve_id(client, query))
     }
 
     fn approvals(&self, open_only: bool) -> Result<Vec<ApprovalRecord>, ApprovalError> {
@@ -97,7 +97,7 @@ impl ApprovalRepo for PgStore {
         let sql = format!(
             "SELECT {APPROVAL_COLUMNS} FROM approvals {filter} ORDER BY created_at DESC, id DESC"
         );
-        self.with_client_as(|client| {
+        self.with_client(|client| {
             client
                 .query(&sql, &[])
                 .map_err(StoreError::postgres("listing approval requests"))?
@@ -115,7 +115,7 @@ impl ApprovalRepo for PgStore {
              ),
     ) -> Result<ApprovalRecord, ApprovalError> {
         let control_key = self.control_key()?;
-        self.with_client_as(|client| {
+        self.with_client(|client| {
             let mut tx = client
                 .transaction()
                 .map_err(StoreError::postgres("starting an approval decision"))?;

@@ -30,7 +30,7 @@ use super::{Conn, blocking, describe_postgres_error};
 use crate::evidence::StoreError;
 use crate::evidence::chain::now_rfc3339;
 use crate::store::owner::Identity;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -41,8 +41,9 @@ use super::Pool;
 pub struct Lease {
     id: String,
     pool: Pool,
-    /// Runs started under this lease whose log is still alive.
-    live: Mutex<HashSet<String>>,
+    /// Runs started under this lease whose log is still alive, each with
+    /// whether it holds an idempotency key's claim (released with it).
+    live: Mutex<HashMap<String, bool>>,
     state: Arc<Mutex<State>>,
     ttl: Duration,
     /// Dropped with the lease: stops the renewal thread.
@@ -119,17 +120,31 @@ impl Lease {
     /// Claims `run_id` for a log of this process. `false` if it is claimed
     /// already (a duplicate run id).
     pub(super) fn hold(&self, run_id: &str) -> bool {
-        lock(&self.live).insert(run_id.to_owned())
+        let mut live = lock(&self.live);
+        if live.contains_key(run_id) {
+            return false;
+        }
+        live.insert(run_id.to_owned(), false);
+        true
     }
 
-    /// Lets go of `run_id`: its log was sealed or dropped.
-    pub(super) fn release(&self, run_id: &str) {
-        lock(&self.live).remove(run_id);
+    /// Notes that `run_id`, held by this process, claimed an idempotency
+    /// key, so [`Lease::release`] says its claim is to be let go.
+    pub(super) fn note_idempotency_claim(&self, run_id: &str) {
+        if let Some(claimed) = lock(&self.live).get_mut(run_id) {
+            *claimed = true;
+        }
+    }
+
+    /// Lets go of `run_id`: its log was sealed or dropped. Whether it held
+    /// an idempotency key's claim.
+    pub(super) fn release(&self, run_id: &str) -> bool {
+        lock(&self.live).remove(run_id).unwrap_or(false)
     }
 
     /// Whether a log of this process still holds `run_id`.
     pub(super) fn holds(&self, run_id: &str) -> bool {
-        lock(&self.live).contains(run_id)
+        lock(&self.live).contains_key(run_id)
     }
 
     /// Fails with [`StoreError::LeaseLost`] once the lease is lost: not

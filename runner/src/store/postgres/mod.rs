@@ -152,11 +152,6 @@ impl PgStore {
         &self.shown
     }
 
-    /// The airlock home of this process.
-    pub fn home(&self) -> &Path {
-        &self.home
-    }
-
     /// The runner key that signs the control log: this process's, created
     /// if there is none yet (as the first run does).
     pub(crate) fn control_key(&self) -> Result<Arc<RunnerKey>, StoreError> {
@@ -170,19 +165,7 @@ impl PgStore {
     }
 
     /// Runs `f` with a pooled connection, off the caller's async thread.
-    pub(crate) fn with_client<T: Send>(
-        &self,
-        f: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError> + Send,
-    ) -> Result<T, StoreError> {
-        blocking(|| {
-            let mut conn = self.connection()?;
-            f(&mut conn)
-        })
-    }
-
-    /// Like [`PgStore::with_client`] for calls whose error type is not
-    /// [`StoreError`] (the repositories' own errors convert from it).
-    pub(crate) fn with_client_as<T: Send, E: From<StoreError> + Send>(
+    pub(crate) fn with_client<T: Send, E: From<StoreError> + Send>(
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<T, E> + Send,
     ) -> Result<T, E> {

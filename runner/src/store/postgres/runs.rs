@@ -71,6 +71,11 @@ impl RunStore for PgStore {
                 .map(|claimed| claimed == 1)
                 .map_err(StoreError::postgres("claiming the idempotency key"))
         })
+        .inspect(|&claimed| {
+            if claimed {
+                lease.note_idempotency_claim(run_id);
+            }
+        })
     }
 
     fn claim_key(&self, slots: &[Arc<RunnerKey>]) -> Result<Arc<RunnerKey>, StoreError> {
@@ -224,7 +229,9 @@ impl RunWriter for PgRunWriter {
     }
 
     fn release(&self, run_id: &str) {
-        self.lease.release(run_id);
+        if !self.lease.release(run_id) {
+            return;
+        }
         // Best effort: a claim left behind ends with the run's status or
         // this replica's lease anyway.
         let released = blocking(|| {

@@ -13,7 +13,7 @@ use crate::trust::access::AccessError;
 impl TokenRepo for PgStore {
     fn insert_token(&self, row: &TokenRow, hash: &str) -> Result<(), AccessError> {
         let key = self.control_key()?;
-        self.with_client_as(|client| {
+        self.with_client(|client| {
             let mut tx = client
                 .transaction()
                 .map_err(StoreError::postgres("storing the token"))?;
@@ -69,7 +69,7 @@ impl TokenRepo for PgStore {
 
     fn revoke_token(&self, name: &str, at: &str) -> Result<(), AccessError> {
         let key = self.control_key()?;
-        self.with_client_as(|client| {
+        self.with_client(|client| {
             let mut tx = client
                 .transaction()
                 .map_err(StoreError::postgres("revoking the token"))?;

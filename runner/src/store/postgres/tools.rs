@@ -69,7 +69,7 @@ impl ToolRepo for PgStore {
         judge: &mut (dyn FnMut(Option<&ExistingTool>) -> Result<ToolWrite, RegistryError> + Send),
     ) -> Result<ToolRecord, RegistryError> {
         let key = self.control_key()?;
-        self.with_client_as(|client| {
+        self.with_client(|client| {
             let mut tx = client
                 .transaction()
                 .map_err(StoreError::postgres("starting to register a tool"))?;
@@ -131,7 +131,7 @@ impl ToolRepo for PgStore {
         judge: &mut (dyn FnMut(&ToolHold) -> Result<ToolRemoval, RegistryError> + Send),
     ) -> Result<ToolHold, RegistryError> {
         let key = self.control_key()?;
-        self.with_client_as(|client| {
+        self.with_client(|client| {
             let mut tx = client
                 .transaction()
                 .map_err(StoreError::postgres("starting to remove a tool"))?;
