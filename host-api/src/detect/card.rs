@@ -21,8 +21,10 @@ const UATP_DIGITS: usize = 15;
 ///   after it or glued to a word (`qty 2 4111 1111 1111 1111`,
 ///   `ref x0123 4111 1111 1111 1111`: a number, then a grouped card); the
 ///   sequence is never cut elsewhere, so a 20-digit number in groups of
-///   four is no card; the boundary rules below apply to whichever is
-///   tried;
+///   four is no card (a card whose run another detector's finding
+///   lengthens, `xoxb-…-5678 4111 1111 1111 1111`, is found when
+///   [`super::scan`] looks again with that finding masked); the boundary
+///   rules below apply to whichever is tried;
 /// - no letter, digit or `_` directly before or after (hex hashes,
 ///   identifiers, longer numbers), no `.` plus digit (decimals such as
 ///   `0.30000000000000004`; a comma is not excluded, CSV rows are where

@@ -152,7 +152,42 @@ impl Finding {
 /// returns the findings sorted by `start`, pairwise non-overlapping.
 /// Overlapping candidates are merged into one finding spanning their union
 /// and named after the longest (see the module docs).
+///
+/// A value can stand out only once its neighbour is gone: in
+/// `xoxb-…-5678 4111 1111 1111 1111` the key's last digit group and the
+/// card form one longer digit run, which is no card, until the key is
+/// redacted. So after the first pass `scan` looks again with every finding
+/// masked (each of its bytes replaced by [`MASK`], which, like a
+/// redaction's brackets, glues to nothing), up to [`RESCANS`] times, and
+/// keeps what it finds: what [`redact`] leaves behind is then what a scan
+/// of the redacted text would also leave alone.
 pub fn scan(detectors: &[Detector], text: &str) -> Vec<Finding> {
+    let mut findings = merge(candidates(detectors, text));
+    for _ in 0..RESCANS {
+        if findings.is_empty() {
+            break;
+        }
+        let more = candidates(detectors, &masked(text, &findings));
+        if more.is_empty() {
+            break;
+        }
+        findings.extend(more);
+        findings = merge(findings);
+    }
+    findings
+}
+
+/// How many times [`scan`] looks again with its findings masked. Each pass
+/// is linear; two cover a value freed by a neighbour that was itself freed
+/// by one (the fuzzer's `detectors` target checks that no more are left).
+const RESCANS: usize = 2;
+
+/// What stands in for each byte of a finding when [`scan`] looks again: an
+/// ASCII control character, not part of any value, not a separator.
+const MASK: u8 = 0x1A;
+
+/// Every detector's candidates in `text`, unmerged.
+fn candidates(detectors: &[Detector], text: &str) -> Vec<Finding> {
     let mut candidates = Vec::new();
     for detector in Detector::ALL {
         if !detectors.contains(&detector) {
@@ -165,13 +200,26 @@ pub fn scan(detectors: &[Detector], text: &str) -> Vec<Finding> {
             Detector::ApiKey => api_key::scan(text, &mut candidates),
         }
     }
-    merge(candidates)
+    candidates
+}
+
+/// `text` with the bytes of each finding replaced by [`MASK`]. Findings
+/// fall on `char` boundaries, so the result is UTF-8 with the same
+/// offsets.
+fn masked(text: &str, findings: &[Finding]) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for finding in findings {
+        if let Some(span) = bytes.get_mut(finding.range()) {
+            span.fill(MASK);
+        }
+    }
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Byte that stands in for each invalid UTF-8 byte in [`scan_bytes`]: an
 /// ASCII control character, so offsets are preserved one-to-one and no
 /// detector treats it as part of a value.
-const INVALID_BYTE_STANDIN: char = '\u{1A}';
+const INVALID_BYTE_STANDIN: char = MASK as char;
 
 /// [`scan`] for a body that need not be UTF-8 (an HTTP request body).
 /// Valid UTF-8 is scanned as text; each invalid byte acts as a separator.
@@ -393,6 +441,33 @@ mod tests {
     // trip secret scanners.
     pub(super) fn key(prefix: &str, body: &str) -> String {
         format!("{prefix}{body}")
+    }
+
+    #[test]
+    fn a_card_next_to_a_secret_is_found_once_the_secret_is_masked() {
+        // The key's last digit group and the card are one 20-digit run,
+        // which alone is no card; with the key masked the card stands
+        // alone, as it does once the key is redacted.
+        let slack = key("xoxb-", "abcdefGHIJ-5678");
+        let text = format!("{slack} 4111 1111 1111 1111 end");
+        let findings = scan(ALL, &text);
+        let named: Vec<_> = findings
+            .iter()
+            .map(|f| (f.detector, &text[f.range()]))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (Detector::ApiKey, slack.as_str()),
+                (Detector::CreditCard, "4111 1111 1111 1111"),
+            ]
+        );
+        assert_eq!(
+            redact(&text, &findings),
+            "[redacted:api-key] [redacted:credit-card] end"
+        );
+        // Without a detected neighbour a longer grouped run stays no card.
+        assert!(scan(ALL, "1234 4111 1111 1111 1111 end").is_empty());
     }
 
     #[test]
