@@ -49,3 +49,7 @@ AIRLOCK_TEST_STORE=postgres cargo test --locked --workspace \
 cargo test --locked --manifest-path guest-sdk/Cargo.toml
 python3 -m unittest discover -s guest-sdk/python/tests
 node --test guest-sdk/js/test/
+# Every fuzz target for a few seconds on top of the build above (only
+# airlock's own crates are rebuilt, with coverage instrumentation). Last,
+# because those rebuilt crates stand in for the test build's.
+bash scripts/fuzz.sh --smoke 10
