@@ -12,7 +12,7 @@ ARG RUST_VERSION=1.95.0
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 # The whole workspace: cargo reads every member's manifest (host-api,
-# runner, fuzz/checks) even to build one package. .dockerignore keeps
+# runner, fuzz, fuzz/checks) even to build one package. .dockerignore keeps
 # target/ and other local state out of the context.
 COPY . .
 # --locked: build exactly the dependency versions in Cargo.lock, or fail.
