@@ -232,9 +232,7 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     .map_err(StoreError::sqlite("opening the database"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(StoreError::sqlite("setting the busy timeout"))?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(StoreError::sqlite("enabling WAL journaling"))?;
+    let mode = journal_mode_wal(&conn)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::NotWal {
             path: path.to_owned(),
@@ -246,6 +244,26 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(StoreError::sqlite("enabling foreign keys"))?;
     Ok(conn)
+}
+
+/// Switches `conn` to WAL and returns the journal mode it then has.
+///
+/// While another process creates the database, the switch can be refused
+/// with `SQLITE_BUSY` before the busy timeout has waited at all (SQLite
+/// does not wait where waiting could deadlock two connections), so it is
+/// retried, with a short pause, until [`BUSY_TIMEOUT`] has passed.
+fn journal_mode_wal(conn: &Connection) -> Result<String, StoreError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result.map_err(StoreError::sqlite("enabling WAL journaling")),
+        }
+    }
 }
 
 /// Applies the migrations `conn` has not seen yet, in one transaction.
