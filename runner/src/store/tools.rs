@@ -22,6 +22,7 @@ use crate::admission::registry::{RegistryError, ToolRecord};
 use crate::evidence::StoreError;
 use crate::evidence::control::ControlChange;
 use crate::store::bindings::BindingChange;
+use crate::store::rows::StoredRow;
 use std::io;
 use std::path::PathBuf;
 
@@ -59,6 +60,46 @@ pub struct UnreadableTool {
     pub name: String,
     /// What could not be read.
     pub reason: String,
+}
+
+/// The columns a [`ToolRow`] is selected with, in [`decode_tool_row`]'s
+/// order.
+pub const TOOL_COLUMNS: &str =
+    "name, digest, world, description, input_schema, signer, signature, size, added_at, owner";
+
+/// A [`TOOL_COLUMNS`] row; a column holding another type than the schema's
+/// (an edited database) makes it [`UnreadableTool`] naming the column.
+pub fn decode_tool_row(row: &dyn StoredRow) -> Result<ToolRow, UnreadableTool> {
+    let unreadable = |column: &str, reason: String| UnreadableTool {
+        name: row
+            .text(0)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "(unreadable name)".to_owned()),
+        reason: format!("the tools.{column} column {reason}"),
+    };
+    let text = |index: usize, column: &str| {
+        row.text(index)
+            .map_err(|e| unreadable(column, format!("has the wrong type ({e})")))
+    };
+    let required = |index: usize, column: &str| {
+        text(index, column)?.ok_or_else(|| unreadable(column, "is NULL".to_owned()))
+    };
+    Ok(ToolRow {
+        name: required(0, "name")?,
+        digest: required(1, "digest")?,
+        world: required(2, "world")?,
+        description: text(3, "description")?,
+        input_schema: text(4, "input_schema")?,
+        signer: text(5, "signer")?,
+        signature: text(6, "signature")?,
+        size: row
+            .integer(7)
+            .map_err(|e| unreadable("size", format!("has the wrong type ({e})")))?
+            .ok_or_else(|| unreadable("size", "is NULL".to_owned()))?,
+        added_at: required(8, "added_at")?,
+        owner: text(9, "owner")?,
+    })
 }
 
 /// What a name holds, read leniently (any stored value as text), so even

@@ -30,16 +30,12 @@ use crate::admission::signing::ToolSignature;
 use crate::evidence::StoreError;
 use crate::evidence::chain::now_rfc3339;
 use crate::store::tools::{
-    ComponentError, ComponentVersion, ExistingTool, StoredComponent, ToolHold, ToolRemoval,
-    ToolRepo, ToolRow, ToolWrite, UnreadableTool,
+    ComponentError, ComponentVersion, ExistingTool, StoredComponent, TOOL_COLUMNS, ToolHold,
+    ToolRemoval, ToolRepo, ToolRow, ToolWrite, UnreadableTool, decode_tool_row,
 };
 use postgres::GenericClient;
 use std::io;
 use std::path::PathBuf;
-
-/// Columns read for a [`ToolRow`], in [`read_row`]'s order.
-const COLUMNS: &str =
-    "name, digest, world, description, input_schema, signer, signature, size, added_at, owner";
 
 impl ToolRepo for PgStore {
     fn tool(&self, name: &str) -> Result<Option<Result<ToolRow, UnreadableTool>>, StoreError> {
@@ -53,10 +49,13 @@ impl ToolRepo for PgStore {
     fn tools(&self) -> Result<Vec<Result<ToolRow, UnreadableTool>>, StoreError> {
         self.with_client(|client| {
             Ok(client
-                .query(&format!("SELECT {COLUMNS} FROM tools ORDER BY name"), &[])
+                .query(
+                    &format!("SELECT {TOOL_COLUMNS} FROM tools ORDER BY name"),
+                    &[],
+                )
                 .map_err(StoreError::postgres("listing tools"))?
                 .iter()
-                .map(read_row)
+                .map(|row| decode_tool_row(row))
                 .collect())
         })
     }
@@ -214,12 +213,12 @@ fn select(
 ) -> Result<Option<Result<ToolRow, UnreadableTool>>, StoreError> {
     Ok(client
         .query_opt(
-            &format!("SELECT {COLUMNS} FROM tools WHERE name = $1"),
+            &format!("SELECT {TOOL_COLUMNS} FROM tools WHERE name = $1"),
             &[&name],
         )
         .map_err(StoreError::postgres("reading a tool"))?
         .as_ref()
-        .map(read_row))
+        .map(|row| decode_tool_row(row)))
 }
 
 /// The digest and owner stored for `name`, read leniently (a null digest
@@ -239,31 +238,6 @@ fn select_hold(
         })
         .transpose()
         .map_err(StoreError::postgres("reading a tool"))
-}
-
-/// Reads a row selected with [`COLUMNS`]; a column of the wrong type makes
-/// it [`UnreadableTool`].
-fn read_row(row: &postgres::Row) -> Result<ToolRow, UnreadableTool> {
-    let columns = || {
-        Ok::<_, postgres::Error>(ToolRow {
-            name: row.try_get(0)?,
-            digest: row.try_get(1)?,
-            world: row.try_get(2)?,
-            description: row.try_get(3)?,
-            input_schema: row.try_get(4)?,
-            signer: row.try_get(5)?,
-            signature: row.try_get(6)?,
-            size: row.try_get(7)?,
-            added_at: row.try_get(8)?,
-            owner: row.try_get(9)?,
-        })
-    };
-    columns().map_err(|e| UnreadableTool {
-        name: row
-            .try_get::<_, String>(0)
-            .unwrap_or_else(|_| "(unreadable name)".to_owned()),
-        reason: format!("a column has the wrong type ({e})"),
-    })
 }
 
 /// Deletes `digest`'s component if no row names it any more. Runs in the

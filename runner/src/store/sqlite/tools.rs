@@ -30,8 +30,8 @@ use crate::admission::registry::{RegistryError, ToolRecord};
 use crate::admission::signing::{ToolSignature, parse_digest};
 use crate::evidence::StoreError;
 use crate::store::tools::{
-    ComponentError, ComponentVersion, ExistingTool, StoredComponent, ToolHold, ToolRemoval,
-    ToolRepo, ToolRow, ToolWrite, UnreadableTool,
+    ComponentError, ComponentVersion, ExistingTool, StoredComponent, TOOL_COLUMNS, ToolHold,
+    ToolRemoval, ToolRepo, ToolRow, ToolWrite, UnreadableTool, decode_tool_row,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::fs::{self, File};
@@ -50,10 +50,6 @@ const COMPONENT_MODE: u32 = 0o644;
 /// version (far more than the file-time clock's tick).
 pub(crate) const SETTLED: Duration = Duration::from_secs(2);
 
-/// Columns read for a [`ToolRow`], in [`read_row`]'s order.
-const COLUMNS: &str =
-    "name, digest, world, description, input_schema, signer, signature, size, added_at, owner";
-
 impl ToolRepo for Store {
     fn tool(&self, name: &str) -> Result<Option<Result<ToolRow, UnreadableTool>>, StoreError> {
         self.with_conn(|conn| select(conn, name))
@@ -66,14 +62,14 @@ impl ToolRepo for Store {
     fn tools(&self) -> Result<Vec<Result<ToolRow, UnreadableTool>>, StoreError> {
         self.with_conn(|conn| {
             let mut stmt = conn
-                .prepare(&format!("SELECT {COLUMNS} FROM tools ORDER BY name"))
+                .prepare(&format!("SELECT {TOOL_COLUMNS} FROM tools ORDER BY name"))
                 .map_err(StoreError::sqlite("listing tools"))?;
             let mut rows = stmt
                 .query([])
                 .map_err(StoreError::sqlite("listing tools"))?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(StoreError::sqlite("listing tools"))? {
-                out.push(read_row(row));
+                out.push(decode_tool_row(row));
             }
             Ok(out)
         })
@@ -227,9 +223,9 @@ fn select(
     name: &str,
 ) -> Result<Option<Result<ToolRow, UnreadableTool>>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM tools WHERE name = ?1"))
+        .prepare_cached(&format!("SELECT {TOOL_COLUMNS} FROM tools WHERE name = ?1"))
         .map_err(StoreError::sqlite("reading a tool"))?;
-    stmt.query_row(params![name], |row| Ok(read_row(row)))
+    stmt.query_row(params![name], |row| Ok(decode_tool_row(row)))
         .optional()
         .map_err(StoreError::sqlite("reading a tool"))
 }
@@ -248,31 +244,6 @@ fn select_hold(conn: &Connection, name: &str) -> Result<Option<ToolHold>, StoreE
     )
     .optional()
     .map_err(StoreError::sqlite("reading a tool"))
-}
-
-/// Reads a row selected with [`COLUMNS`]; a column of the wrong type makes
-/// it [`UnreadableTool`].
-fn read_row(row: &rusqlite::Row<'_>) -> Result<ToolRow, UnreadableTool> {
-    let columns = || {
-        Ok::<_, rusqlite::Error>(ToolRow {
-            name: row.get(0)?,
-            digest: row.get(1)?,
-            world: row.get(2)?,
-            description: row.get(3)?,
-            input_schema: row.get(4)?,
-            signer: row.get(5)?,
-            signature: row.get(6)?,
-            size: row.get(7)?,
-            added_at: row.get(8)?,
-            owner: row.get(9)?,
-        })
-    };
-    columns().map_err(|e| UnreadableTool {
-        name: row
-            .get::<_, String>(0)
-            .unwrap_or_else(|_| "(unreadable name)".to_owned()),
-        reason: format!("a column has the wrong type ({e})"),
-    })
 }
 
 /// Deletes `digest`'s component file if no row names it any more. Runs in
