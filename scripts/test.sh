@@ -52,4 +52,4 @@ node --test guest-sdk/js/test/
 # Every fuzz target for a few seconds on top of the build above (only
 # airlock's own crates are rebuilt, with coverage instrumentation). Last,
 # because those rebuilt crates stand in for the test build's.
-bash scripts/fuzz.sh --smoke 10
+bash scripts/fuzz.sh --smoke 8
