@@ -28,7 +28,8 @@
 //! `BENCH_ONLY` (comma-separated: hello, throughput, churn, http, fuel,
 //! density, cold, auth) picks sections, `BENCH_WAITING` the number of runs
 //! waiting on approval (default 200), `BENCH_CONCURRENCY` and
-//! `BENCH_THROUGHPUT_RUNS` shape the throughput run. Prints Markdown
+//! `BENCH_THROUGHPUT_RUNS` shape the throughput run, `BENCH_POOL_INSTANCES`
+//! shrinks the engine's instance pool (for callgrind). Prints Markdown
 //! tables; results go in BENCHMARKS.md.
 
 #[path = "../../tests/support/guests.rs"]
@@ -323,7 +324,17 @@ fn main() {
     );
 
     let runner = Arc::new(Runner::new(
-        Runtime::new(&home.cache_dir()).expect("engine"),
+        // BENCH_POOL_INSTANCES: a smaller instance pool (default: the
+        // runtime's), so the engine's address-space reservation fits under
+        // valgrind for callgrind profiles.
+        match std::env::var("BENCH_POOL_INSTANCES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            Some(n) => Runtime::with_instances(&home.cache_dir(), n),
+            None => Runtime::new(&home.cache_dir()),
+        }
+        .expect("engine"),
         Arc::new(Store::open(home.root()).expect("store")),
         Arc::new(RunnerKey::load_or_init(home.root()).expect("key").0),
         home.clone(),
