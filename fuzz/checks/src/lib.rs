@@ -595,6 +595,15 @@ pub fn guest_json(data: &[u8]) {
     let json = report.to_json();
     let text = json.to_string();
     let back: serde_json::Value = serde_json::from_str(&text).expect("the report re-parses");
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(&output) {
+        // Event hashes take a fast path for most objects: it must write
+        // the reference's bytes for every object a guest can return.
+        assert_eq!(
+            airlock_runner::evidence::chain::canonical_json(&object).ok(),
+            serde_jcs::to_vec(&object).ok(),
+            "canonical JSON differs from serde_jcs for {object:?}"
+        );
+    }
     match serde_json::from_str::<serde_json::Value>(&output) {
         Ok(parsed) => assert_eq!(back["output"], parsed),
         Err(_) => assert_eq!(back["output"], serde_json::Value::String(output)),

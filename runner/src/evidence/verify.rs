@@ -958,7 +958,7 @@ fn original_position(event: &Event, max_seq: u64) -> Option<u64> {
         .filter(|&candidate| candidate != event.seq)
         .find(|&candidate| {
             flat.insert("seq".into(), Value::from(candidate));
-            serde_jcs::to_vec(&flat)
+            super::chain::canonical_json(&flat)
                 .map(|bytes| airlock_host_api::evidence::sha256_hex(&bytes) == event.hash)
                 .unwrap_or(false)
         })
