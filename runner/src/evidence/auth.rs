@@ -70,7 +70,7 @@ impl AuthRoot {
     pub fn for_run(&self, start: &RunStart) -> RunAuth {
         // JCS of a struct of strings cannot fail; an empty info would still
         // be bound to the run id through the event hashes.
-        let info = serde_jcs::to_vec(start).unwrap_or_default();
+        let info = super::chain::canonical_json_of(start).unwrap_or_default();
         let info_parts = [info.as_slice()];
         let key = match self.0.expand(&info_parts, hmac::HMAC_SHA256) {
             Ok(okm) => hmac::Key::from(okm),

@@ -63,6 +63,16 @@ pub fn canonical_json(object: &Map<String, Value>) -> Result<Vec<u8>, serde_json
     }
 }
 
+/// [`canonical_json`] of any value that serialises to a JSON object (a
+/// seal's body, a run's start record), through its `serde_json` form;
+/// anything else goes to `serde_jcs` as it is.
+pub fn canonical_json_of<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    match serde_json::to_value(value)? {
+        Value::Object(object) => canonical_json(&object),
+        _ => serde_jcs::to_vec(value),
+    }
+}
+
 /// Whether `serde_json` writes `key: value` as RFC 8785 does (see
 /// [`canonical_json`]).
 fn same_in_both(key: &str, value: &Value) -> bool {
@@ -370,6 +380,43 @@ mod tests {
                 "{map:?}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn canonical_json_of_a_struct_matches_the_reference() -> TestResult {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            run_id: &'a str,
+            exit_code: i32,
+            position: u64,
+            prev_seal: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            record: Option<u8>,
+            zeta: Vec<u64>,
+        }
+        let bodies = [
+            Body {
+                run_id: "r1",
+                exit_code: -6,
+                position: 7,
+                prev_seal: None,
+                record: None,
+                zeta: vec![1, 2],
+            },
+            Body {
+                run_id: "r\u{1}😀",
+                exit_code: i32::MIN,
+                position: u64::MAX,
+                prev_seal: Some("s"),
+                record: Some(3),
+                zeta: vec![],
+            },
+        ];
+        for body in &bodies {
+            assert_eq!(canonical_json_of(body)?, serde_jcs::to_vec(body)?);
+        }
+        assert_eq!(canonical_json_of(&[1, 2])?, serde_jcs::to_vec(&[1, 2])?);
         Ok(())
     }
 

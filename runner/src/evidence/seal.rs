@@ -97,7 +97,7 @@ impl Seal {
     /// `{run_id, head_hash, event_count, prev_seal, key_id, sealed_at,
     /// position, record}` (`record` omitted when absent).
     pub fn signed_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_jcs::to_vec(&SealBody {
+        super::chain::canonical_json_of(&SealBody {
             run_id: &self.run_id,
             head_hash: &self.head_hash,
             event_count: self.event_count,
