@@ -51,5 +51,5 @@ python3 -m unittest discover -s guest-sdk/python/tests
 node --test guest-sdk/js/test/
 # Every fuzz target for a few seconds on top of the build above (only
 # airlock's own crates are rebuilt, with coverage instrumentation). Last,
-# because those rebuilt crates stand in for the test build's.
+# because the next ordinary build compiles those crates once more.
 bash scripts/fuzz.sh --smoke 8
